@@ -1,0 +1,49 @@
+"""ipvs: Linux IPVS (the kernel's layer-4 load balancer) from Python.
+
+    import ipvs
+    with ipvs.IPVS() as lb:
+        svc = ipvs.Service(address="10.0.0.1", port=80, protocol="tcp", scheduler="rr")
+        lb.add_service(svc)
+        lb.add_destination(svc, ipvs.Destination("192.168.1.10", 8080, forward=ipvs.Forward.MASQ))
+
+The model and the errors are pure Python and import without the compiled
+extension; ``IPVS`` (and the batch/apply types) load the extension on first use.
+"""
+
+from ipvs._version import __version__
+from ipvs._model import (Connection, Daemon, DaemonState, Destination, Forward, Info,
+                         Protocol, Service, ServiceFlags, Stats, Timeouts, TunnelFlags,
+                         TunnelType)
+from ipvs.errors import (BatchError, DaemonExistsError, DaemonNotRunningError,
+                         DestinationExistsError, DestinationNotFoundError, InvalidRequestError,
+                         IPVSError, IPVSPermissionError, IPVSTimeoutError,
+                         IPVSUnavailableError, PersistenceEngineNotFoundError,
+                         SchedulerNotFoundError, ServiceExistsError, ServiceNotFoundError,
+                         UnsupportedError)
+
+__all__ = [
+    "__version__",
+    "IPVS", "Batch", "Change", "Plan",
+    "Service", "Destination", "Stats", "Info", "Timeouts", "Daemon", "Connection",
+    "Protocol", "Forward", "ServiceFlags", "TunnelType", "TunnelFlags", "DaemonState",
+    "IPVSError", "IPVSUnavailableError", "IPVSPermissionError", "IPVSTimeoutError",
+    "UnsupportedError", "ServiceExistsError", "ServiceNotFoundError",
+    "DestinationExistsError", "DestinationNotFoundError", "SchedulerNotFoundError",
+    "PersistenceEngineNotFoundError", "DaemonExistsError", "DaemonNotRunningError",
+    "InvalidRequestError", "BatchError",
+]
+
+_LAZY = {"IPVS", "Batch", "Change", "Plan"}
+
+
+def __getattr__(name: str):  # PEP 562: load the compiled extension on first use
+    if name in _LAZY:
+        from ipvs import _handle
+        value = getattr(_handle, name)
+        globals()[name] = value
+        return value
+    raise AttributeError("module 'ipvs' has no attribute %r" % name)
+
+
+def __dir__():
+    return sorted(set(globals()) | _LAZY)

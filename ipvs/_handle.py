@@ -1,0 +1,511 @@
+"""The `IPVS` handle: the friendly API over the Cython module.
+
+Arguments are checked here (types, the model's own validation) before anything
+reaches C; the Cython layer converts and raises the mapped kernel errors.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import threading
+import warnings
+from typing import (Any, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional,
+                    Sequence, Tuple, Union)
+
+from ipvs import _libipvs
+from ipvs._model import (Connection, Daemon, DaemonState, Destination, Info, Protocol,
+                         Service, Stats, Timeouts)
+from ipvs.errors import BatchError, IPVSError
+
+__all__ = ["IPVS", "Batch", "Change", "Plan", "Call"]
+
+NetnsLike = Union[None, str, "os.PathLike[str]", int]
+
+
+def _need(kind: type, name: str, value: Any) -> None:
+    if not isinstance(value, kind):
+        raise TypeError("%s must be a %s, not %s" % (name, kind.__name__, type(value).__name__))
+
+
+def _open_netns(netns: NetnsLike) -> Tuple[int, bool]:
+    """Return (fd, owned) for the netns argument; -1 for the caller's own."""
+    if netns is None:
+        return -1, False
+    if isinstance(netns, bool):
+        raise TypeError("netns must be a name, a path or a file descriptor, not bool")
+    if isinstance(netns, int):
+        if netns < 0:
+            raise ValueError("netns: a file descriptor must be >= 0, got %d" % netns)
+        return netns, False
+    if isinstance(netns, (str, os.PathLike)):
+        text = os.fspath(netns)
+        if not isinstance(text, str) or not text:
+            raise ValueError("netns: empty name")
+        path = text if "/" in text else os.path.join("/run/netns", text)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise FileNotFoundError(2, "network namespace %r not found" % text, path) from None
+        return fd, True
+    raise TypeError("netns must be a name, a path or a file descriptor, not %s"
+                    % type(netns).__name__)
+
+
+class Call(NamedTuple):
+    """One recorded call of a batch."""
+    method: str
+    service: Service
+    destination: Optional[Destination] = None
+
+    def __repr__(self) -> str:
+        if self.destination is None:
+            return "%s(%r)" % (self.method, self.service)
+        return "%s(%r, %r)" % (self.method, self.service, self.destination)
+
+    __str__ = __repr__
+
+
+class Change(NamedTuple):
+    """One step of a plan: ``action`` is the IPVS method that performs it."""
+    action: str
+    service: Service
+    destination: Optional[Destination] = None
+
+    def __str__(self) -> str:
+        if self.destination is None:
+            return "%s %s" % (self.action, self.service)
+        return "%s %s in %s" % (self.action, self.destination, self.service)
+
+
+class Plan:
+    """The changes `IPVS.apply` made (or would make, with ``dry_run``)."""
+
+    __slots__ = ("changes", "applied")
+
+    def __init__(self, changes: Sequence[Change], applied: bool = False) -> None:
+        self.changes: List[Change] = list(changes)
+        self.applied = applied
+
+    def __bool__(self) -> bool:
+        return bool(self.changes)
+
+    def __len__(self) -> int:
+        return len(self.changes)
+
+    def __iter__(self) -> Iterator[Change]:
+        return iter(self.changes)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Plan):
+            return self.changes == other.changes
+        if isinstance(other, list):
+            return self.changes == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return "Plan(%r, applied=%r)" % (self.changes, self.applied)
+
+    def __str__(self) -> str:
+        if not self.changes:
+            return "no changes"
+        return "\n".join(str(c) for c in self.changes)
+
+
+class Batch:
+    """Collects add/update/delete calls; `IPVS.batch` sends them on exit."""
+
+    def __init__(self, owner: "IPVS") -> None:
+        self._owner = owner
+        self.calls: List[Call] = []
+        self.done = False
+
+    def _svc(self, method: str, service: Service) -> None:
+        _need(Service, "service", service)
+        if self.done:
+            raise ValueError("this batch was already sent")
+        self.calls.append(Call(method, service, None))
+
+    def _dest(self, method: str, service: Service, dest: Destination) -> None:
+        _need(Service, "service", service)
+        _need(Destination, "destination", dest)
+        if self.done:
+            raise ValueError("this batch was already sent")
+        self.calls.append(Call(method, service, dest))
+
+    def add_service(self, service: Service) -> None:
+        self._svc("add_service", service)
+
+    def update_service(self, service: Service) -> None:
+        self._svc("update_service", service)
+
+    def delete_service(self, service: Service) -> None:
+        self._svc("delete_service", service)
+
+    def add_destination(self, service: Service, dest: Destination) -> None:
+        self._dest("add_destination", service, dest)
+
+    def update_destination(self, service: Service, dest: Destination) -> None:
+        self._dest("update_destination", service, dest)
+
+    def delete_destination(self, service: Service, dest: Destination) -> None:
+        self._dest("delete_destination", service, dest)
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+    def __enter__(self) -> "Batch":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            # the block failed: nothing was sent, nothing is sent
+            self.done = True
+            return None
+        self.send()
+        return None
+
+    def send(self) -> int:
+        """Send the recorded calls now; returns how many were applied.
+        Raises BatchError if any failed (the others stay applied)."""
+        if self.done:
+            raise ValueError("this batch was already sent")
+        self.done = True
+        return self._owner._run_batch(self.calls)
+
+
+class IPVS:
+    """A handle on the kernel's IPVS table of one network namespace.
+
+    ``IPVS(*, backend="auto", netns=None, timeout=5.0)``; see API.md.
+    """
+
+    def __init__(self, *, backend: str = "auto", netns: NetnsLike = None,
+                 timeout: Optional[float] = 5.0) -> None:
+        self._h: Any = None
+        if not isinstance(backend, str):
+            raise TypeError("backend must be a str, not %s" % type(backend).__name__)
+        if backend not in _libipvs.BACKENDS:
+            raise ValueError("backend must be 'auto', 'netlink' or 'sockopt', got %r" % backend)
+        ms = self._timeout_ms(timeout)
+        fd, owned = _open_netns(netns)
+        try:
+            self._h = _libipvs.Handle(_libipvs.BACKENDS[backend], fd, ms)
+        finally:
+            if owned:
+                os.close(fd)
+        self._timeout = timeout
+        self._netns = netns if not isinstance(netns, int) else None
+
+    @staticmethod
+    def _timeout_ms(timeout: Optional[float]) -> int:
+        if timeout is None:
+            return 0
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise TypeError("timeout must be a number of seconds or None")
+        if not timeout > 0:
+            raise ValueError("timeout must be > 0 seconds (or None to wait forever)")
+        return max(1, min(int(timeout * 1000 + 0.5), 2**31 - 1))
+
+    # -------------------------------------------------------------- handle
+    @property
+    def backend(self) -> str:
+        """ "netlink" or "sockopt": what this handle speaks."""
+        return self._live().backend  # type: ignore[no-any-return]
+
+    @property
+    def closed(self) -> bool:
+        return self._h is None or self._h.closed
+
+    @property
+    def timeout(self) -> Optional[float]:
+        return self._timeout
+
+    @timeout.setter
+    def timeout(self, value: Optional[float]) -> None:
+        ms = self._timeout_ms(value)
+        self._live().set_timeout(ms)
+        self._timeout = value
+
+    def _live(self) -> Any:
+        h = self._h
+        if h is None or h.closed:
+            raise ValueError("I/O operation on a closed IPVS handle")
+        return h
+
+    def close(self) -> None:
+        """Close the kernel socket. Idempotent."""
+        if self._h is not None:
+            self._h.close()
+
+    def __enter__(self) -> "IPVS":
+        self._live()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        h = getattr(self, "_h", None)
+        if h is not None and not h.closed:
+            warnings.warn("unclosed %r" % (self,), ResourceWarning, stacklevel=2)
+            h.close()
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return "<ipvs.IPVS closed>"
+        ns = " netns=%r" % (self._netns,) if self._netns is not None else ""
+        return "<ipvs.IPVS backend=%r%s>" % (self._h.backend, ns)
+
+    def fileno(self) -> int:
+        """The kernel socket's descriptor (for diagnostics; do not read it)."""
+        return self._live().fileno()  # type: ignore[no-any-return]
+
+    # ---------------------------------------------------------------- info
+    def info(self) -> Info:
+        version, size = self._live().info()
+        vi = ((version >> 16) & 0xFF, (version >> 8) & 0xFF, version & 0xFF)
+        return Info("%d.%d.%d" % vi, vi, size)
+
+    # ------------------------------------------------------------ services
+    def services(self) -> List[Service]:
+        """Every virtual service, each with ``.stats``."""
+        return self._live().services()  # type: ignore[no-any-return]
+
+    def get_service(self, service: Service) -> Service:
+        _need(Service, "service", service)
+        return self._live().get_service(service)  # type: ignore[no-any-return]
+
+    def add_service(self, service: Service) -> None:
+        _need(Service, "service", service)
+        self._live()._svc_op("add_service", service)
+
+    def update_service(self, service: Service) -> None:
+        _need(Service, "service", service)
+        self._live()._svc_op("update_service", service)
+
+    def delete_service(self, service: Service) -> None:
+        _need(Service, "service", service)
+        self._live()._svc_op("delete_service", service)
+
+    # -------------------------------------------------------- destinations
+    def destinations(self, service: Service) -> List[Destination]:
+        """The service's real servers, each with counters and ``.stats``.
+        (A service that does not exist has none: the kernel's dump is empty.)"""
+        _need(Service, "service", service)
+        return self._live().destinations(service)  # type: ignore[no-any-return]
+
+    def add_destination(self, service: Service, dest: Destination) -> None:
+        _need(Service, "service", service)
+        _need(Destination, "dest", dest)
+        self._live()._dest_op("add_destination", service, dest)
+
+    def update_destination(self, service: Service, dest: Destination) -> None:
+        _need(Service, "service", service)
+        _need(Destination, "dest", dest)
+        self._live()._dest_op("update_destination", service, dest)
+
+    def delete_destination(self, service: Service, dest: Destination) -> None:
+        _need(Service, "service", service)
+        _need(Destination, "dest", dest)
+        self._live()._dest_op("delete_destination", service, dest)
+
+    def table(self) -> Dict[Service, List[Destination]]:
+        """Everything at once: {Service: [Destination, ...]} in kernel order,
+        from one service dump and one destination dump per service."""
+        return dict(self._live().listing())
+
+    # --------------------------------------------------------------- table
+    def flush(self) -> None:
+        """Remove every virtual service (and so every destination)."""
+        self._live().flush()
+
+    def zero(self, service: Optional[Service] = None) -> None:
+        """Zero the counters of one service, or of all when None."""
+        if service is not None:
+            _need(Service, "service", service)
+        self._live().zero(service)
+
+    def timeouts(self) -> Timeouts:
+        return self._live().timeouts()  # type: ignore[no-any-return]
+
+    def set_timeouts(self, *, tcp: Optional[int] = None, tcp_fin: Optional[int] = None,
+                     udp: Optional[int] = None) -> None:
+        """Set connection timeouts in seconds; None leaves a value unchanged."""
+        vals = []
+        for name, v in (("tcp", tcp), ("tcp_fin", tcp_fin), ("udp", udp)):
+            if v is None:
+                vals.append(0)  # the kernel leaves a 0 unchanged
+                continue
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError("set_timeouts: %s must be an int number of seconds" % name)
+            if not 1 <= v <= 0x7FFFFFFF // 1000:
+                raise ValueError("set_timeouts: %s must be 1..%d seconds, got %d"
+                                 % (name, 0x7FFFFFFF // 1000, v))
+            vals.append(v)
+        self._live().set_timeouts(*vals)
+
+    # ------------------------------------------------------------- daemons
+    def daemons(self) -> List[Daemon]:
+        return self._live().daemons()  # type: ignore[no-any-return]
+
+    def start_daemon(self, daemon: Daemon) -> None:
+        _need(Daemon, "daemon", daemon)
+        self._live().start_daemon(daemon)
+
+    def stop_daemon(self, state: Union[DaemonState, int, str]) -> None:
+        if isinstance(state, str):
+            try:
+                state = DaemonState[state.strip().upper()]
+            except KeyError:
+                raise ValueError("stop_daemon: state must be MASTER or BACKUP") from None
+        if isinstance(state, bool) or not isinstance(state, int):
+            raise TypeError("stop_daemon: state must be a DaemonState")
+        try:
+            state = DaemonState(state)
+        except ValueError:
+            raise ValueError("stop_daemon: state must be MASTER or BACKUP, got %r" % state) from None
+        self._live().stop_daemon(state)
+
+    # --------------------------------------------------------- connections
+    def connections(self) -> List[Connection]:
+        """The connection table of the handle's namespace (/proc/net/ip_vs_conn)."""
+        text = self._live().read_proc_net("ip_vs_conn")
+        return parse_connections(text or "")
+
+    def stats(self) -> Stats:
+        """Totals over the whole table of the handle's namespace
+        (/proc/net/ip_vs_stats)."""
+        text = self._live().read_proc_net("ip_vs_stats")
+        if text is None:
+            raise IPVSError(2, "stats: /proc/net/ip_vs_stats is missing (IPVS not loaded?)", "stats")
+        return parse_global_stats(text)
+
+    # ---------------------------------------------------------------- bulk
+    def batch(self) -> Batch:
+        """A context manager collecting calls, sent together on exit."""
+        self._live()
+        return Batch(self)
+
+    def _run_batch(self, calls: List[Call]) -> int:
+        results = self._live().batch([(c.method, c.service, c.destination) for c in calls])
+        failures = [(c, e) for c, e in zip(calls, results) if e is not None]
+        succeeded = len(calls) - len(failures)
+        if failures:
+            raise BatchError(failures, succeeded)
+        return succeeded
+
+    def apply(self, desired: Mapping[Service, Iterable[Destination]], *, prune: bool = True,
+              dry_run: bool = False) -> Plan:
+        """Make the table equal to ``desired`` ({Service: [Destination]}) with
+        the fewest changes: one dump, a minimal plan, one batch."""
+        if not isinstance(desired, Mapping):
+            raise TypeError("apply: desired must be a mapping of Service to destinations")
+        want: Dict[Any, Tuple[Service, Dict[Any, Destination]]] = {}
+        for svc, dests in desired.items():
+            _need(Service, "service", svc)
+            if svc.key in want:
+                raise ValueError("apply: %s is given twice" % svc)
+            dmap: Dict[Any, Destination] = {}
+            for d in dests:
+                _need(Destination, "destination", d)
+                if d.key in dmap:
+                    raise ValueError("apply: %s is given twice in %s" % (d, svc))
+                dmap[d.key] = d
+            want[svc.key] = (svc, dmap)
+        current = {svc.key: (svc, {d.key: d for d in dests})
+                   for svc, dests in self._live().listing()}
+        changes = plan_changes(current, want, prune=prune)
+        plan = Plan(changes, applied=False)
+        if changes and not dry_run:
+            self._run_batch([Call(c.action, c.service, c.destination) for c in changes])
+            plan.applied = True
+        return plan
+
+
+def plan_changes(current: Mapping[Any, Tuple[Service, Mapping[Any, Destination]]],
+                 want: Mapping[Any, Tuple[Service, Mapping[Any, Destination]]], *,
+                 prune: bool = True) -> List[Change]:
+    """The minimal ordered list of changes turning ``current`` into ``want``
+    (both {service key: (Service, {dest key: Destination})})."""
+    changes: List[Change] = []
+    if prune:
+        for key, (svc, _) in current.items():
+            if key not in want:
+                changes.append(Change("delete_service", svc))
+    for key, (svc, dests) in want.items():
+        have = current.get(key)
+        if have is None:
+            changes.append(Change("add_service", svc))
+            for d in dests.values():
+                changes.append(Change("add_destination", svc, d))
+            continue
+        cur_svc, cur_dests = have
+        if svc != cur_svc:
+            if (svc.pe_name is None) != (cur_svc.pe_name is None) and cur_svc.pe_name:
+                # the kernel cannot take a persistence engine away by an update:
+                # re-create the service with its destinations
+                changes.append(Change("delete_service", cur_svc))
+                changes.append(Change("add_service", svc))
+                for d in dests.values():
+                    changes.append(Change("add_destination", svc, d))
+                continue
+            changes.append(Change("update_service", svc))
+        if prune:
+            for dkey, d in cur_dests.items():
+                if dkey not in dests:
+                    changes.append(Change("delete_destination", svc, d))
+        for dkey, d in dests.items():
+            cd = cur_dests.get(dkey)
+            if cd is None:
+                changes.append(Change("add_destination", svc, d))
+            elif cd != d:
+                changes.append(Change("update_destination", svc, d))
+    return changes
+
+
+# ------------------------------------------------------------------ parsers
+
+def _proc_addr(text: str) -> Any:
+    if ":" in text:
+        return ipaddress.IPv6Address(text)
+    return ipaddress.IPv4Address(int(text, 16))
+
+
+def parse_connections(text: str) -> List[Connection]:
+    """Parse /proc/net/ip_vs_conn (IPv4 lines in hex, IPv6 lines in colon form)."""
+    out = []
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) < 9 or f[0] == "Pro":
+            continue
+        try:
+            proto: Any = Protocol[f[0].upper()]
+        except KeyError:
+            proto = f[0]
+        try:
+            out.append(Connection._make(
+                proto, _proc_addr(f[1]), int(f[2], 16), _proc_addr(f[3]), int(f[4], 16),
+                _proc_addr(f[5]), int(f[6], 16), f[7], int(f[8])))
+        except ValueError:
+            continue  # a line of a format this parser does not know
+    return out
+
+
+def parse_global_stats(text: str) -> Stats:
+    """Parse /proc/net/ip_vs_stats (hexadecimal columns)."""
+    rows = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 5:
+            try:
+                rows.append([int(p, 16) for p in parts])
+            except ValueError:
+                continue
+    if len(rows) < 2:
+        raise ValueError("unexpected /proc/net/ip_vs_stats format")
+    (c, pi, po, bi, bo), (cps, ppsi, ppso, bpsi, bpso) = rows[0], rows[1]
+    return Stats(c, pi, po, bi, bo, cps, ppsi, ppso, bpsi, bpso)

@@ -1,0 +1,628 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The only module that touches C: converts model objects <-> libipvs structs,
+releases the GIL around kernel I/O, and sends every return code through one
+check function (``_check``) that asks :func:`ipvs.errors.from_errno` for the
+exception."""
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, uint64_t
+from libc.string cimport memset, memcpy, strlen
+from libc.stdlib cimport malloc, free
+from cpython.bytes cimport PyBytes_FromStringAndSize
+
+import socket as _socket
+import ipaddress as _ipaddress
+
+from ipvs import errors as _errors
+from ipvs._model import (Service, Destination, Stats, Daemon, Timeouts, Protocol, Forward,
+                         ServiceFlags, TunnelType, TunnelFlags, DaemonState)
+
+cdef extern from "arpa/inet.h" nogil:
+    uint32_t htonl(uint32_t)
+    uint32_t ntohl(uint32_t)
+
+cdef object AF_INET = _socket.AF_INET
+cdef object AF_INET6 = _socket.AF_INET6
+cdef object IPv4Address = _ipaddress.IPv4Address
+cdef object IPv6Address = _ipaddress.IPv6Address
+cdef object from_errno = _errors.from_errno
+
+cdef dict _PROTO = {int(p): p for p in Protocol}
+cdef tuple _FORWARD = tuple(Forward)
+cdef dict _TUNTYPE = {int(t): t for t in TunnelType}
+cdef dict _SVCFLAGS = {}
+cdef dict _TUNFLAGS = {}
+
+# Python-side setters of the records' slots: building a record through them
+# skips validation (the kernel's values are trusted to be in range).
+cdef tuple _SVC_SET = Service._setters
+cdef tuple _DEST_SET = Destination._setters
+cdef tuple _STATS_SET = Stats._setters
+cdef object _new = object.__new__
+
+BACKEND_NAMES = {IPVS_BACKEND_NETLINK: "netlink", IPVS_BACKEND_SOCKOPT: "sockopt"}
+BACKENDS = {"auto": IPVS_BACKEND_AUTO, "netlink": IPVS_BACKEND_NETLINK,
+            "sockopt": IPVS_BACKEND_SOCKOPT}
+
+OPS = {
+    "add_service": IPVS_OP_ADD_SERVICE,
+    "update_service": IPVS_OP_UPDATE_SERVICE,
+    "delete_service": IPVS_OP_DEL_SERVICE,
+    "add_destination": IPVS_OP_ADD_DEST,
+    "update_destination": IPVS_OP_UPDATE_DEST,
+    "delete_destination": IPVS_OP_DEL_DEST,
+}
+
+
+cdef object _svc_flags(uint32_t flags):
+    flags &= ~(<uint32_t>0x2)   # HASHED is kernel-internal state: see _model.py
+    r = _SVCFLAGS.get(flags)
+    if r is None:
+        r = _SVCFLAGS[flags] = ServiceFlags(flags)
+    return r
+
+
+cdef object _tun_flags(uint16_t flags):
+    r = _TUNFLAGS.get(flags)
+    if r is None:
+        r = _TUNFLAGS[flags] = TunnelFlags(flags)
+    return r
+
+
+cdef class _AddrCache:
+    """Shares one ipaddress object per distinct address within one listing."""
+    cdef dict v4
+    cdef dict v6
+
+    def __cinit__(self):
+        self.v4 = {}
+        self.v6 = {}
+
+    cdef object get(self, int af, const ipvs_addr *a):
+        cdef uint32_t ip
+        if af == 10:
+            key = PyBytes_FromStringAndSize(<const char *>a.bytes, 16)
+            r = self.v6.get(key)
+            if r is None:
+                r = self.v6[key] = IPv6Address(key)
+            return r
+        ip = ntohl(a.ip)
+        r = self.v4.get(ip)
+        if r is None:
+            r = self.v4[ip] = IPv4Address(ip)
+        return r
+
+
+cdef object _addr(int af, const ipvs_addr *a):
+    if af == 10:
+        return IPv6Address(PyBytes_FromStringAndSize(<const char *>a.bytes, 16))
+    return IPv4Address(ntohl(a.ip))
+
+
+cdef int _addr_to_c(object addr, ipvs_addr *out) except -1:
+    cdef bytes packed = addr.packed
+    memset(out, 0, sizeof(ipvs_addr))
+    memcpy(out.bytes, <const char *>packed, len(packed))
+    return 0
+
+
+cdef object _stats(int kind, const ipvs_stats *s):
+    if kind == IPVS_STATS_NONE:
+        return None
+    obj = _new(Stats)
+    cdef tuple st = _STATS_SET
+    st[0](obj, s.conns)
+    st[1](obj, s.inpkts)
+    st[2](obj, s.outpkts)
+    st[3](obj, s.inbytes)
+    st[4](obj, s.outbytes)
+    st[5](obj, s.cps)
+    st[6](obj, s.inpps)
+    st[7](obj, s.outpps)
+    st[8](obj, s.inbps)
+    st[9](obj, s.outbps)
+    return obj
+
+
+cdef inline int _prefix(uint32_t mask_host):
+    cdef int n = 0
+    while n < 32 and (mask_host & (<uint32_t>0x80000000 >> n)):
+        n += 1
+    return n
+
+
+cdef object _svc_from_c(const ipvs_service *s, _AddrCache cache):
+    obj = _new(Service)
+    cdef tuple st = _SVC_SET
+    fam = AF_INET6 if s.af == 10 else AF_INET
+    st[0](obj, fam)
+    st[1](obj, _PROTO.get(s.protocol, s.protocol))
+    if s.fwmark:
+        st[2](obj, None)
+    else:
+        st[2](obj, cache.get(s.af, &s.addr) if cache is not None else _addr(s.af, &s.addr))
+    st[3](obj, s.port)
+    st[4](obj, s.fwmark)
+    st[5](obj, (<bytes>s.sched_name).decode("ascii", "replace"))
+    st[6](obj, _svc_flags(s.flags))
+    st[7](obj, s.timeout)
+    if s.af == 10:
+        st[8](obj, s.netmask)
+    else:
+        st[8](obj, _prefix(ntohl(s.netmask)))
+    st[9](obj, (<bytes>s.pe_name).decode("ascii", "replace") if s.pe_name[0] else None)
+    st[10](obj, _stats(s.stats_kind, &s.stats))
+    return obj
+
+
+cdef int _svc_to_c(object svc, ipvs_service *c) except -1:
+    cdef int nm
+    memset(c, 0, sizeof(ipvs_service))
+    c.af = <uint16_t>int(svc.family)
+    c.protocol = <uint16_t>int(svc.protocol)
+    c.fwmark = svc.fwmark
+    if svc.address is not None:
+        _addr_to_c(svc.address, &c.addr)
+    c.port = svc.port
+    sched = (<str>svc.scheduler).encode("ascii")
+    if len(sched) >= IPVS_SCHED_NAME_MAX:
+        raise ValueError("Service.scheduler is too long")
+    memcpy(c.sched_name, <const char *>sched, len(sched))
+    if svc.pe_name:
+        pe = (<str>svc.pe_name).encode("ascii")
+        if len(pe) >= IPVS_PE_NAME_MAX:
+            raise ValueError("Service.pe_name is too long")
+        memcpy(c.pe_name, <const char *>pe, len(pe))
+    c.flags = int(svc.flags)
+    c.flags_mask = 0xFFFFFFFF
+    c.timeout = svc.timeout
+    nm = svc.netmask
+    if c.af == 10:
+        c.netmask = nm
+    else:
+        c.netmask = htonl(<uint32_t>(0xFFFFFFFF << (32 - nm)) if nm > 0 else 0)
+    return 0
+
+
+cdef object _dest_from_c(const ipvs_dest *d, int svc_af, _AddrCache cache):
+    obj = _new(Destination)
+    cdef tuple st = _DEST_SET
+    cdef int af = d.af if d.af else svc_af
+    st[0](obj, cache.get(af, &d.addr))
+    st[1](obj, d.port)
+    st[2](obj, AF_INET6 if af == 10 else AF_INET)
+    st[3](obj, d.weight)
+    st[4](obj, _FORWARD[d.conn_flags & IPVS_FWD_MASK] if (d.conn_flags & IPVS_FWD_MASK) < 5
+          else d.conn_flags & IPVS_FWD_MASK)
+    st[5](obj, d.u_threshold)
+    st[6](obj, d.l_threshold)
+    st[7](obj, _TUNTYPE.get(d.tun_type, d.tun_type))
+    st[8](obj, d.tun_port)
+    st[9](obj, _tun_flags(d.tun_flags))
+    st[10](obj, d.activeconns)
+    st[11](obj, d.inactconns)
+    st[12](obj, d.persistconns)
+    st[13](obj, _stats(d.stats_kind, &d.stats))
+    return obj
+
+
+cdef int _dest_to_c(object dest, ipvs_dest *c) except -1:
+    memset(c, 0, sizeof(ipvs_dest))
+    c.af = <uint16_t>int(dest.family)
+    _addr_to_c(dest.address, &c.addr)
+    c.port = dest.port
+    c.conn_flags = int(dest.forward)
+    c.weight = dest.weight
+    c.u_threshold = dest.upper_threshold
+    c.l_threshold = dest.lower_threshold
+    c.tun_type = int(dest.tunnel_type)
+    c.tun_port = dest.tunnel_port
+    c.tun_flags = int(dest.tunnel_flags)
+    return 0
+
+
+cdef object _daemon_from_c(const ipvs_daemon *d):
+    group = None
+    if d.mcast_af == 2 or d.mcast_af == 10:
+        group = _addr(d.mcast_af, &d.mcast_group)
+    try:
+        state = DaemonState(d.state)
+    except ValueError:
+        state = d.state
+    return Daemon._make(state, (<bytes>d.mcast_ifn).decode("ascii", "replace"), d.syncid,
+                        d.sync_maxlen, group, d.mcast_port, d.mcast_ttl)
+
+
+cdef class Handle:
+    """An open libipvs handle (one kernel socket). Thread-safe: the C layer
+    serializes calls; close() waits for no one but defers the C close until the
+    last call in flight returns."""
+
+    cdef ipvs_handle *h
+    cdef int users
+    cdef bint closing
+
+    def __cinit__(self, int backend, int netns_fd, int timeout_ms):
+        cdef int rc
+        cdef ipvs_handle *h = NULL
+        with nogil:
+            rc = ipvs_open(&h, backend, netns_fd, timeout_ms)
+        if rc < 0:
+            raise from_errno("open", -rc, kernel_message=None, target="the IPVS socket")
+        self.h = h
+
+    def __dealloc__(self):
+        if self.h is not NULL:
+            ipvs_close(self.h)
+            self.h = NULL
+
+    cdef int _enter(self) except -1:
+        if self.h is NULL or self.closing:
+            raise ValueError("I/O operation on a closed IPVS handle")
+        self.users += 1
+        return 0
+
+    cdef void _leave(self):
+        self.users -= 1
+        if self.closing and self.users == 0 and self.h is not NULL:
+            ipvs_close(self.h)
+            self.h = NULL
+
+    def close(self):
+        if self.h is NULL or self.closing:
+            return
+        self.closing = True
+        if self.users == 0:
+            ipvs_close(self.h)
+            self.h = NULL
+
+    @property
+    def closed(self):
+        return self.h is NULL or self.closing
+
+    @property
+    def backend(self):
+        if self.h is NULL:
+            raise ValueError("I/O operation on a closed IPVS handle")
+        return BACKEND_NAMES[ipvs_backend(self.h)]
+
+    def fileno(self):
+        if self.h is NULL:
+            raise ValueError("I/O operation on a closed IPVS handle")
+        return ipvs_fd(self.h)
+
+    def set_timeout(self, int timeout_ms):
+        self._enter()
+        try:
+            ipvs_set_timeout(self.h, timeout_ms)
+        finally:
+            self._leave()
+
+    cdef int _check(self, int rc, str op, object svc=None, object dest=None,
+                    dict extra=None) except -1:
+        """The one check of every libipvs return code."""
+        if rc >= 0:
+            return 0
+        msg = (<bytes>ipvs_errmsg(self.h)).decode("utf-8", "replace") if self.h is not NULL else ""
+        ctx = {}
+        if svc is not None:
+            ctx["service"] = str(svc)
+            ctx["scheduler"] = svc.scheduler
+            ctx["pe"] = svc.pe_name or ""
+        if dest is not None:
+            ctx["destination"] = str(dest)
+            ctx["target"] = "%s of %s" % (dest, svc)
+        if extra:
+            ctx.update(extra)
+        raise _make_error(op, -rc, msg, ctx)
+
+    # ---------------------------------------------------------------- info
+    def info(self):
+        cdef ipvs_info info
+        cdef int rc
+        self._enter()
+        try:
+            with nogil:
+                rc = ipvs_get_info(self.h, &info)
+            self._check(rc, "info")
+        finally:
+            self._leave()
+        return (info.version, info.conn_tab_size)
+
+    # ------------------------------------------------------------ services
+    def services(self):
+        cdef ipvs_service *arr = NULL
+        cdef size_t n = 0, i
+        cdef int rc
+        cdef _AddrCache cache = _AddrCache()
+        self._enter()
+        try:
+            with nogil:
+                rc = ipvs_get_services(self.h, &arr, &n)
+            self._check(rc, "services")
+            return [_svc_from_c(&arr[i], cache) for i in range(n)]
+        finally:
+            ipvs_free(arr)
+            self._leave()
+
+    def get_service(self, svc):
+        cdef ipvs_service key, out
+        cdef int rc
+        _svc_to_c(svc, &key)
+        self._enter()
+        try:
+            with nogil:
+                rc = ipvs_get_service(self.h, &key, &out)
+            self._check(rc, "get_service", svc)
+        finally:
+            self._leave()
+        return _svc_from_c(&out, None)
+
+    def _svc_op(self, str op, svc):
+        cdef ipvs_service c
+        cdef int rc
+        cdef int which = OPS[op]
+        _svc_to_c(svc, &c)
+        self._enter()
+        try:
+            with nogil:
+                if which == IPVS_OP_ADD_SERVICE:
+                    rc = ipvs_add_service(self.h, &c)
+                elif which == IPVS_OP_UPDATE_SERVICE:
+                    rc = ipvs_update_service(self.h, &c)
+                else:
+                    rc = ipvs_del_service(self.h, &c)
+            self._check(rc, op, svc)
+        finally:
+            self._leave()
+
+    # -------------------------------------------------------- destinations
+    def destinations(self, svc):
+        cdef ipvs_service c
+        cdef ipvs_dest *arr = NULL
+        cdef size_t n = 0, i
+        cdef int rc
+        cdef _AddrCache cache = _AddrCache()
+        _svc_to_c(svc, &c)
+        self._enter()
+        try:
+            with nogil:
+                rc = ipvs_get_dests(self.h, &c, &arr, &n)
+            self._check(rc, "destinations", svc)
+            return [_dest_from_c(&arr[i], c.af, cache) for i in range(n)]
+        finally:
+            ipvs_free(arr)
+            self._leave()
+
+    def listing(self):
+        """Every service with its destinations: [(Service, [Destination])].
+        One service dump, then one destination dump per service, on one socket
+        with one address cache."""
+        cdef ipvs_service *svcs = NULL
+        cdef ipvs_dest *arr = NULL
+        cdef size_t n = 0, m = 0, i, j
+        cdef int rc
+        cdef _AddrCache cache = _AddrCache()
+        result = []
+        self._enter()
+        try:
+            with nogil:
+                rc = ipvs_get_services(self.h, &svcs, &n)
+            self._check(rc, "services")
+            for i in range(n):
+                with nogil:
+                    rc = ipvs_get_dests(self.h, &svcs[i], &arr, &m)
+                svc = _svc_from_c(&svcs[i], cache)
+                self._check(rc, "destinations", svc)
+                result.append((svc, [_dest_from_c(&arr[j], svcs[i].af, cache) for j in range(m)]))
+                ipvs_free(arr)
+                arr = NULL
+            return result
+        finally:
+            ipvs_free(arr)
+            ipvs_free(svcs)
+            self._leave()
+
+    def _dest_op(self, str op, svc, dest):
+        cdef ipvs_service c
+        cdef ipvs_dest d
+        cdef int rc
+        cdef int which = OPS[op]
+        _svc_to_c(svc, &c)
+        _dest_to_c(dest, &d)
+        self._enter()
+        try:
+            with nogil:
+                if which == IPVS_OP_ADD_DEST:
+                    rc = ipvs_add_dest(self.h, &c, &d)
+                elif which == IPVS_OP_UPDATE_DEST:
+                    rc = ipvs_update_dest(self.h, &c, &d)
+                else:
+                    rc = ipvs_del_dest(self.h, &c, &d)
+            self._check(rc, op, svc, dest)
+        finally:
+            self._leave()
+
+    # ------------------------------------------------------------- table
+    def flush(self):
+        cdef int rc
+        self._enter()
+        try:
+            with nogil:
+                rc = ipvs_flush(self.h)
+            self._check(rc, "flush")
+        finally:
+            self._leave()
+
+    def zero(self, svc=None):
+        cdef ipvs_service c
+        cdef int rc
+        cdef ipvs_service *p = NULL
+        if svc is not None:
+            _svc_to_c(svc, &c)
+            p = &c
+        self._enter()
+        try:
+            with nogil:
+                rc = ipvs_zero(self.h, p)
+            self._check(rc, "zero", svc)
+        finally:
+            self._leave()
+
+    def timeouts(self):
+        cdef ipvs_timeouts t
+        cdef int rc
+        self._enter()
+        try:
+            with nogil:
+                rc = ipvs_get_timeouts(self.h, &t)
+            self._check(rc, "timeouts")
+        finally:
+            self._leave()
+        return Timeouts._make(t.tcp, t.tcp_fin, t.udp)
+
+    def set_timeouts(self, uint32_t tcp, uint32_t tcp_fin, uint32_t udp):
+        cdef ipvs_timeouts t
+        cdef int rc
+        t.tcp = tcp
+        t.tcp_fin = tcp_fin
+        t.udp = udp
+        self._enter()
+        try:
+            with nogil:
+                rc = ipvs_set_timeouts(self.h, &t)
+            self._check(rc, "set_timeouts")
+        finally:
+            self._leave()
+
+    # ------------------------------------------------------------ daemons
+    def daemons(self):
+        cdef ipvs_daemon d[2]
+        cdef size_t n = 0, i
+        cdef int rc
+        memset(d, 0, sizeof(d))
+        self._enter()
+        try:
+            with nogil:
+                rc = ipvs_get_daemons(self.h, d, &n)
+            self._check(rc, "daemons")
+        finally:
+            self._leave()
+        return [_daemon_from_c(&d[i]) for i in range(min(n, 2))]
+
+    def start_daemon(self, daemon):
+        cdef ipvs_daemon d
+        cdef int rc
+        memset(&d, 0, sizeof(d))
+        d.state = int(daemon.state)
+        ifn = (<str>daemon.interface).encode("ascii")
+        if len(ifn) >= IPVS_IFNAME_MAX:
+            raise ValueError("Daemon.interface is too long")
+        memcpy(d.mcast_ifn, <const char *>ifn, len(ifn))
+        d.syncid = daemon.sync_id
+        d.sync_maxlen = daemon.max_len
+        if daemon.mcast_group is not None:
+            d.mcast_af = 10 if daemon.mcast_group.version == 6 else 2
+            _addr_to_c(daemon.mcast_group, &d.mcast_group)
+        d.mcast_port = daemon.mcast_port
+        d.mcast_ttl = daemon.mcast_ttl
+        self._enter()
+        try:
+            with nogil:
+                rc = ipvs_start_daemon(self.h, &d)
+            self._check(rc, "start_daemon", extra={
+                "interface": daemon.interface, "state": daemon.state.name.lower(),
+                "target": "%s sync daemon on %s" % (daemon.state.name.lower(), daemon.interface)})
+        finally:
+            self._leave()
+
+    def stop_daemon(self, state):
+        cdef int rc
+        cdef int st = int(state)
+        self._enter()
+        try:
+            with nogil:
+                rc = ipvs_stop_daemon(self.h, st)
+            name = state.name.lower() if hasattr(state, "name") else str(state)
+            self._check(rc, "stop_daemon", extra={"state": name,
+                                                  "target": "%s sync daemon" % name})
+        finally:
+            self._leave()
+
+    # -------------------------------------------------------------- batch
+    def batch(self, list calls):
+        """calls: [(op_name, service, destination_or_None)]. Returns a list of
+        None (applied) or the exception of each call, in order; raises only
+        when the transport itself failed."""
+        cdef size_t n = len(calls), i
+        cdef ipvs_op *ops
+        cdef int rc
+        if n == 0:
+            return []
+        ops = <ipvs_op *>malloc(n * sizeof(ipvs_op))
+        if ops is NULL:
+            raise MemoryError()
+        try:
+            for i in range(n):
+                op, svc, dest = calls[i]
+                ops[i].op = OPS[op]
+                _svc_to_c(svc, &ops[i].svc)
+                if dest is not None:
+                    _dest_to_c(dest, &ops[i].dest)
+                else:
+                    memset(&ops[i].dest, 0, sizeof(ipvs_dest))
+            self._enter()
+            try:
+                with nogil:
+                    rc = ipvs_batch(self.h, ops, n)
+                msg = (<bytes>ipvs_errmsg(self.h)).decode("utf-8", "replace")
+            finally:
+                self._leave()
+            results = []
+            for i in range(n):
+                err = ops[i].err
+                if err == 0:
+                    results.append(None)
+                    continue
+                op, svc, dest = calls[i]
+                e = -rc if err > 0 and rc < 0 else (-err if err < 0 else 5)  # 5: EIO, unconfirmed
+                ctx = {"service": str(svc), "scheduler": svc.scheduler, "pe": svc.pe_name or ""}
+                if dest is not None:
+                    ctx["destination"] = str(dest)
+                    ctx["target"] = "%s of %s" % (dest, svc)
+                results.append(_make_error(op, e, msg if err > 0 else "", ctx))
+            return results
+        finally:
+            free(ops)
+
+    # --------------------------------------------------------------- proc
+    def read_proc_net(self, str name):
+        cdef char *buf = NULL
+        cdef size_t n = 0
+        cdef int rc
+        cdef bytes bname = name.encode("ascii")
+        cdef const char *cname = bname
+        self._enter()
+        try:
+            with nogil:
+                rc = ipvs_read_proc_net(self.h, cname, &buf, &n)
+            if rc < 0:
+                if rc == -2:
+                    return None
+                self._check(rc, "read /proc/net/" + name)
+            return PyBytes_FromStringAndSize(buf, n).decode("ascii", "replace")
+        finally:
+            ipvs_free(buf)
+            self._leave()
+
+
+cdef object _make_error(str op, int err, str msg, dict ctx):
+    if err == 95:  # EOPNOTSUPP: the transport says which feature
+        e = from_errno(op, err, **ctx)
+        if msg:
+            e = type(e)(err, "%s: %s is not supported by this backend or kernel" % (op, msg),
+                        op, None)
+        return e
+    if op == "open" and msg:
+        e = from_errno(op, err, **ctx)
+        return type(e)(err, "%s (%s)" % (e.strerror, msg), op, None)
+    return from_errno(op, err, kernel_message=msg or None, **ctx)

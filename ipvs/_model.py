@@ -1,0 +1,688 @@
+"""The typed, immutable model: enums and records.
+
+Every record is immutable (``__slots__``, no ``__setattr__``), hashable,
+comparable, has a ``repr`` that reads like the constructor call and a
+``replace(**changes)`` that returns a modified copy. Constructors validate
+their arguments and raise ``TypeError`` / ``ValueError`` naming the field,
+before anything reaches the kernel.
+
+Decisions where the kernel or API.md leave room (documented in README too):
+
+* ``Service.flags`` never carries ``HASHED`` as read back: the kernel sets it
+  on every service in its table; it is internal state, stripped so that what
+  you create compares equal to what you read back.
+* A ``timeout`` > 0 implies ``PERSISTENT``; ``PERSISTENT`` with no timeout
+  means 300 s, as ipvsadm's ``-p`` does.
+* fwmark services have ``protocol`` TCP, as the kernel stores them.
+* ``netmask`` defaults to 32 (IPv4) / 128 (IPv6), the kernel's and ipvsadm's
+  defaults.
+* Weight and thresholds are only checked for their C range here: the kernel
+  judges their values (ERANGE becomes ``InvalidRequestError``, a ValueError).
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import socket
+from typing import Any, Dict, Iterator, Optional, Tuple, TypeVar, Union
+
+__all__ = [
+    "Protocol", "Forward", "ServiceFlags", "TunnelType", "TunnelFlags", "DaemonState",
+    "Stats", "Service", "Destination", "Timeouts", "Info", "Daemon", "Connection",
+    "IPAddress", "AddressLike",
+]
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+AddressLike = Union[str, bytes, ipaddress.IPv4Address, ipaddress.IPv6Address]
+
+U16 = 0xFFFF
+U32 = 0xFFFFFFFF
+U64 = 0xFFFFFFFFFFFFFFFF
+I32_MIN, I32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+# ----------------------------------------------------------------------------
+# enums
+# ----------------------------------------------------------------------------
+
+class Protocol(enum.IntEnum):
+    """Transport protocol of a virtual service. ``Protocol("tcp")`` works too."""
+    TCP = 6
+    UDP = 17
+    SCTP = 132
+
+    @classmethod
+    def _missing_(cls, value: object) -> Optional["Protocol"]:
+        if isinstance(value, str):
+            try:
+                return cls[value.strip().upper()]
+            except KeyError:
+                return None
+        return None
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Forward(enum.IntEnum):
+    """Packet-forwarding method of a destination (ipvsadm -m, -i, -g)."""
+    MASQ = 0
+    LOCAL = 1
+    TUNNEL = 2
+    ROUTE = 3
+    BYPASS = 4
+
+    @classmethod
+    def _missing_(cls, value: object) -> Optional["Forward"]:
+        if isinstance(value, str):
+            name = value.strip().upper()
+            aliases = {"NAT": "MASQ", "MASQUERADE": "MASQ", "DR": "ROUTE", "GATE": "ROUTE",
+                       "GATEWAYING": "ROUTE", "DIRECT": "ROUTE", "IPIP": "TUNNEL", "TUN": "TUNNEL",
+                       "LOCALNODE": "LOCAL"}
+            try:
+                return cls[aliases.get(name, name)]
+            except KeyError:
+                return None
+        return None
+
+
+class ServiceFlags(enum.IntFlag):
+    """Service flags (IP_VS_SVC_F_*). The scheduler bits have scheduler names."""
+    NONE = 0
+    PERSISTENT = 0x1
+    HASHED = 0x2
+    ONEPACKET = 0x4
+    SCHED1 = 0x8
+    SCHED2 = 0x10
+    SCHED3 = 0x20
+    SH_FALLBACK = 0x8
+    SH_PORT = 0x10
+    MH_FALLBACK = 0x8
+    MH_PORT = 0x10
+
+
+class TunnelType(enum.IntEnum):
+    """Encapsulation of a TUNNEL destination."""
+    IPIP = 0
+    GUE = 1
+    GRE = 2
+
+
+class TunnelFlags(enum.IntFlag):
+    """Tunnel encapsulation checksum flags."""
+    NOCSUM = 0
+    CSUM = 1
+    REMCSUM = 2
+
+
+class DaemonState(enum.IntEnum):
+    """Role of a connection-synchronisation daemon."""
+    MASTER = 1
+    BACKUP = 2
+
+
+# ----------------------------------------------------------------------------
+# validation helpers (each names the field)
+# ----------------------------------------------------------------------------
+
+def _int(cls: str, field: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("%s.%s must be an int, not %s" % (cls, field, type(value).__name__))
+    if not lo <= value <= hi:
+        raise ValueError("%s.%s must be in %d..%d, got %d" % (cls, field, lo, hi, value))
+    return int(value)
+
+
+def _enum(cls: str, field: str, enum_cls: Any, value: Any) -> Any:
+    if isinstance(value, enum_cls):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError("%s.%s must be a %s, an int or a name, not %s"
+                        % (cls, field, enum_cls.__name__, type(value).__name__))
+    try:
+        return enum_cls(value)
+    except ValueError:
+        if isinstance(value, str) and issubclass(enum_cls, enum.Flag):
+            try:
+                return enum_cls[value.strip().upper()]
+            except KeyError:
+                pass
+        names = ", ".join(m.name for m in enum_cls if m.name)
+        raise ValueError("%s.%s: unknown %s %r (expected one of %s)"
+                         % (cls, field, enum_cls.__name__, value, names)) from None
+
+
+def _flags(cls: str, field: str, enum_cls: Any, value: Any, mask: int) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("%s.%s must be a %s or an int, not %s"
+                        % (cls, field, enum_cls.__name__, type(value).__name__))
+    if value < 0 or value & ~mask:
+        raise ValueError("%s.%s has unknown bits: %#x" % (cls, field, int(value)))
+    return enum_cls(int(value))
+
+
+def _address(cls: str, field: str, value: Any) -> IPAddress:
+    if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("[") and text.endswith("]"):
+            text = text[1:-1]
+        try:
+            return ipaddress.ip_address(text)
+        except ValueError:
+            raise ValueError("%s.%s: %r is not an IPv4 or IPv6 address" % (cls, field, value)) from None
+    if isinstance(value, (bytes, bytearray)):
+        if len(value) not in (4, 16):
+            raise ValueError("%s.%s: packed address must be 4 or 16 bytes, got %d"
+                             % (cls, field, len(value)))
+        return ipaddress.ip_address(bytes(value))
+    raise TypeError("%s.%s must be a str or an ipaddress address, not %s"
+                    % (cls, field, type(value).__name__))
+
+
+def _family(cls: str, value: Any) -> socket.AddressFamily:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("%s.family must be socket.AF_INET or socket.AF_INET6, not %s"
+                        % (cls, type(value).__name__))
+    if value not in (socket.AF_INET, socket.AF_INET6):
+        raise ValueError("%s.family must be socket.AF_INET or socket.AF_INET6, got %r" % (cls, value))
+    return socket.AddressFamily(value)
+
+
+def _family_of(addr: IPAddress) -> socket.AddressFamily:
+    return socket.AF_INET if addr.version == 4 else socket.AF_INET6
+
+
+def _name(cls: str, field: str, value: Any, maxlen: int) -> str:
+    if not isinstance(value, str):
+        raise TypeError("%s.%s must be a str, not %s" % (cls, field, type(value).__name__))
+    if not value or len(value.encode("utf-8", "replace")) > maxlen:
+        raise ValueError("%s.%s must be 1..%d characters, got %r" % (cls, field, maxlen, value))
+    if not value.isascii() or not value.isprintable() or any(c.isspace() for c in value):
+        raise ValueError("%s.%s must be printable ASCII without spaces, got %r" % (cls, field, value))
+    return value
+
+
+def _prefix_from_mask(mask: ipaddress.IPv4Address) -> int:
+    bits = int(mask)
+    n = 32 - (~bits & U32).bit_length()
+    if ((U32 << (32 - n)) & U32) != bits:
+        raise ValueError("Service.netmask: %s is not a contiguous netmask" % mask)
+    return n
+
+
+# ----------------------------------------------------------------------------
+# the record base
+# ----------------------------------------------------------------------------
+
+R = TypeVar("R", bound="_Record")
+
+
+class _Record:
+    """Immutable record: __slots__, value equality, repr like the constructor."""
+
+    __slots__ = ()
+    _fields: Tuple[str, ...] = ()
+    _compare: Tuple[str, ...] = ()     # the fields that equality and hash use
+    _defaults: Dict[str, Any] = {}
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("%s is immutable; use replace()" % type(self).__name__)
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("%s is immutable" % type(self).__name__)
+
+    def _cmp(self) -> Tuple[Any, ...]:
+        return tuple([getattr(self, f) for f in self._compare])
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._cmp() == other._cmp()  # type: ignore[attr-defined]
+
+    def __ne__(self, other: object) -> bool:
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__,) + self._cmp())
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in self._fields:
+            v = getattr(self, f)
+            if f in self._defaults and v == self._defaults[f] and not isinstance(v, _Record):
+                continue
+            parts.append("%s=%s" % (f, _repr_value(v)))
+        return "%s(%s)" % (type(self).__name__, ", ".join(parts))
+
+    def __reduce__(self) -> Any:
+        return (_rebuild, (type(self), tuple(getattr(self, f) for f in self._fields)))
+
+    def __copy__(self: R) -> R:
+        return self
+
+    def __deepcopy__(self: R, memo: Any) -> R:
+        return self
+
+    def _asdict(self) -> Dict[str, Any]:
+        return {f: getattr(self, f) for f in self._fields}
+
+    def replace(self: R, **changes: Any) -> R:
+        """A copy with ``changes`` applied (validated like the constructor)."""
+        unknown = set(changes) - set(self._fields)
+        if unknown:
+            raise TypeError("%s.replace() got unknown field(s): %s"
+                            % (type(self).__name__, ", ".join(sorted(unknown))))
+        kwargs = self._asdict()
+        kwargs.update(changes)
+        return type(self)(**kwargs)
+
+    @classmethod
+    def _make(cls: Any, *values: Any) -> Any:
+        """Build from trusted values in field order, without validation (used by
+        the C conversion layer)."""
+        obj = object.__new__(cls)
+        for setter, value in zip(cls._setters, values):
+            setter(obj, value)
+        return obj
+
+    @classmethod
+    def _init_setters(cls) -> None:
+        cls._setters = tuple(getattr(cls, f).__set__ for f in cls._fields)  # type: ignore[attr-defined]
+
+
+def _rebuild(cls: Any, values: Tuple[Any, ...]) -> Any:
+    return cls._make(*values)
+
+
+def _repr_value(v: Any) -> str:
+    if isinstance(v, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        return repr(str(v))
+    if isinstance(v, socket.AddressFamily):
+        return "socket.%s" % v.name
+    if isinstance(v, enum.Flag):
+        if int(v) == 0:
+            zero = [m for m in type(v) if int(m) == 0]
+            return "%s.%s" % (type(v).__name__, zero[0].name) if zero else "0"
+        seen: Dict[int, str] = {}
+        for m in type(v):
+            if m.name and bin(int(m)).count("1") == 1 and int(m) & int(v):
+                seen.setdefault(int(m), m.name)
+        names = ["%s.%s" % (type(v).__name__, n) for _, n in sorted(seen.items())]
+        return " | ".join(names) if names else repr(int(v))
+    if isinstance(v, enum.Enum):
+        return "%s.%s" % (type(v).__name__, v.name)
+    return repr(v)
+
+
+def _set(obj: Any, name: str, value: Any) -> None:
+    object.__setattr__(obj, name, value)
+
+
+# ----------------------------------------------------------------------------
+# records
+# ----------------------------------------------------------------------------
+
+class Stats(_Record):
+    """Counters and rates of a service, a destination or the whole table
+    (64-bit where the kernel sends STATS64)."""
+
+    __slots__ = ("connections", "packets_in", "packets_out", "bytes_in", "bytes_out",
+                 "cps", "pps_in", "pps_out", "bps_in", "bps_out")
+    _fields = __slots__
+    _compare = __slots__
+    _defaults = {f: 0 for f in __slots__}
+
+    connections: int
+    packets_in: int
+    packets_out: int
+    bytes_in: int
+    bytes_out: int
+    cps: int
+    pps_in: int
+    pps_out: int
+    bps_in: int
+    bps_out: int
+
+    def __init__(self, connections: int = 0, packets_in: int = 0, packets_out: int = 0,
+                 bytes_in: int = 0, bytes_out: int = 0, cps: int = 0, pps_in: int = 0,
+                 pps_out: int = 0, bps_in: int = 0, bps_out: int = 0) -> None:
+        values = (connections, packets_in, packets_out, bytes_in, bytes_out,
+                  cps, pps_in, pps_out, bps_in, bps_out)
+        for f, v in zip(self._fields, values):
+            _set(self, f, _int("Stats", f, v, 0, U64))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._cmp())
+
+
+class Service(_Record):
+    """A virtual service: by address, port and protocol, or by firewall mark."""
+
+    __slots__ = ("family", "protocol", "address", "port", "fwmark", "scheduler", "flags",
+                 "timeout", "netmask", "pe_name", "stats")
+    _fields = __slots__
+    _compare = __slots__[:-1]
+    _defaults = {"protocol": Protocol.TCP, "port": 0, "fwmark": 0, "scheduler": "wlc",
+                 "flags": ServiceFlags.NONE, "timeout": 0, "pe_name": None, "stats": None}
+
+    family: socket.AddressFamily
+    protocol: Protocol
+    address: Optional[IPAddress]
+    port: int
+    fwmark: int
+    scheduler: str
+    flags: ServiceFlags
+    timeout: int
+    netmask: int
+    pe_name: Optional[str]
+    stats: Optional[Stats]
+
+    def __init__(self, address: Optional[AddressLike] = None, port: int = 0,
+                 protocol: Union[Protocol, int, str] = Protocol.TCP, scheduler: str = "wlc", *,
+                 fwmark: int = 0, family: Optional[int] = None,
+                 flags: Union[ServiceFlags, int] = ServiceFlags.NONE, timeout: int = 0,
+                 netmask: Union[int, str, ipaddress.IPv4Address, None] = None,
+                 pe_name: Optional[str] = None, stats: Optional[Stats] = None) -> None:
+        C = "Service"
+        fwmark = _int(C, "fwmark", fwmark, 0, U32)
+        if (address is None) == (fwmark == 0):
+            raise ValueError("Service: give exactly one of address or fwmark")
+        addr = None if address is None else _address(C, "address", address)
+        fam = None if family is None else _family(C, family)
+        if addr is not None:
+            if fam is not None and fam != _family_of(addr):
+                raise ValueError("Service.family %s does not match address %s" % (fam.name, addr))
+            fam = _family_of(addr)
+        elif fam is None:
+            fam = socket.AF_INET
+        port = _int(C, "port", port, 0, U16)
+        if fwmark:
+            if port:
+                raise ValueError("Service.port must be 0 for a fwmark service")
+            proto = Protocol.TCP  # the kernel stores fwmark services as TCP
+            _enum(C, "protocol", Protocol, protocol)  # still reject garbage
+        else:
+            proto = _enum(C, "protocol", Protocol, protocol)
+        sched = _name(C, "scheduler", scheduler, 15)
+        fl = _flags(C, "flags", ServiceFlags, flags, 0x3F) & ~ServiceFlags.HASHED
+        timeout = _int(C, "timeout", timeout, 0, U32 // 1000)
+        if timeout:
+            fl |= ServiceFlags.PERSISTENT
+        elif fl & ServiceFlags.PERSISTENT:
+            timeout = 300
+        maxbits = 32 if fam == socket.AF_INET else 128
+        if netmask is None:
+            nm = maxbits
+        elif isinstance(netmask, (str, ipaddress.IPv4Address)) and not (
+                isinstance(netmask, str) and netmask.strip().lstrip("/").isdigit()):
+            if fam != socket.AF_INET:
+                raise ValueError("Service.netmask: a dotted mask is for IPv4; give a prefix length")
+            try:
+                mask = ipaddress.IPv4Address(netmask.strip() if isinstance(netmask, str) else netmask)
+            except ValueError:
+                raise ValueError("Service.netmask: %r is not a netmask" % (netmask,)) from None
+            nm = _prefix_from_mask(mask)
+        elif isinstance(netmask, str):
+            nm = _int(C, "netmask", int(netmask.strip().lstrip("/")), 0, maxbits)
+        else:
+            nm = _int(C, "netmask", netmask, 0, maxbits)
+        if fam == socket.AF_INET6 and nm < 1:
+            raise ValueError("Service.netmask: an IPv6 prefix length must be 1..128")
+        pe = None if pe_name is None or pe_name == "" else _name(C, "pe_name", pe_name, 15)
+        if stats is not None and not isinstance(stats, Stats):
+            raise TypeError("Service.stats must be a Stats or None")
+        for f, v in (("family", fam), ("protocol", proto), ("address", addr), ("port", port),
+                     ("fwmark", fwmark), ("scheduler", sched), ("flags", ServiceFlags(fl)),
+                     ("timeout", timeout), ("netmask", nm), ("pe_name", pe), ("stats", stats)):
+            _set(self, f, v)
+
+    @property
+    def key(self) -> Tuple[Any, ...]:
+        """The identity the kernel looks services up by."""
+        if self.fwmark:
+            return (self.family, "fwmark", self.fwmark)
+        return (self.family, self.protocol, self.address, self.port)
+
+    def __repr__(self) -> str:
+        parts = []
+        if self.fwmark:
+            parts.append("fwmark=%d" % self.fwmark)
+            if self.family != socket.AF_INET:
+                parts.append("family=socket.%s" % self.family.name)
+        else:
+            parts.append("address=%r" % str(self.address))
+            parts.append("port=%d" % self.port)
+            parts.append("protocol=%r" % self.protocol.name.lower())
+        parts.append("scheduler=%r" % self.scheduler)
+        if self.flags:
+            text = _repr_value(self.flags)
+            if self.scheduler in ("sh", "mh"):
+                pre = self.scheduler.upper()
+                text = text.replace("SCHED1", pre + "_FALLBACK").replace("SCHED2", pre + "_PORT")
+            parts.append("flags=%s" % text)
+        if self.timeout:
+            parts.append("timeout=%d" % self.timeout)
+        if self.netmask != (32 if self.family == socket.AF_INET else 128):
+            parts.append("netmask=%d" % self.netmask)
+        if self.pe_name:
+            parts.append("pe_name=%r" % self.pe_name)
+        if self.stats is not None:
+            parts.append("stats=%r" % (self.stats,))
+        return "Service(%s)" % ", ".join(parts)
+
+    def __str__(self) -> str:
+        if self.fwmark:
+            return "service FWM %d%s" % (self.fwmark, " IPv6" if self.family == socket.AF_INET6 else "")
+        host = "[%s]" % self.address if self.family == socket.AF_INET6 else str(self.address)
+        return "service %s %s:%d" % (self.protocol.name, host, self.port)
+
+
+class Destination(_Record):
+    """A real server of a virtual service."""
+
+    __slots__ = ("address", "port", "family", "weight", "forward", "upper_threshold",
+                 "lower_threshold", "tunnel_type", "tunnel_port", "tunnel_flags",
+                 "active_connections", "inactive_connections", "persistent_connections",
+                 "stats")
+    _fields = __slots__
+    _compare = __slots__[:10]
+    _defaults = {"port": 0, "weight": 1, "forward": Forward.ROUTE, "upper_threshold": 0,
+                 "lower_threshold": 0, "tunnel_type": TunnelType.IPIP, "tunnel_port": 0,
+                 "tunnel_flags": TunnelFlags.NOCSUM, "active_connections": 0,
+                 "inactive_connections": 0, "persistent_connections": 0, "stats": None}
+
+    address: IPAddress
+    port: int
+    family: socket.AddressFamily
+    weight: int
+    forward: Forward
+    upper_threshold: int
+    lower_threshold: int
+    tunnel_type: TunnelType
+    tunnel_port: int
+    tunnel_flags: TunnelFlags
+    active_connections: int
+    inactive_connections: int
+    persistent_connections: int
+    stats: Optional[Stats]
+
+    def __init__(self, address: AddressLike, port: int = 0, *, weight: int = 1,
+                 forward: Union[Forward, int, str] = Forward.ROUTE,
+                 upper_threshold: int = 0, lower_threshold: int = 0,
+                 tunnel_type: Union[TunnelType, int, str] = TunnelType.IPIP,
+                 tunnel_port: int = 0, tunnel_flags: Union[TunnelFlags, int] = TunnelFlags.NOCSUM,
+                 family: Optional[int] = None, active_connections: int = 0,
+                 inactive_connections: int = 0, persistent_connections: int = 0,
+                 stats: Optional[Stats] = None) -> None:
+        C = "Destination"
+        if address is None:
+            raise TypeError("Destination.address is required")
+        addr = _address(C, "address", address)
+        fam = _family_of(addr)
+        if family is not None and _family(C, family) != fam:
+            raise ValueError("Destination.family %s does not match address %s"
+                             % (socket.AddressFamily(family).name, addr))
+        if stats is not None and not isinstance(stats, Stats):
+            raise TypeError("Destination.stats must be a Stats or None")
+        values = (
+            addr,
+            _int(C, "port", port, 0, U16),
+            fam,
+            _int(C, "weight", weight, I32_MIN, I32_MAX),
+            _enum(C, "forward", Forward, forward),
+            _int(C, "upper_threshold", upper_threshold, 0, U32),
+            _int(C, "lower_threshold", lower_threshold, 0, U32),
+            _enum(C, "tunnel_type", TunnelType, tunnel_type),
+            _int(C, "tunnel_port", tunnel_port, 0, U16),
+            _flags(C, "tunnel_flags", TunnelFlags, tunnel_flags, 0x3),
+            _int(C, "active_connections", active_connections, 0, U32),
+            _int(C, "inactive_connections", inactive_connections, 0, U32),
+            _int(C, "persistent_connections", persistent_connections, 0, U32),
+            stats,
+        )
+        for f, v in zip(self._fields, values):
+            _set(self, f, v)
+
+    @property
+    def key(self) -> Tuple[Any, ...]:
+        """The identity of a destination within its service."""
+        return (self.family, self.address, self.port)
+
+    def __repr__(self) -> str:
+        text = _Record.__repr__(self)
+        # the family follows from the address: leave it out
+        return text.replace(", family=socket.AF_INET6", "").replace(", family=socket.AF_INET", "")
+
+    def __str__(self) -> str:
+        host = "[%s]" % self.address if self.family == socket.AF_INET6 else str(self.address)
+        return "destination %s:%d" % (host, self.port)
+
+
+class Timeouts(_Record):
+    """Connection timeouts in seconds (ipvsadm --set)."""
+
+    __slots__ = ("tcp", "tcp_fin", "udp")
+    _fields = __slots__
+    _compare = __slots__
+
+    tcp: int
+    tcp_fin: int
+    udp: int
+
+    def __init__(self, tcp: int, tcp_fin: int, udp: int) -> None:
+        for f, v in zip(self._fields, (tcp, tcp_fin, udp)):
+            _set(self, f, _int("Timeouts", f, v, 0, U32))
+
+
+class Info(_Record):
+    """Kernel IPVS version and connection hash table size."""
+
+    __slots__ = ("version", "version_info", "conn_tab_size")
+    _fields = __slots__
+    _compare = __slots__
+
+    version: str
+    version_info: Tuple[int, int, int]
+    conn_tab_size: int
+
+    def __init__(self, version: str, version_info: Tuple[int, int, int], conn_tab_size: int) -> None:
+        if not isinstance(version, str):
+            raise TypeError("Info.version must be a str")
+        vi = tuple(version_info)
+        if len(vi) != 3 or not all(isinstance(x, int) for x in vi):
+            raise TypeError("Info.version_info must be a tuple of 3 ints")
+        _set(self, "version", version)
+        _set(self, "version_info", vi)
+        _set(self, "conn_tab_size", _int("Info", "conn_tab_size", conn_tab_size, 0, U32))
+
+
+class Daemon(_Record):
+    """A connection-synchronisation daemon (ipvsadm --start-daemon)."""
+
+    __slots__ = ("state", "interface", "sync_id", "max_len", "mcast_group", "mcast_port",
+                 "mcast_ttl")
+    _fields = __slots__
+    _compare = __slots__
+    _defaults = {"sync_id": 0, "max_len": 0, "mcast_group": None, "mcast_port": 0, "mcast_ttl": 0}
+
+    state: DaemonState
+    interface: str
+    sync_id: int
+    max_len: int
+    mcast_group: Optional[IPAddress]
+    mcast_port: int
+    mcast_ttl: int
+
+    def __init__(self, state: Union[DaemonState, int, str], interface: str, sync_id: int = 0,
+                 max_len: int = 0, mcast_group: Optional[AddressLike] = None,
+                 mcast_port: int = 0, mcast_ttl: int = 0) -> None:
+        C = "Daemon"
+        if isinstance(state, str):
+            try:
+                state = DaemonState[state.strip().upper()]
+            except KeyError:
+                raise ValueError("Daemon.state must be MASTER or BACKUP, got %r" % state) from None
+        values = (
+            _enum(C, "state", DaemonState, state),
+            _name(C, "interface", interface, 15),
+            _int(C, "sync_id", sync_id, 0, 255),
+            _int(C, "max_len", max_len, 0, U16),
+            None if mcast_group is None else _address(C, "mcast_group", mcast_group),
+            _int(C, "mcast_port", mcast_port, 0, U16),
+            _int(C, "mcast_ttl", mcast_ttl, 0, 255),
+        )
+        for f, v in zip(self._fields, values):
+            _set(self, f, v)
+
+
+class Connection(_Record):
+    """One entry of the kernel's IPVS connection table."""
+
+    __slots__ = ("protocol", "client_address", "client_port", "virtual_address",
+                 "virtual_port", "destination_address", "destination_port", "state", "expires")
+    _fields = __slots__
+    _compare = __slots__
+
+    protocol: Union[Protocol, str]
+    client_address: IPAddress
+    client_port: int
+    virtual_address: IPAddress
+    virtual_port: int
+    destination_address: IPAddress
+    destination_port: int
+    state: str
+    expires: int
+
+    def __init__(self, protocol: Union[Protocol, int, str], client_address: AddressLike,
+                 client_port: int, virtual_address: AddressLike, virtual_port: int,
+                 destination_address: AddressLike, destination_port: int, state: str,
+                 expires: int) -> None:
+        C = "Connection"
+        try:
+            proto: Union[Protocol, str] = _enum(C, "protocol", Protocol, protocol)
+        except ValueError:
+            if not isinstance(protocol, str):
+                raise
+            proto = protocol.upper()  # e.g. "IP" for fwmark-only entries
+        values = (
+            proto,
+            _address(C, "client_address", client_address),
+            _int(C, "client_port", client_port, 0, U16),
+            _address(C, "virtual_address", virtual_address),
+            _int(C, "virtual_port", virtual_port, 0, U16),
+            _address(C, "destination_address", destination_address),
+            _int(C, "destination_port", destination_port, 0, U16),
+            str(state),
+            _int(C, "expires", expires, 0, U32),
+        )
+        for f, v in zip(self._fields, values):
+            _set(self, f, v)
+
+
+for _cls in (Stats, Service, Destination, Timeouts, Info, Daemon, Connection):
+    _cls._init_setters()
+del _cls

@@ -1,0 +1,239 @@
+"""The exception hierarchy and the one table that maps kernel errno values to it.
+
+Every kernel error becomes an :class:`IPVSError` (an ``OSError``) carrying
+``errno``, ``operation`` and a message saying what went wrong in that
+operation. The class depends on the operation *and* the errno, because the
+kernel reuses errno values: ENOENT means "scheduler not found" for
+``add_service`` but "no such destination" for ``delete_destination``.
+
+The mapping is table driven (``_TABLE``); :func:`from_errno` is the only place
+that turns an errno into an exception.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os as _os
+from typing import Any, Dict, List, Optional, Tuple, Type
+
+__all__ = [
+    "IPVSError",
+    "IPVSUnavailableError",
+    "IPVSPermissionError",
+    "IPVSTimeoutError",
+    "UnsupportedError",
+    "ServiceExistsError",
+    "ServiceNotFoundError",
+    "DestinationExistsError",
+    "DestinationNotFoundError",
+    "SchedulerNotFoundError",
+    "PersistenceEngineNotFoundError",
+    "DaemonExistsError",
+    "DaemonNotRunningError",
+    "InvalidRequestError",
+    "BatchError",
+    "from_errno",
+]
+
+
+class IPVSError(OSError):
+    """A kernel IPVS operation failed.
+
+    Attributes: ``errno``, ``strerror`` (the message), ``operation`` (e.g.
+    ``"add_destination"``) and ``kernel_message`` (the kernel's extended-ack
+    text, or ``None``).
+    """
+
+    operation: Optional[str]
+    kernel_message: Optional[str]
+
+    def __init__(self, errno: int, message: str, operation: Optional[str] = None,
+                 kernel_message: Optional[str] = None) -> None:
+        super().__init__(errno, message)
+        self.operation = operation
+        self.kernel_message = kernel_message or None
+
+    def __str__(self) -> str:
+        name = _errno.errorcode.get(self.errno, str(self.errno)) if self.errno else None
+        text = self.strerror or ""
+        if self.kernel_message and self.kernel_message not in text:
+            text = "%s (kernel: %s)" % (text, self.kernel_message)
+        return "%s [%s]" % (text, name) if name else text
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.errno, self.strerror, self.operation, self.kernel_message))
+
+
+class IPVSUnavailableError(IPVSError):
+    """IPVS is not in this kernel, or the ip_vs module is not loaded."""
+
+
+class IPVSPermissionError(IPVSError, PermissionError):
+    """The caller lacks CAP_NET_ADMIN (EPERM / EACCES)."""
+
+
+class IPVSTimeoutError(IPVSError, TimeoutError):
+    """The kernel did not answer within the handle's timeout."""
+
+
+class UnsupportedError(IPVSError):
+    """The backend or the running kernel cannot do this."""
+
+
+class ServiceExistsError(IPVSError, FileExistsError):
+    """The virtual service already exists."""
+
+
+class ServiceNotFoundError(IPVSError, LookupError):
+    """No such virtual service."""
+
+
+class DestinationExistsError(IPVSError, FileExistsError):
+    """The real server already exists in this service."""
+
+
+class DestinationNotFoundError(IPVSError, LookupError):
+    """No such real server in this service."""
+
+
+class SchedulerNotFoundError(IPVSError, LookupError):
+    """The kernel has no scheduler of that name (module missing)."""
+
+
+class PersistenceEngineNotFoundError(IPVSError, LookupError):
+    """The kernel has no persistence engine of that name."""
+
+
+class DaemonExistsError(IPVSError, FileExistsError):
+    """A sync daemon of that state is already running."""
+
+
+class DaemonNotRunningError(IPVSError, LookupError):
+    """No sync daemon of that state is running."""
+
+
+class InvalidRequestError(IPVSError, ValueError):
+    """The kernel refused the values (EINVAL, ERANGE, ...)."""
+
+
+class BatchError(IPVSError):
+    """One or more calls of a batch failed.
+
+    ``failures`` is a list of ``(call, exception)`` in call order; ``succeeded``
+    the number of calls the kernel applied.
+    """
+
+    failures: List[Tuple[Any, IPVSError]]
+    succeeded: int
+
+    def __init__(self, failures: List[Tuple[Any, IPVSError]], succeeded: int,
+                 operation: str = "batch") -> None:
+        first = failures[0][1] if failures else None
+        n = len(failures)
+        message = "%d of %d batched call%s failed" % (n, n + succeeded, "" if n + succeeded == 1 else "s")
+        if first is not None:
+            message += "; first: %s: %s" % (failures[0][0], first.strerror)
+        super().__init__(first.errno if first is not None else 0, message, operation)
+        self.failures = list(failures)
+        self.succeeded = succeeded
+
+    def __str__(self) -> str:
+        return self.strerror or ""
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.failures, self.succeeded, self.operation))
+
+
+# --------------------------------------------------------------------------
+# The table. Keys: (operation, errno); operation "*" applies to every
+# operation not matched more specifically. Values: (class, message template).
+# Templates may use {target} (the object acted on, e.g. "service TCP
+# 10.0.0.1:80"), {service}, {destination}, {scheduler}, {pe}, {interface},
+# {state}, {operation} and {strerror}.
+# --------------------------------------------------------------------------
+
+_E = _errno
+_SVC_OPS = ("add_service", "update_service", "delete_service", "get_service", "zero")
+_DEST_OPS = ("add_destination", "update_destination", "delete_destination")
+
+_TABLE: Dict[Tuple[str, int], Tuple[Type[IPVSError], str]] = {
+    # generic rows
+    ("*", _E.EPERM): (IPVSPermissionError, "{operation}: permission denied (needs CAP_NET_ADMIN in the initial user namespace)"),
+    ("*", _E.EACCES): (IPVSPermissionError, "{operation}: permission denied (needs CAP_NET_ADMIN)"),
+    ("*", _E.ETIMEDOUT): (IPVSTimeoutError, "{operation}: no reply from the kernel within the handle's timeout"),
+    ("*", _E.EOPNOTSUPP): (UnsupportedError, "{operation}: not supported by this backend or kernel"),
+    ("*", _E.ENOPROTOOPT): (IPVSUnavailableError, "{operation}: IPVS is not available in this kernel (load it with `modprobe ip_vs`)"),
+    ("*", _E.EINVAL): (InvalidRequestError, "{operation}: the kernel refused the values for {target} (invalid argument)"),
+    ("*", _E.ERANGE): (InvalidRequestError, "{operation}: a value is out of range for {target} (weight must be >= 0, lower threshold <= upper)"),
+    ("*", _E.EAFNOSUPPORT): (InvalidRequestError, "{operation}: address family not supported for {target}"),
+    ("*", _E.EFAULT): (InvalidRequestError, "{operation}: the kernel refused the request for {target} (invalid protocol?)"),
+    ("*", _E.ESRCH): (ServiceNotFoundError, "{operation}: no such service: {service}"),
+    ("*", _E.EBADMSG): (IPVSError, "{operation}: malformed reply from the kernel"),
+    ("*", _E.EPROTO): (IPVSError, "{operation}: unexpected reply from the kernel (protocol error)"),
+    ("*", _E.ENOBUFS): (IPVSError, "{operation}: the kernel's replies overran the socket buffer"),
+    ("*", _E.EBUSY): (IPVSError, "{operation}: the kernel is busy (another dump is running on this socket)"),
+    ("*", _E.ENOTRECOVERABLE): (IPVSError, "{operation}: could not restore the calling thread's network namespace"),
+    # opening a handle
+    ("open", _E.ENOENT): (IPVSUnavailableError, "IPVS is not available: the kernel has no \"IPVS\" generic netlink family (load it with `modprobe ip_vs`)"),
+    ("open", _E.EAFNOSUPPORT): (IPVSUnavailableError, "netlink is not available in this kernel"),
+    ("open", _E.ENOPROTOOPT): (IPVSUnavailableError, "IPVS is not available in this kernel (load it with `modprobe ip_vs`)"),
+    # services
+    ("add_service", _E.EEXIST): (ServiceExistsError, "add_service: {service} already exists"),
+    ("add_service", _E.ENOENT): (SchedulerNotFoundError, "add_service: scheduler {scheduler!r} not found (no module ip_vs_{scheduler}?)"),
+    ("update_service", _E.ENOENT): (SchedulerNotFoundError, "update_service: scheduler {scheduler!r} not found (no module ip_vs_{scheduler}?)"),
+    # destinations
+    ("add_destination", _E.EEXIST): (DestinationExistsError, "add_destination: {destination} already exists in {service}"),
+    ("add_destination", _E.ENOENT): (DestinationNotFoundError, "add_destination: {destination} not found in {service}"),
+    ("update_destination", _E.ENOENT): (DestinationNotFoundError, "update_destination: no such destination {destination} in {service}"),
+    ("delete_destination", _E.ENOENT): (DestinationNotFoundError, "delete_destination: no such destination {destination} in {service}"),
+    # daemons
+    ("start_daemon", _E.EEXIST): (DaemonExistsError, "start_daemon: a {state} sync daemon is already running"),
+    ("start_daemon", _E.ENODEV): (InvalidRequestError, "start_daemon: no such interface {interface!r}"),
+    ("start_daemon", _E.EINVAL): (InvalidRequestError, "start_daemon: the kernel refused the daemon settings (invalid argument; a destination whose family differs from its service's also prevents sync)"),
+    ("stop_daemon", _E.ESRCH): (DaemonNotRunningError, "stop_daemon: no {state} sync daemon is running"),
+}
+
+# The persistence-engine variant of ENOENT on add/update_service (see from_errno).
+_PE_NOT_FOUND = (PersistenceEngineNotFoundError,
+                 "{operation}: persistence engine {pe!r} not found (no module ip_vs_pe_{pe}?)")
+
+
+def _module_loaded(name: str) -> bool:
+    return _os.path.isdir("/sys/module/" + name)
+
+
+class _Default(dict):  # type: ignore[type-arg]
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+def from_errno(operation: str, err: int, *, kernel_message: Optional[str] = None,
+               **context: Any) -> IPVSError:
+    """Build the exception for ``err`` (a positive errno) in ``operation``.
+
+    ``context`` fills the message: target, service, destination, scheduler,
+    pe, interface, state.
+    """
+    err = abs(err)
+    entry = _TABLE.get((operation, err)) or _TABLE.get(("*", err))
+    if err == _E.ENOENT and operation in ("add_service", "update_service") and context.get("pe"):
+        # The kernel answers ENOENT both for a missing scheduler and for a
+        # missing persistence engine (it looks the scheduler up first). When
+        # the scheduler's module is loaded, the engine is the one missing.
+        sched = context.get("scheduler") or ""
+        if _module_loaded("ip_vs_" + sched) or not _module_loaded("ip_vs_pe_" + context["pe"]):
+            entry = _PE_NOT_FOUND
+    if entry is None:
+        cls: Type[IPVSError] = IPVSError
+        template = "{operation}: {strerror} ({target})" if context.get("target") else "{operation}: {strerror}"
+    else:
+        cls, template = entry
+    fill = _Default(context)
+    fill["operation"] = operation
+    fill["strerror"] = _os.strerror(err) if err else "error"
+    fill.setdefault("target", fill.get("service") or operation)
+    try:
+        message = template.format_map(fill)
+    except (ValueError, KeyError, IndexError):  # a malformed context value
+        message = "%s: %s" % (operation, fill["strerror"])
+    return cls(err, message, operation, kernel_message)
