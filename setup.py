@@ -24,7 +24,6 @@ ext = Extension(
     include_dirs=["csrc"],
     extra_compile_args=extra_compile,
     extra_link_args=extra_link,
-    define_macros=[("_GNU_SOURCE", "1")],
 )
 
 setup(

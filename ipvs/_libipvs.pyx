@@ -27,6 +27,7 @@ cdef object IPv6Address = _ipaddress.IPv6Address
 cdef object from_errno = _errors.from_errno
 
 cdef dict _PROTO = {int(p): p for p in Protocol}
+cdef object _TCP = Protocol.TCP
 cdef tuple _FORWARD = tuple(Forward)
 cdef dict _TUNTYPE = {int(t): t for t in TunnelType}
 cdef dict _SVCFLAGS = {}
@@ -135,7 +136,8 @@ cdef object _svc_from_c(const ipvs_service *s, _AddrCache cache):
     cdef tuple st = _SVC_SET
     fam = AF_INET6 if s.af == 10 else AF_INET
     st[0](obj, fam)
-    st[1](obj, _PROTO.get(s.protocol, s.protocol))
+    # the kernel sends no protocol for fwmark services; it stores them as TCP
+    st[1](obj, _PROTO.get(s.protocol, s.protocol) if not s.fwmark else _TCP)
     if s.fwmark:
         st[2](obj, None)
     else:
@@ -507,7 +509,9 @@ cdef class Handle:
             self._check(rc, "daemons")
         finally:
             self._leave()
-        return [_daemon_from_c(&d[i]) for i in range(min(n, 2))]
+        if n > 2:
+            n = 2
+        return [_daemon_from_c(&d[i]) for i in range(n)]
 
     def start_daemon(self, daemon):
         cdef ipvs_daemon d
@@ -529,7 +533,7 @@ cdef class Handle:
         try:
             with nogil:
                 rc = ipvs_start_daemon(self.h, &d)
-            self._check(rc, "start_daemon", extra={
+            self._check(rc, "start_daemon", None, None, {
                 "interface": daemon.interface, "state": daemon.state.name.lower(),
                 "target": "%s sync daemon on %s" % (daemon.state.name.lower(), daemon.interface)})
         finally:
@@ -543,7 +547,7 @@ cdef class Handle:
             with nogil:
                 rc = ipvs_stop_daemon(self.h, st)
             name = state.name.lower() if hasattr(state, "name") else str(state)
-            self._check(rc, "stop_daemon", extra={"state": name,
+            self._check(rc, "stop_daemon", None, None, {"state": name,
                                                   "target": "%s sync daemon" % name})
         finally:
             self._leave()
