@@ -74,12 +74,17 @@ static int open_transport(ipvs_handle *h, int backend)
     return rc;
 }
 
+static __thread char open_errmsg[IPVS_ERRMSG_MAX];
+
+const char *ipvs_open_errmsg(void) { return open_errmsg; }
+
 int ipvs_open(ipvs_handle **out, int backend, int netns_fd, int timeout_ms)
 {
     int rc, saved, rc2;
     ipvs_handle *h;
 
     *out = NULL;
+    open_errmsg[0] = '\0';
     if (backend < IPVS_BACKEND_AUTO || backend > IPVS_BACKEND_SOCKOPT)
         return -EINVAL;
     h = calloc(1, sizeof(*h));
@@ -111,6 +116,7 @@ int ipvs_open(ipvs_handle **out, int backend, int netns_fd, int timeout_ms)
     *out = h;
     return 0;
 fail:
+    memcpy(open_errmsg, h->errmsg, sizeof(open_errmsg));
     ipvs_close(h);
     return rc;
 }

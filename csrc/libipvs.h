@@ -160,6 +160,8 @@ typedef struct ipvs_handle ipvs_handle;
  * before returning. If it cannot be restored, returns -ENOTRECOVERABLE.
  * timeout_ms: reply timeout (<= 0: wait forever). */
 int ipvs_open(ipvs_handle **out, int backend, int netns_fd, int timeout_ms);
+/* The message of the calling thread's last failed ipvs_open ("" if none). */
+const char *ipvs_open_errmsg(void);
 void ipvs_close(ipvs_handle *h);
 int ipvs_backend(const ipvs_handle *h);          /* IPVS_BACKEND_NETLINK/SOCKOPT */
 const char *ipvs_errmsg(const ipvs_handle *h);   /* extack of the last failure */

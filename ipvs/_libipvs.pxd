@@ -92,6 +92,7 @@ cdef extern from "libipvs.h" nogil:
         pass
 
     int ipvs_open(ipvs_handle **out, int backend, int netns_fd, int timeout_ms)
+    const char *ipvs_open_errmsg()
     void ipvs_close(ipvs_handle *h)
     int ipvs_backend(const ipvs_handle *h)
     const char *ipvs_errmsg(const ipvs_handle *h)

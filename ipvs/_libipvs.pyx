@@ -249,7 +249,8 @@ cdef class Handle:
         with nogil:
             rc = ipvs_open(&h, backend, netns_fd, timeout_ms)
         if rc < 0:
-            raise from_errno("open", -rc, kernel_message=None, target="the IPVS socket")
+            msg = (<bytes>ipvs_open_errmsg()).decode("utf-8", "replace")
+            raise _make_error("open", -rc, msg, {"target": "the IPVS socket"})
         self.h = h
 
     def __dealloc__(self):
@@ -626,7 +627,11 @@ cdef object _make_error(str op, int err, str msg, dict ctx):
             e = type(e)(err, "%s: %s is not supported by this backend or kernel" % (op, msg),
                         op, None)
         return e
-    if op == "open" and msg:
+    if op == "open":
+        # the table's text for open errors already says what to do; the C
+        # layer's message is used only where the table has nothing specific
         e = from_errno(op, err, **ctx)
-        return type(e)(err, "%s (%s)" % (e.strerror, msg), op, None)
+        if msg and type(e) is _errors.IPVSError:
+            e = type(e)(err, "open: %s" % msg, op, None)
+        return e
     return from_errno(op, err, kernel_message=msg or None, **ctx)
