@@ -64,7 +64,8 @@ class Call(NamedTuple):
             return "%s(%r)" % (self.method, self.service)
         return "%s(%r, %r)" % (self.method, self.service, self.destination)
 
-    __str__ = __repr__
+    def __str__(self) -> str:
+        return self.__repr__()
 
 
 class Change(NamedTuple):
@@ -445,14 +446,8 @@ def plan_changes(current: Mapping[Any, Tuple[Service, Mapping[Any, Destination]]
             continue
         cur_svc, cur_dests = have
         if svc != cur_svc:
-            if (svc.pe_name is None) != (cur_svc.pe_name is None) and cur_svc.pe_name:
-                # the kernel cannot take a persistence engine away by an update:
-                # re-create the service with its destinations
-                changes.append(Change("delete_service", cur_svc))
-                changes.append(Change("add_service", svc))
-                for d in dests.values():
-                    changes.append(Change("add_destination", svc, d))
-                continue
+            # an update carries every setting; one without a persistence
+            # engine clears the kernel's (verified on 6.1)
             changes.append(Change("update_service", svc))
         if prune:
             for dkey, d in cur_dests.items():
