@@ -143,7 +143,7 @@ def _enum(cls: str, field: str, enum_cls: Any, value: Any) -> Any:
     try:
         return enum_cls(value)
     except ValueError:
-        if isinstance(value, str) and issubclass(enum_cls, enum.Flag):
+        if isinstance(value, str):  # by name, any case (e.g. TunnelType "gue")
             try:
                 return enum_cls[value.strip().upper()]
             except KeyError:
@@ -240,7 +240,7 @@ class _Record:
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return self._cmp() == other._cmp()  # type: ignore[attr-defined]
+        return self._cmp() == other._cmp()  # type: ignore[attr-defined, unused-ignore]
 
     def __ne__(self, other: object) -> bool:
         eq = self.__eq__(other)
@@ -303,7 +303,7 @@ def _repr_value(v: Any) -> str:
         return repr(str(v))
     if isinstance(v, socket.AddressFamily):
         return "socket.%s" % v.name
-    if isinstance(v, enum.Flag):
+    if isinstance(v, enum.IntFlag):
         if int(v) == 0:
             zero = [m for m in type(v) if int(m) == 0]
             return "%s.%s" % (type(v).__name__, zero[0].name) if zero else "0"
@@ -316,6 +316,12 @@ def _repr_value(v: Any) -> str:
     if isinstance(v, enum.Enum):
         return "%s.%s" % (type(v).__name__, v.name)
     return repr(v)
+
+
+def _proto_repr(p: Any) -> str:
+    # netlink lets other tools create services with any protocol number; the
+    # model reads them back as a plain int
+    return repr(p.name.lower()) if isinstance(p, Protocol) else repr(int(p))
 
 
 def _set(obj: Any, name: str, value: Any) -> None:
@@ -456,7 +462,7 @@ class Service(_Record):
         else:
             parts.append("address=%r" % str(self.address))
             parts.append("port=%d" % self.port)
-            parts.append("protocol=%r" % self.protocol.name.lower())
+            parts.append("protocol=%s" % _proto_repr(self.protocol))
         parts.append("scheduler=%r" % self.scheduler)
         if self.flags:
             text = _repr_value(self.flags)
@@ -478,7 +484,8 @@ class Service(_Record):
         if self.fwmark:
             return "service FWM %d%s" % (self.fwmark, " IPv6" if self.family == socket.AF_INET6 else "")
         host = "[%s]" % self.address if self.family == socket.AF_INET6 else str(self.address)
-        return "service %s %s:%d" % (self.protocol.name, host, self.port)
+        proto = self.protocol.name if isinstance(self.protocol, Protocol) else "proto %d" % self.protocol
+        return "service %s %s:%d" % (proto, host, self.port)
 
 
 class Destination(_Record):

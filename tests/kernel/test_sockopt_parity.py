@@ -474,13 +474,28 @@ def test_sockopt_refuses_what_it_cannot_express(handles, ipvsadm):
     assert ipvsadm("-Sn") == saved
 
 
-def test_sockopt_lists_ipv4_only(handles):
+def test_sockopt_refuses_to_list_invisible_ipv6(handles):
+    """IPv6 services do not exist for the sockopt interface: the kernel's own
+    sockopt count leaves them out, so the listing shows the IPv4 ones. IPv6
+    tunnel destinations of an IPv4 service ARE counted there but cannot be
+    listed: that listing refuses with UnsupportedError naming them instead of
+    dropping them silently."""
     so, nl = handles["sockopt"], handles["netlink"]
-    nl.add_service(V6)
-    nl.add_service(Service(fwmark=6, family=socket.AF_INET6))
     nl.add_service(V4)
     assert so.services() == [V4]
+    nl.add_service(V6)
+    nl.add_service(Service(fwmark=6, family=socket.AF_INET6))
+    assert so.services() == [V4]
     assert set(nl.services()) == {V4, V6, Service(fwmark=6, family=socket.AF_INET6)}
+    nl.flush()
+    tun = Service(address="10.9.9.9", port=80, scheduler="rr")
+    nl.add_service(tun)
+    nl.add_destination(tun, Destination("10.20.0.1", 80, forward=Forward.TUNNEL))
+    assert len(so.destinations(tun)) == 1
+    nl.add_destination(tun, Destination("2001:db8::7", 80, forward=Forward.TUNNEL))
+    with pytest.raises(ipvs.UnsupportedError) as e:
+        so.destinations(tun)
+    assert "1 IPv6 destination" in str(e.value)
 
 
 def test_sockopt_invalid_protocol_is_invalid_request(handles):
