@@ -23,6 +23,10 @@ struct ipvs_handle {
     size_t txcap;
     char errmsg[IPVS_ERRMSG_MAX];
     pthread_mutex_t lock;
+    /* optional interrupt check, called on EINTR while waiting for a reply:
+     * nonzero aborts the call with -EINTR (see ipvs_set_interrupt_check) */
+    int (*intr_cb)(void *arg);
+    void *intr_arg;
 };
 
 /* Set h->errmsg (printf-style); "" clears it. */

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "ipvs_int.h"
 
 void ipvs_set_errmsg(ipvs_handle *h, const char *fmt, ...)
@@ -62,6 +63,11 @@ static int open_transport(ipvs_handle *h, int backend)
         /* no "IPVS" genetlink family: try the legacy interface */
         char msg[IPVS_ERRMSG_MAX];
         memcpy(msg, h->errmsg, sizeof(msg));
+        if (h->fd >= 0) {       /* so_open makes its own socket: no leak */
+            nl_close(h);
+            close(h->fd);
+            h->fd = -1;
+        }
         h->backend = IPVS_BACKEND_SOCKOPT;
         rc = so_open(h);
         if (rc < 0) {
@@ -87,14 +93,21 @@ int ipvs_open(ipvs_handle **out, int backend, int netns_fd, int timeout_ms)
     open_errmsg[0] = '\0';
     if (backend < IPVS_BACKEND_AUTO || backend > IPVS_BACKEND_SOCKOPT)
         return -EINVAL;
-    h = calloc(1, sizeof(*h));
+    h = ipvs_calloc(1, sizeof(*h));
     if (!h)
         return -ENOMEM;
     h->fd = -1;
     h->netns_fd = -1;
     h->timeout_ms = timeout_ms;
-    if (pthread_mutex_init(&h->lock, NULL) != 0) {
-        free(h);
+    /* error-checking: a signal handler that calls the same handle while the
+     * interrupted call holds the lock gets EDEADLK instead of hanging */
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ERRORCHECK);
+    rc = pthread_mutex_init(&h->lock, &ma);
+    pthread_mutexattr_destroy(&ma);
+    if (rc != 0) {
+        ipvs_xfree(h);
         return -ENOMEM;
     }
     if (netns_fd >= 0) {
@@ -135,15 +148,34 @@ void ipvs_close(ipvs_handle *h)
         close(h->fd);
     if (h->netns_fd >= 0)
         close(h->netns_fd);
-    free(h->rxbuf);
-    free(h->txbuf);
+    ipvs_xfree(h->rxbuf);
+    ipvs_xfree(h->txbuf);
     pthread_mutex_destroy(&h->lock);
-    free(h);
+    ipvs_xfree(h);
 }
 
 int ipvs_backend(const ipvs_handle *h) { return h->backend; }
 const char *ipvs_errmsg(const ipvs_handle *h) { return h->errmsg; }
 int ipvs_fd(const ipvs_handle *h) { return h->fd; }
+
+int ipvs_set_interrupt_check(ipvs_handle *h, int (*cb)(void *arg), void *arg)
+{
+    pthread_mutex_lock(&h->lock);
+    h->intr_cb = cb;
+    h->intr_arg = arg;
+    pthread_mutex_unlock(&h->lock);
+    return 0;
+}
+
+int ipvs_test_swap_fd(ipvs_handle *h, int fd)
+{
+    int old;
+    pthread_mutex_lock(&h->lock);
+    old = h->fd;
+    h->fd = fd;
+    pthread_mutex_unlock(&h->lock);
+    return old;
+}
 
 int ipvs_set_timeout(ipvs_handle *h, int timeout_ms)
 {
@@ -153,13 +185,14 @@ int ipvs_set_timeout(ipvs_handle *h, int timeout_ms)
     return 0;
 }
 
-void ipvs_free(void *p) { free(p); }
+void ipvs_free(void *p) { ipvs_xfree(p); }
 
 /* Lock, clear the message, call the transport's function, unlock. */
 #define DISPATCH(name, ...)                                        \
     do {                                                           \
         int rc_;                                                   \
-        pthread_mutex_lock(&h->lock);                              \
+        if (pthread_mutex_lock(&h->lock) != 0)                     \
+            return -EDEADLK;                                       \
         h->errmsg[0] = '\0';                                       \
         if (h->fd < 0)                                             \
             rc_ = -EBADF;                                          \
@@ -231,16 +264,16 @@ int ipvs_read_proc_net(ipvs_handle *h, const char *name, char **out, size_t *len
     }
     if (rc < 0)
         return rc;
-    buf = malloc(cap);
+    buf = ipvs_malloc(cap);
     if (!buf) {
         close(fd);
         return -ENOMEM;
     }
     for (;;) {
         if (cap - used < 4096) {
-            char *nb = realloc(buf, cap * 2);
+            char *nb = ipvs_realloc(buf, cap * 2);
             if (!nb) {
-                free(buf);
+                ipvs_xfree(buf);
                 close(fd);
                 return -ENOMEM;
             }
@@ -252,7 +285,7 @@ int ipvs_read_proc_net(ipvs_handle *h, const char *name, char **out, size_t *len
             if (errno == EINTR)
                 continue;
             rc = -errno;
-            free(buf);
+            ipvs_xfree(buf);
             close(fd);
             return rc;
         }

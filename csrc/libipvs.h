@@ -167,6 +167,12 @@ int ipvs_backend(const ipvs_handle *h);          /* IPVS_BACKEND_NETLINK/SOCKOPT
 const char *ipvs_errmsg(const ipvs_handle *h);   /* extack of the last failure */
 int ipvs_set_timeout(ipvs_handle *h, int timeout_ms);
 int ipvs_fd(const ipvs_handle *h);
+/* Optional interrupt check: when a wait for the kernel's reply is interrupted
+ * by a signal (EINTR), cb(arg) is called (cb NULL: none, the wait resumes).
+ * A nonzero result aborts the call with -EINTR; the socket stays usable (a
+ * later request skips the abandoned request's replies by sequence number).
+ * Without a check, or when it returns 0, EINTR is retried until the deadline. */
+int ipvs_set_interrupt_check(ipvs_handle *h, int (*cb)(void *arg), void *arg);
 
 int ipvs_get_info(ipvs_handle *h, struct ipvs_info *out);
 
@@ -209,6 +215,21 @@ int ipvs_batch(ipvs_handle *h, struct ipvs_op *ops, size_t n);
 int ipvs_read_proc_net(ipvs_handle *h, const char *name, char **out, size_t *len);
 
 void ipvs_free(void *p);
+
+/* --- testing only: not part of the API, for the test suite's fault injection */
+/* Put fd in place of the handle's socket (the handle then owns fd); returns
+ * the previous one, which the caller now owns. */
+int ipvs_test_swap_fd(ipvs_handle *h, int fd);
+
+/* Debug builds (-DIPVS_DEBUG_ALLOC, see alloc.h): the number of blocks the
+ * library allocated and freed so far. Other builds: -ENOSYS (both set to 0). */
+int ipvs_debug_alloc_counts(long *allocs, long *frees);
+
+#ifdef IPVS_CAPTURE
+/* Corpus capture only (fuzz/capture.c): called with every raw reply buffer,
+ * netlink datagrams and sockopt GET results alike. */
+extern void (*ipvs_debug_rx_hook)(const void *buf, size_t len);
+#endif
 
 #ifdef __cplusplus
 }

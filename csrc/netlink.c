@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include <linux/netlink.h>
 
+#include "alloc.h"
 #include "ipvs_int.h"
 #include "nlparse.h"
 #include "uapi.h"
@@ -42,6 +43,10 @@
  * extack message) is charged in the kernel (skb truesize), rounded up. */
 #define NL_ERR_COST     1280u
 #define NL_CHUNK_MAXMSG 4096u
+
+#ifdef IPVS_CAPTURE
+void (*ipvs_debug_rx_hook)(const void *buf, size_t len);
+#endif
 
 enum { WAIT_ACK, WAIT_REPLY, WAIT_DUMP };
 
@@ -259,11 +264,10 @@ static int build_op(struct nlb *b, uint16_t fam, uint32_t seq, uint16_t flags,
 
 static int nl_send(ipvs_handle *h, const void *buf, size_t len)
 {
-    struct sockaddr_nl k;
-    memset(&k, 0, sizeof(k));
-    k.nl_family = AF_NETLINK;
+    /* no address: an unconnected netlink socket sends to the kernel (port 0);
+     * this also lets tests put a socketpair in the socket's place */
     for (;;) {
-        ssize_t r = sendto(h->fd, buf, len, 0, (struct sockaddr *)&k, sizeof(k));
+        ssize_t r = send(h->fd, buf, len, 0);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
@@ -273,11 +277,21 @@ static int nl_send(ipvs_handle *h, const void *buf, size_t len)
     }
 }
 
+/* A signal interrupted a wait: ask the interrupt check (if any) whether to
+ * abandon the call (-EINTR) or go on waiting. */
+static int nl_interrupted(ipvs_handle *h)
+{
+    return h->intr_cb && h->intr_cb(h->intr_arg) != 0;
+}
+
 static long elapsed_ms(const struct timespec *t0)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long)(t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+    /* whole nanoseconds first: truncating a negative nsec difference on its
+     * own would round the elapsed time UP and time out up to 1 ms early */
+    return (long)(((long long)(t.tv_sec - t0->tv_sec) * 1000000000LL +
+                   (t.tv_nsec - t0->tv_nsec)) / 1000000);
 }
 
 /* Receive one datagram from the kernel into h->rxbuf; its length or -errno.
@@ -306,8 +320,11 @@ static ssize_t nl_recv(ipvs_handle *h)
          * poll only when nothing is there. */
         r = recvmsg(h->fd, &mh, to > 0 ? MSG_DONTWAIT : 0);
         if (r < 0) {
-            if (errno == EINTR)
+            if (errno == EINTR) {
+                if (nl_interrupted(h))
+                    return -EINTR;
                 continue;
+            }
             if ((errno == EAGAIN || errno == EWOULDBLOCK) && to > 0) {
                 for (;;) {
                     struct pollfd p = { h->fd, POLLIN, 0 };
@@ -316,8 +333,11 @@ static ssize_t nl_recv(ipvs_handle *h)
                     if (left <= 0)
                         return -ETIMEDOUT;
                     pr = poll(&p, 1, (int)left);
-                    if (pr < 0 && errno == EINTR)
+                    if (pr < 0 && errno == EINTR) {
+                        if (nl_interrupted(h))
+                            return -EINTR;
                         continue;
+                    }
                     if (pr < 0)
                         return -errno;
                     if (pr == 0)
@@ -332,7 +352,7 @@ static ssize_t nl_recv(ipvs_handle *h)
             /* cannot happen with the kernel's message sizes; make room
              * for next time, this datagram is lost */
             size_t ncap = h->rxcap * 2;
-            unsigned char *nb = realloc(h->rxbuf, ncap);
+            unsigned char *nb = ipvs_realloc(h->rxbuf, ncap);
             if (nb) {
                 h->rxbuf = nb;
                 h->rxcap = ncap;
@@ -342,6 +362,10 @@ static ssize_t nl_recv(ipvs_handle *h)
         }
         if (mh.msg_namelen < sizeof(src) || src.nl_family != AF_NETLINK || src.nl_pid != 0)
             continue;   /* not from the kernel */
+#ifdef IPVS_CAPTURE
+        if (ipvs_debug_rx_hook)
+            ipvs_debug_rx_hook(h->rxbuf, (size_t)r);
+#endif
         return r;
     }
 }
@@ -379,8 +403,11 @@ static int nl_recv_many(ipvs_handle *h, size_t *lens, int *trunc)
         }
         r = recvmmsg(h->fd, mm, nslots, to > 0 ? MSG_DONTWAIT : MSG_WAITFORONE, NULL);
         if (r < 0) {
-            if (errno == EINTR)
+            if (errno == EINTR) {
+                if (nl_interrupted(h))
+                    return -EINTR;
                 continue;
+            }
             if ((errno == EAGAIN || errno == EWOULDBLOCK) && to > 0) {
                 for (;;) {
                     struct pollfd p = { h->fd, POLLIN, 0 };
@@ -389,8 +416,11 @@ static int nl_recv_many(ipvs_handle *h, size_t *lens, int *trunc)
                     if (left <= 0)
                         return -ETIMEDOUT;
                     pr = poll(&p, 1, (int)left);
-                    if (pr < 0 && errno == EINTR)
+                    if (pr < 0 && errno == EINTR) {
+                        if (nl_interrupted(h))
+                            return -EINTR;
                         continue;
+                    }
                     if (pr < 0)
                         return -errno;
                     if (pr == 0)
@@ -409,6 +439,10 @@ static int nl_recv_many(ipvs_handle *h, size_t *lens, int *trunc)
             trunc[i] = (mh->msg_flags & MSG_TRUNC) != 0;
             if (lens[i] > NL_SLOT)
                 lens[i] = NL_SLOT;
+#ifdef IPVS_CAPTURE
+            if (ipvs_debug_rx_hook && lens[i] && !trunc[i])
+                ipvs_debug_rx_hook(h->rxbuf + (size_t)i * NL_SLOT, lens[i]);
+#endif
         }
         return r;
     }
@@ -482,16 +516,30 @@ static int family_cb(void *ctx, const struct nlp_msg *m)
     return nlp_parse_family_msg(m, (uint16_t *)ctx);
 }
 
+/* TEST-ONLY hook: IPVS_TEST_NETLINK_FAMILY names the genetlink family to
+ * resolve instead of "IPVS" (1..15 characters; anything else is ignored), so
+ * a test can make the family look missing (e.g. "IPVS_NOPE") and exercise
+ * the AUTO -> sockopt fallback while ip_vs is loaded. Used by
+ * tests/kernel/test_fallback.py; never set it in production. */
+static const char *ipvs_family_name(void)
+{
+    const char *name = getenv("IPVS_TEST_NETLINK_FAMILY");
+    if (name && name[0] != '\0' && strlen(name) < 16)
+        return name;
+    return K_IPVS_GENL_NAME;
+}
+
 static int resolve_family(ipvs_handle *h, uint16_t *id)
 {
     unsigned char buf[128];
     struct nlb b = { buf, sizeof(buf), 0, 0 };
     uint32_t seq = ++h->seq;
     size_t start, nd;
+    const char *name = ipvs_family_name();
     int r;
 
     start = nlb_msg_begin(&b, K_GENL_ID_CTRL, K_NLM_F_REQUEST, seq, K_CTRL_CMD_GETFAMILY, 1);
-    nlb_str(&b, K_CTRL_ATTR_FAMILY_NAME, K_IPVS_GENL_NAME, strlen(K_IPVS_GENL_NAME));
+    nlb_str(&b, K_CTRL_ATTR_FAMILY_NAME, name, strlen(name));
     nlb_msg_end(&b, start);
     r = nl_send(h, buf, b.len);
     if (r < 0)
@@ -630,13 +678,13 @@ int nl_open(ipvs_handle *h)
     h->portid = sa.nl_pid;
 
     if (!h->rxbuf) {
-        h->rxbuf = malloc(NL_RXBUF_SIZE);
+        h->rxbuf = ipvs_malloc(NL_RXBUF_SIZE);
         if (!h->rxbuf)
             return -ENOMEM;
         h->rxcap = NL_RXBUF_SIZE;
     }
     if (!h->txbuf) {
-        h->txbuf = malloc(NL_TXBUF_SIZE);
+        h->txbuf = ipvs_malloc(NL_TXBUF_SIZE);
         if (!h->txbuf)
             return -ENOMEM;
         h->txcap = NL_TXBUF_SIZE;
@@ -731,7 +779,7 @@ static int svc_list_cb(void *ctx, const struct nlp_msg *m)
     struct svc_list *l = ctx;
     if (l->n == l->cap) {
         size_t ncap = l->cap ? l->cap * 2 : 64;
-        struct ipvs_service *na = realloc(l->arr, ncap * sizeof(*na));
+        struct ipvs_service *na = ipvs_realloc(l->arr, ncap * sizeof(*na));
         if (!na)
             return -ENOMEM;
         l->arr = na;
@@ -757,7 +805,7 @@ int nl_get_services(ipvs_handle *h, struct ipvs_service **out, size_t *n)
     nlb_msg_end(&b, start);
     r = nl_txn(h, b.len, WAIT_DUMP, svc_list_cb, &l);
     if (r < 0) {
-        free(l.arr);
+        ipvs_xfree(l.arr);
         return r;
     }
     *out = l.arr;
@@ -787,7 +835,7 @@ static int dest_list_cb(void *ctx, const struct nlp_msg *m)
     struct dest_list *l = ctx;
     if (l->n == l->cap) {
         size_t ncap = l->cap ? l->cap * 2 : 16;
-        struct ipvs_dest *na = realloc(l->arr, ncap * sizeof(*na));
+        struct ipvs_dest *na = ipvs_realloc(l->arr, ncap * sizeof(*na));
         if (!na)
             return -ENOMEM;
         l->arr = na;
@@ -816,7 +864,7 @@ int nl_get_dests(ipvs_handle *h, const struct ipvs_service *svc, struct ipvs_des
         return -EMSGSIZE;
     r = nl_txn(h, b.len, WAIT_DUMP, dest_list_cb, &l);
     if (r < 0) {
-        free(l.arr);
+        ipvs_xfree(l.arr);
         return r;
     }
     *out = l.arr;
@@ -931,7 +979,9 @@ int nl_start_daemon(ipvs_handle *h, const struct ipvs_daemon *d)
 int nl_stop_daemon(ipvs_handle *h, int state)
 {
     struct nlb b = tx_begin(h);
-    size_t start, nest;
+    size_t start, nest, probe;
+    uint32_t seq;
+    int r, ack = 0;
 
     start = nlb_msg_begin(&b, h->family_id, K_NLM_F_REQUEST | K_NLM_F_ACK, 0,
                           K_IPVS_CMD_DEL_DAEMON, K_IPVS_GENL_VERSION);
@@ -939,7 +989,47 @@ int nl_stop_daemon(ipvs_handle *h, int state)
     nlb_u32(&b, K_IPVS_DAEMON_ATTR_STATE, (uint32_t)state);
     nlb_nest_end(&b, nest);
     nlb_msg_end(&b, start);
-    return nl_txn(h, b.len, WAIT_ACK, NULL, NULL);
+    /* The kernel passes on kthread_stop()'s result: -EINTR when the sync
+     * thread had not run yet (stop right after start). The daemon is stopped
+     * all the same, but netlink_rcv_skb() sends NO ack at all for -EINTR, so
+     * waiting for one would time out. A GET_INFO goes in the same datagram:
+     * the kernel handles both in order inside our send, so its reply without
+     * an ack before it means -EINTR = stopped (as so_stop_daemon reports). */
+    probe = nlb_msg_begin(&b, h->family_id, K_NLM_F_REQUEST, 0,
+                          K_IPVS_CMD_GET_INFO, K_IPVS_GENL_VERSION);
+    nlb_msg_end(&b, probe);
+    if (b.full)
+        return -EMSGSIZE;
+    seq = ++h->seq;
+    set_msg_seq_type(b.buf + start, seq, h->family_id);
+    set_msg_seq_type(b.buf + probe, ++h->seq, h->family_id);
+    r = nl_send(h, b.buf, b.len);
+    if (r < 0)
+        return r;
+    for (;;) {
+        ssize_t n = nl_recv(h);
+        size_t off = 0;
+        struct nlp_msg m;
+
+        if (n < 0)
+            return (int)n;
+        while ((r = nlp_next_msg(h->rxbuf, (size_t)n, &off, &m)) > 0) {
+            if (m.pid != h->portid)
+                continue;
+            if (m.seq == seq && m.type == K_NLMSG_ERROR) {
+                char msg[IPVS_ERRMSG_MAX];
+                r = nlp_parse_error(&m, &ack, msg, sizeof(msg));
+                if (r < 0)
+                    return r;
+                if (msg[0])
+                    ipvs_set_errmsg(h, "%s", msg);
+            } else if (m.seq == seq + 1) {
+                return ack;     /* the probe's answer: the stop is complete */
+            }
+        }
+        if (r < 0)
+            return r;
+    }
 }
 
 /* ------------------------------------------------------------------------ */

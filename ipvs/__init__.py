@@ -10,13 +10,15 @@ The model and the errors are pure Python and import without the compiled
 extension; ``IPVS`` (and the batch/apply types) load the extension on first use.
 """
 
+from typing import TYPE_CHECKING, Any, List
+
 from ipvs._version import __version__
 from ipvs._model import (Connection, Daemon, DaemonState, Destination, Forward, Info,
                          Protocol, Service, ServiceFlags, Stats, Timeouts, TunnelFlags,
                          TunnelType)
 from ipvs.errors import (BatchError, DaemonExistsError, DaemonNotRunningError,
                          DestinationExistsError, DestinationNotFoundError, InvalidRequestError,
-                         IPVSError, IPVSPermissionError, IPVSTimeoutError,
+                         InconsistentDumpError, IPVSError, IPVSPermissionError, IPVSTimeoutError,
                          IPVSUnavailableError, PersistenceEngineNotFoundError,
                          SchedulerNotFoundError, ServiceExistsError, ServiceNotFoundError,
                          UnsupportedError)
@@ -30,13 +32,16 @@ __all__ = [
     "UnsupportedError", "ServiceExistsError", "ServiceNotFoundError",
     "DestinationExistsError", "DestinationNotFoundError", "SchedulerNotFoundError",
     "PersistenceEngineNotFoundError", "DaemonExistsError", "DaemonNotRunningError",
-    "InvalidRequestError", "BatchError",
+    "InvalidRequestError", "BatchError", "InconsistentDumpError",
 ]
 
 _LAZY = {"IPVS", "Batch", "Change", "Plan"}
 
+if TYPE_CHECKING:  # type checkers see the lazy names; at run time __getattr__ loads them
+    from ipvs._handle import IPVS, Batch, Change, Plan
 
-def __getattr__(name: str):  # PEP 562: load the compiled extension on first use
+
+def __getattr__(name: str) -> Any:  # PEP 562: load the compiled extension on first use
     if name in _LAZY:
         from ipvs import _handle
         value = getattr(_handle, name)
@@ -45,5 +50,5 @@ def __getattr__(name: str):  # PEP 562: load the compiled extension on first use
     raise AttributeError("module 'ipvs' has no attribute %r" % name)
 
 
-def __dir__():
+def __dir__() -> List[str]:
     return sorted(set(globals()) | _LAZY)

@@ -6,6 +6,7 @@ reaches C; the Cython layer converts and raises the mapped kernel errors.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import socket
@@ -17,7 +18,7 @@ from typing import (Any, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Op
 from ipvs import _libipvs
 from ipvs._model import (Connection, Daemon, DaemonState, Destination, Info, Protocol,
                          Service, Stats, Timeouts)
-from ipvs.errors import BatchError, IPVSError
+from ipvs.errors import BatchError, InconsistentDumpError, IPVSError
 
 __all__ = ["IPVS", "Batch", "Change", "Plan", "Call"]
 
@@ -51,6 +52,39 @@ def _open_netns(netns: NetnsLike) -> Tuple[int, bool]:
         return fd, True
     raise TypeError("netns must be a name, a path or a file descriptor, not %s"
                     % type(netns).__name__)
+
+
+def _unique(keys: List[Any]) -> bool:
+    return len(set(keys)) == len(keys)
+
+
+def _listing_unique(listing: List[Tuple[Service, List[Destination]]]) -> bool:
+    """No service, and no destination within its service, appears twice."""
+    return (_unique([s.key for s, _ in listing])
+            and all(_unique([d.key for d in dests]) for _, dests in listing))
+
+
+def _netns_problem(fd: int) -> Optional[str]:
+    """Why ``fd`` cannot be a network namespace (for the error message), or
+    None when it looks like one (the failure was elsewhere)."""
+    try:
+        st = os.fstat(fd)
+    except OSError as e:
+        return "not an open file descriptor (%s)" % e.strerror
+    try:
+        nsfs = os.stat("/proc/thread-self/ns/net").st_dev
+    except OSError:
+        return None
+    if st.st_dev != nsfs:
+        return "not a namespace file"
+    try:
+        import fcntl
+        kind = fcntl.ioctl(fd, 0xB703)  # NS_GET_NSTYPE (Linux 4.11)
+    except OSError:
+        return None
+    if kind != 0x40000000:  # CLONE_NEWNET
+        return "a namespace, but not a network namespace"
+    return None
 
 
 class Call(NamedTuple):
@@ -195,6 +229,11 @@ class IPVS:
         fd, owned = _open_netns(netns)
         try:
             self._h = _libipvs.Handle(_libipvs.BACKENDS[backend], fd, ms)
+        except IPVSError as e:
+            why = _netns_problem(fd) if fd >= 0 else None
+            if why is None:
+                raise
+            raise type(e)(e.errno, "netns %r is %s" % (netns, why), e.operation) from None
         finally:
             if owned:
                 os.close(fd)
@@ -272,9 +311,37 @@ class IPVS:
         return Info("%d.%d.%d" % vi, vi, size)
 
     # ------------------------------------------------------------ services
-    def services(self) -> List[Service]:
-        """Every virtual service, each with ``.stats``."""
-        return self._live().services()  # type: ignore[no-any-return]
+    #: how many dumps a consistent read takes at most before it gives up
+    CONSISTENT_TRIES = 10
+
+    def services(self, *, consistent: bool = False) -> List[Service]:
+        """Every virtual service, each with ``.stats``.
+
+        The kernel's dumps are not atomic: one taken while the table changes
+        may skip or repeat entries, silently. ``consistent=True`` dumps again
+        until two consecutive dumps agree (stats aside) and neither repeats a
+        service; after ``CONSISTENT_TRIES`` dumps it raises
+        `InconsistentDumpError` (an `IPVSError`, errno EAGAIN)."""
+        h = self._live()
+        if not consistent:
+            return h.services()  # type: ignore[no-any-return]
+        return self._consistent("services", h.services,  # type: ignore[no-any-return]
+                                lambda svcs: _unique([s.key for s in svcs]))
+
+    def _consistent(self, op: str, dump: Any, valid: Any) -> Any:
+        """Dump until two consecutive, duplicate-free dumps are equal."""
+        prev = None
+        for _ in range(self.CONSISTENT_TRIES):
+            cur = dump()
+            if not valid(cur):
+                prev = None     # a repeated entry: this dump raced a change
+                continue
+            if prev is not None and cur == prev:
+                return cur
+            prev = cur
+        raise InconsistentDumpError(
+            errno.EAGAIN, "%s: the IPVS table kept changing: no two consecutive dumps "
+            "agreed in %d tries (consistent=True)" % (op, self.CONSISTENT_TRIES), op)
 
     def get_service(self, service: Service) -> Service:
         _need(Service, "service", service)
@@ -295,7 +362,8 @@ class IPVS:
     # -------------------------------------------------------- destinations
     def destinations(self, service: Service) -> List[Destination]:
         """The service's real servers, each with counters and ``.stats``.
-        (A service that does not exist has none: the kernel's dump is empty.)"""
+        A service that does not exist raises ServiceNotFoundError on both
+        backends (netlink's dump alone would just be empty)."""
         _need(Service, "service", service)
         return self._live().destinations(service)  # type: ignore[no-any-return]
 
@@ -314,10 +382,18 @@ class IPVS:
         _need(Destination, "dest", dest)
         self._live()._dest_op("delete_destination", service, dest)
 
-    def table(self) -> Dict[Service, List[Destination]]:
+    def table(self, *, consistent: bool = False) -> Dict[Service, List[Destination]]:
         """Everything at once: {Service: [Destination, ...]} in kernel order,
-        from one service dump and one destination dump per service."""
-        return dict(self._live().listing())
+        from one service dump and one destination dump per service.
+
+        ``consistent=True``: repeat that until two consecutive listings agree
+        (counters and stats aside) and none repeats a service or a
+        destination, as `services` does; `InconsistentDumpError` after
+        ``CONSISTENT_TRIES`` listings."""
+        h = self._live()
+        if not consistent:
+            return dict(h.listing())
+        return dict(self._consistent("table", h.listing, _listing_unique))
 
     # --------------------------------------------------------------- table
     def flush(self) -> None:

@@ -98,6 +98,8 @@ cdef extern from "libipvs.h" nogil:
     const char *ipvs_errmsg(const ipvs_handle *h)
     int ipvs_set_timeout(ipvs_handle *h, int timeout_ms)
     int ipvs_fd(const ipvs_handle *h)
+    int ipvs_set_interrupt_check(ipvs_handle *h, int (*cb)(void *arg) noexcept, void *arg)
+    int ipvs_test_swap_fd(ipvs_handle *h, int fd)
     int ipvs_get_info(ipvs_handle *h, ipvs_info *out)
     int ipvs_add_service(ipvs_handle *h, const ipvs_service *svc)
     int ipvs_update_service(ipvs_handle *h, const ipvs_service *svc)
@@ -118,3 +120,4 @@ cdef extern from "libipvs.h" nogil:
     int ipvs_batch(ipvs_handle *h, ipvs_op *ops, size_t n)
     int ipvs_read_proc_net(ipvs_handle *h, const char *name, char **out, size_t *len)
     void ipvs_free(void *p)
+    int ipvs_debug_alloc_counts(long *allocs, long *frees)

@@ -8,6 +8,12 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, uint64_t
 from libc.string cimport memset, memcpy, strlen
 from libc.stdlib cimport malloc, free
 from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.exc cimport PyErr_Occurred
+
+cdef extern from "Python.h":
+    # declared without an exception value: the pending exception (e.g.
+    # KeyboardInterrupt) is left set for the caller to raise after the C call
+    int _check_signals "PyErr_CheckSignals" ()
 
 import socket as _socket
 import ipaddress as _ipaddress
@@ -29,16 +35,62 @@ cdef object from_errno = _errors.from_errno
 cdef dict _PROTO = {int(p): p for p in Protocol}
 cdef object _TCP = Protocol.TCP
 cdef tuple _FORWARD = tuple(Forward)
-cdef dict _TUNTYPE = {int(t): t for t in TunnelType}
+cdef tuple _TUNTYPE_T = (TunnelType(0), TunnelType(1), TunnelType(2))
 cdef dict _SVCFLAGS = {}
 cdef dict _TUNFLAGS = {}
 
-# Python-side setters of the records' slots: building a record through them
-# skips validation (the kernel's values are trusted to be in range).
-cdef tuple _SVC_SET = Service._setters
-cdef tuple _DEST_SET = Destination._setters
-cdef tuple _STATS_SET = Stats._setters
+# Records read from the kernel are built without validation (the kernel's
+# values are trusted to be in range): allocated like object.__new__ does and
+# their __slots__ filled directly, at the member descriptors' offsets.
+cdef extern from *:
+    """
+    #include <structmember.h>   /* PyMemberDef (in descrobject.h since 3.12) */
+    static PyObject *ipvs_rec_alloc(PyObject *cls)
+    {
+        PyTypeObject *t = (PyTypeObject *)cls;
+        return t->tp_alloc(t, 0);
+    }
+    static Py_ssize_t ipvs_rec_offset(PyObject *descr)
+    {
+        if (Py_TYPE(descr) != &PyMemberDescr_Type)
+            return -1;
+        return ((PyMemberDescrObject *)descr)->d_member->offset;
+    }
+    /* obj is fresh from ipvs_rec_alloc: the slot is still NULL */
+    static inline void ipvs_rec_put(PyObject *obj, Py_ssize_t off, PyObject *v)
+    {
+        Py_INCREF(v);
+        *(PyObject **)((char *)obj + off) = v;
+    }
+    """
+    object ipvs_rec_alloc(object cls)
+    Py_ssize_t ipvs_rec_offset(object descr)
+    void ipvs_rec_put(object obj, Py_ssize_t off, object v)
+
+
+cdef int _slot_offsets(object cls, Py_ssize_t *out, int n) except -1:
+    cdef int i
+    fields = cls._fields
+    if len(fields) != n:
+        raise ImportError("ipvs._libipvs: %s has %d fields, expected %d"
+                          % (cls.__name__, len(fields), n))
+    for i in range(n):
+        out[i] = ipvs_rec_offset(cls.__dict__[fields[i]])
+        if out[i] <= 0:
+            raise ImportError("ipvs._libipvs: %s.%s is not a slot" % (cls.__name__, fields[i]))
+    return 0
+
+
+cdef Py_ssize_t _SVC_OFF[11]
+cdef Py_ssize_t _DEST_OFF[14]
+cdef Py_ssize_t _STATS_OFF[10]
+_slot_offsets(Service, _SVC_OFF, 11)
+_slot_offsets(Destination, _DEST_OFF, 14)
+_slot_offsets(Stats, _STATS_OFF, 10)
 cdef object _new = object.__new__
+# All-zero counters (every idle service and destination) share one Stats:
+# records are immutable, so sharing an equal one changes nothing visible.
+cdef object _ZERO_STATS = Stats()
 
 BACKEND_NAMES = {IPVS_BACKEND_NETLINK: "netlink", IPVS_BACKEND_SOCKOPT: "sockopt"}
 BACKENDS = {"auto": IPVS_BACKEND_AUTO, "netlink": IPVS_BACKEND_NETLINK,
@@ -70,13 +122,24 @@ cdef object _tun_flags(uint16_t flags):
 
 
 cdef class _AddrCache:
-    """Shares one ipaddress object per distinct address within one listing."""
+    """Shares one ipaddress object per distinct address, and one int per
+    distinct port, within one listing."""
     cdef dict v4
     cdef dict v6
+    cdef dict ports
 
     def __cinit__(self):
         self.v4 = {}
         self.v6 = {}
+        self.ports = {}
+
+    cdef object port(self, uint16_t p):
+        if p < 256:
+            return p        # CPython's small ints are shared already
+        r = self.ports.get(p)
+        if r is None:
+            r = self.ports[p] = p
+        return r
 
     cdef object get(self, int af, const ipvs_addr *a):
         cdef uint32_t ip
@@ -100,7 +163,13 @@ cdef object _addr(int af, const ipvs_addr *a):
 
 
 cdef int _addr_to_c(object addr, ipvs_addr *out) except -1:
-    cdef bytes packed = addr.packed
+    cdef bytes packed
+    if type(addr) is IPv4Address:
+        # its int, without building .packed (a Python-level property)
+        memset(out, 0, sizeof(ipvs_addr))
+        out.ip = htonl(<uint32_t>addr._ip)
+        return 0
+    packed = addr.packed
     memset(out, 0, sizeof(ipvs_addr))
     memcpy(out.bytes, <const char *>packed, len(packed))
     return 0
@@ -109,18 +178,20 @@ cdef int _addr_to_c(object addr, ipvs_addr *out) except -1:
 cdef object _stats(int kind, const ipvs_stats *s):
     if kind == IPVS_STATS_NONE:
         return None
-    obj = _new(Stats)
-    cdef tuple st = _STATS_SET
-    st[0](obj, s.conns)
-    st[1](obj, s.inpkts)
-    st[2](obj, s.outpkts)
-    st[3](obj, s.inbytes)
-    st[4](obj, s.outbytes)
-    st[5](obj, s.cps)
-    st[6](obj, s.inpps)
-    st[7](obj, s.outpps)
-    st[8](obj, s.inbps)
-    st[9](obj, s.outbps)
+    if (s.conns | s.inpkts | s.outpkts | s.inbytes | s.outbytes | s.cps | s.inpps
+            | s.outpps | s.inbps | s.outbps) == 0:
+        return _ZERO_STATS
+    obj = ipvs_rec_alloc(Stats)
+    ipvs_rec_put(obj, _STATS_OFF[0], s.conns)
+    ipvs_rec_put(obj, _STATS_OFF[1], s.inpkts)
+    ipvs_rec_put(obj, _STATS_OFF[2], s.outpkts)
+    ipvs_rec_put(obj, _STATS_OFF[3], s.inbytes)
+    ipvs_rec_put(obj, _STATS_OFF[4], s.outbytes)
+    ipvs_rec_put(obj, _STATS_OFF[5], s.cps)
+    ipvs_rec_put(obj, _STATS_OFF[6], s.inpps)
+    ipvs_rec_put(obj, _STATS_OFF[7], s.outpps)
+    ipvs_rec_put(obj, _STATS_OFF[8], s.inbps)
+    ipvs_rec_put(obj, _STATS_OFF[9], s.outbps)
     return obj
 
 
@@ -132,28 +203,42 @@ cdef inline int _prefix(uint32_t mask_host):
 
 
 cdef object _svc_from_c(const ipvs_service *s, _AddrCache cache):
-    obj = _new(Service)
-    cdef tuple st = _SVC_SET
-    fam = AF_INET6 if s.af == 10 else AF_INET
-    st[0](obj, fam)
+    obj = ipvs_rec_alloc(Service)
+    ipvs_rec_put(obj, _SVC_OFF[0], AF_INET6 if s.af == 10 else AF_INET)
     # the kernel sends no protocol for fwmark services; it stores them as TCP
-    st[1](obj, _PROTO.get(s.protocol, s.protocol) if not s.fwmark else _TCP)
+    ipvs_rec_put(obj, _SVC_OFF[1], _PROTO.get(s.protocol, s.protocol) if not s.fwmark else _TCP)
     if s.fwmark:
-        st[2](obj, None)
+        ipvs_rec_put(obj, _SVC_OFF[2], None)
     else:
-        st[2](obj, cache.get(s.af, &s.addr) if cache is not None else _addr(s.af, &s.addr))
-    st[3](obj, s.port)
-    st[4](obj, s.fwmark)
-    st[5](obj, (<bytes>s.sched_name).decode("ascii", "replace"))
-    st[6](obj, _svc_flags(s.flags))
-    st[7](obj, s.timeout)
+        ipvs_rec_put(obj, _SVC_OFF[2], cache.get(s.af, &s.addr) if cache is not None
+                     else _addr(s.af, &s.addr))
+    ipvs_rec_put(obj, _SVC_OFF[3], cache.port(s.port) if cache is not None else s.port)
+    ipvs_rec_put(obj, _SVC_OFF[4], s.fwmark)
+    ipvs_rec_put(obj, _SVC_OFF[5], _sched_name(s.sched_name))
+    ipvs_rec_put(obj, _SVC_OFF[6], _svc_flags(s.flags))
+    ipvs_rec_put(obj, _SVC_OFF[7], s.timeout)
     if s.af == 10:
-        st[8](obj, s.netmask)
+        ipvs_rec_put(obj, _SVC_OFF[8], s.netmask)
     else:
-        st[8](obj, _prefix(ntohl(s.netmask)))
-    st[9](obj, (<bytes>s.pe_name).decode("ascii", "replace") if s.pe_name[0] else None)
-    st[10](obj, _stats(s.stats_kind, &s.stats))
+        ipvs_rec_put(obj, _SVC_OFF[8], _prefix(ntohl(s.netmask)))
+    ipvs_rec_put(obj, _SVC_OFF[9], (<bytes>s.pe_name).decode("ascii", "replace")
+                 if s.pe_name[0] else None)
+    ipvs_rec_put(obj, _SVC_OFF[10], _stats(s.stats_kind, &s.stats))
     return obj
+
+
+cdef dict _SCHED_NAMES = {}
+
+
+cdef object _sched_name(const char *name):
+    """The scheduler's name as a str, one shared str per name."""
+    b = <bytes>name
+    r = _SCHED_NAMES.get(b)
+    if r is None:
+        r = b.decode("ascii", "replace")
+        if len(_SCHED_NAMES) < 64:
+            _SCHED_NAMES[b] = r
+    return r
 
 
 cdef int _svc_to_c(object svc, ipvs_service *c) except -1:
@@ -181,29 +266,29 @@ cdef int _svc_to_c(object svc, ipvs_service *c) except -1:
     if c.af == 10:
         c.netmask = nm
     else:
-        c.netmask = htonl(<uint32_t>(0xFFFFFFFF << (32 - nm)) if nm > 0 else 0)
+        # shift a C uint32 (a Python int would grow past 32 bits): nm is 0..32
+        c.netmask = htonl((<uint32_t>0xFFFFFFFF) << (32 - nm)) if nm > 0 else 0
     return 0
 
 
 cdef object _dest_from_c(const ipvs_dest *d, int svc_af, _AddrCache cache):
-    obj = _new(Destination)
-    cdef tuple st = _DEST_SET
+    obj = ipvs_rec_alloc(Destination)
     cdef int af = d.af if d.af else svc_af
-    st[0](obj, cache.get(af, &d.addr))
-    st[1](obj, d.port)
-    st[2](obj, AF_INET6 if af == 10 else AF_INET)
-    st[3](obj, d.weight)
-    st[4](obj, _FORWARD[d.conn_flags & IPVS_FWD_MASK] if (d.conn_flags & IPVS_FWD_MASK) < 5
-          else d.conn_flags & IPVS_FWD_MASK)
-    st[5](obj, d.u_threshold)
-    st[6](obj, d.l_threshold)
-    st[7](obj, _TUNTYPE.get(d.tun_type, d.tun_type))
-    st[8](obj, d.tun_port)
-    st[9](obj, _tun_flags(d.tun_flags))
-    st[10](obj, d.activeconns)
-    st[11](obj, d.inactconns)
-    st[12](obj, d.persistconns)
-    st[13](obj, _stats(d.stats_kind, &d.stats))
+    cdef uint32_t fwd = d.conn_flags & IPVS_FWD_MASK
+    ipvs_rec_put(obj, _DEST_OFF[0], cache.get(af, &d.addr))
+    ipvs_rec_put(obj, _DEST_OFF[1], cache.port(d.port))
+    ipvs_rec_put(obj, _DEST_OFF[2], AF_INET6 if af == 10 else AF_INET)
+    ipvs_rec_put(obj, _DEST_OFF[3], d.weight)
+    ipvs_rec_put(obj, _DEST_OFF[4], _FORWARD[fwd] if fwd < 5 else fwd)
+    ipvs_rec_put(obj, _DEST_OFF[5], d.u_threshold)
+    ipvs_rec_put(obj, _DEST_OFF[6], d.l_threshold)
+    ipvs_rec_put(obj, _DEST_OFF[7], _TUNTYPE_T[d.tun_type] if d.tun_type < 3 else d.tun_type)
+    ipvs_rec_put(obj, _DEST_OFF[8], cache.port(d.tun_port))
+    ipvs_rec_put(obj, _DEST_OFF[9], _tun_flags(d.tun_flags))
+    ipvs_rec_put(obj, _DEST_OFF[10], d.activeconns)
+    ipvs_rec_put(obj, _DEST_OFF[11], d.inactconns)
+    ipvs_rec_put(obj, _DEST_OFF[12], d.persistconns)
+    ipvs_rec_put(obj, _DEST_OFF[13], _stats(d.stats_kind, &d.stats))
     return obj
 
 
@@ -234,6 +319,14 @@ cdef object _daemon_from_c(const ipvs_daemon *d):
                         d.sync_maxlen, group, d.mcast_port, d.mcast_ttl)
 
 
+cdef int _interrupt_check(void *arg) noexcept with gil:
+    """libipvs's interrupt check (on EINTR while waiting for the kernel): run
+    the Python signal handlers; if one raised (Ctrl-C: KeyboardInterrupt), the
+    C call is abandoned with -EINTR and Handle._check re-raises the exception.
+    Only the main thread runs handlers: elsewhere this returns 0 (keep waiting)."""
+    return 1 if _check_signals() != 0 else 0
+
+
 cdef class Handle:
     """An open libipvs handle (one kernel socket). Thread-safe: the C layer
     serializes calls; close() waits for no one but defers the C close until the
@@ -252,6 +345,7 @@ cdef class Handle:
             msg = (<bytes>ipvs_open_errmsg()).decode("utf-8", "replace")
             raise _make_error("open", -rc, msg, {"target": "the IPVS socket"})
         self.h = h
+        ipvs_set_interrupt_check(h, _interrupt_check, NULL)
 
     def __dealloc__(self):
         if self.h is not NULL:
@@ -293,6 +387,15 @@ cdef class Handle:
             raise ValueError("I/O operation on a closed IPVS handle")
         return ipvs_fd(self.h)
 
+    def _test_swap_fd(self, int fd):
+        """Testing only: put fd in place of the kernel socket (the handle then
+        owns it); returns the previous fd, which the caller then owns."""
+        self._enter()
+        try:
+            return ipvs_test_swap_fd(self.h, fd)
+        finally:
+            self._leave()
+
     def set_timeout(self, int timeout_ms):
         self._enter()
         try:
@@ -305,6 +408,8 @@ cdef class Handle:
         """The one check of every libipvs return code."""
         if rc >= 0:
             return 0
+        if rc == -4 and PyErr_Occurred() is not NULL:
+            return -1   # EINTR from the interrupt check: raise the handler's exception
         msg = (<bytes>ipvs_errmsg(self.h)).decode("utf-8", "replace") if self.h is not NULL else ""
         ctx = {}
         if svc is not None:
@@ -314,6 +419,8 @@ cdef class Handle:
         if dest is not None:
             ctx["destination"] = str(dest)
             ctx["target"] = "%s of %s" % (dest, svc)
+        ctx["_service"] = svc        # for errors._why()
+        ctx["_dest"] = dest
         if extra:
             ctx.update(extra)
         raise _make_error(op, -rc, msg, ctx)
@@ -380,7 +487,7 @@ cdef class Handle:
 
     # -------------------------------------------------------- destinations
     def destinations(self, svc):
-        cdef ipvs_service c
+        cdef ipvs_service c, found
         cdef ipvs_dest *arr = NULL
         cdef size_t n = 0, i
         cdef int rc
@@ -390,6 +497,10 @@ cdef class Handle:
         try:
             with nogil:
                 rc = ipvs_get_dests(self.h, &c, &arr, &n)
+                if rc == 0 and n == 0:
+                    # netlink dumps nothing for a missing service; say so as
+                    # sockopt does (one more round trip, only when empty)
+                    rc = ipvs_get_service(self.h, &c, &found)
             self._check(rc, "destinations", svc)
             return [_dest_from_c(&arr[i], c.af, cache) for i in range(n)]
         finally:
@@ -415,6 +526,11 @@ cdef class Handle:
                 with nogil:
                     rc = ipvs_get_dests(self.h, &svcs[i], &arr, &m)
                 svc = _svc_from_c(&svcs[i], cache)
+                if rc == -3:
+                    # ESRCH (sockopt): the service was deleted since the service
+                    # dump; netlink's dump is then empty: the same on both
+                    rc = 0
+                    m = 0
                 self._check(rc, "destinations", svc)
                 result.append((svc, [_dest_from_c(&arr[j], svcs[i].af, cache) for j in range(m)]))
                 ipvs_free(arr)
@@ -566,11 +682,17 @@ cdef class Handle:
         ops = <ipvs_op *>malloc(n * sizeof(ipvs_op))
         if ops is NULL:
             raise MemoryError()
+        prev = None
         try:
             for i in range(n):
                 op, svc, dest = calls[i]
                 ops[i].op = OPS[op]
-                _svc_to_c(svc, &ops[i].svc)
+                if svc is prev:
+                    # the usual case: a service's calls follow it; convert once
+                    memcpy(&ops[i].svc, &ops[i - 1].svc, sizeof(ipvs_service))
+                else:
+                    _svc_to_c(svc, &ops[i].svc)
+                    prev = svc
                 if dest is not None:
                     _dest_to_c(dest, &ops[i].dest)
                 else:
@@ -579,6 +701,8 @@ cdef class Handle:
             try:
                 with nogil:
                     rc = ipvs_batch(self.h, ops, n)
+                if rc == -4 and PyErr_Occurred() is not NULL:
+                    self._check(rc, "batch")   # re-raises the handler's exception
                 msg = (<bytes>ipvs_errmsg(self.h)).decode("utf-8", "replace")
             finally:
                 self._leave()
@@ -590,7 +714,8 @@ cdef class Handle:
                     continue
                 op, svc, dest = calls[i]
                 e = -rc if err > 0 and rc < 0 else (-err if err < 0 else 5)  # 5: EIO, unconfirmed
-                ctx = {"service": str(svc), "scheduler": svc.scheduler, "pe": svc.pe_name or ""}
+                ctx = {"service": str(svc), "scheduler": svc.scheduler, "pe": svc.pe_name or "",
+                       "_service": svc, "_dest": dest}
                 if dest is not None:
                     ctx["destination"] = str(dest)
                     ctx["target"] = "%s of %s" % (dest, svc)
@@ -618,6 +743,15 @@ cdef class Handle:
         finally:
             ipvs_free(buf)
             self._leave()
+
+
+def debug_alloc_counts():
+    """(allocations, frees) of the C layer so far in a -DIPVS_DEBUG_ALLOC build
+    (see csrc/alloc.h), None in a normal build."""
+    cdef long a = 0, f = 0
+    if ipvs_debug_alloc_counts(&a, &f) < 0:
+        return None
+    return (a, f)
 
 
 cdef object _make_error(str op, int err, str msg, dict ctx):

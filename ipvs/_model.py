@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import operator
 import socket
 from typing import Any, Dict, Iterator, Optional, Tuple, TypeVar, Union
 
@@ -235,19 +236,22 @@ class _Record:
         raise AttributeError("%s is immutable" % type(self).__name__)
 
     def _cmp(self) -> Tuple[Any, ...]:
-        return tuple([getattr(self, f) for f in self._compare])
+        return self._cmp_get(self)  # type: ignore[attr-defined,no-any-return]
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return self._cmp() == other._cmp()  # type: ignore[attr-defined, unused-ignore]
+        get = self._cmp_get  # type: ignore[attr-defined]
+        return get(self) == get(other)  # type: ignore[no-any-return]
 
     def __ne__(self, other: object) -> bool:
-        eq = self.__eq__(other)
-        return eq if eq is NotImplemented else not eq
+        if type(other) is not type(self):
+            return NotImplemented
+        get = self._cmp_get  # type: ignore[attr-defined]
+        return get(self) != get(other)  # type: ignore[no-any-return]
 
     def __hash__(self) -> int:
-        return hash((type(self).__name__,) + self._cmp())
+        return hash((type(self).__name__,) + self._cmp_get(self))  # type: ignore[attr-defined]
 
     def __repr__(self) -> str:
         parts = []
@@ -292,6 +296,11 @@ class _Record:
     @classmethod
     def _init_setters(cls) -> None:
         cls._setters = tuple(getattr(cls, f).__set__ for f in cls._fields)  # type: ignore[attr-defined]
+        # the compared fields as a tuple, in C (equality and hash are hot in
+        # apply()); every record compares at least two fields, so attrgetter
+        # always returns a tuple
+        assert len(cls._compare) >= 2
+        cls._cmp_get = operator.attrgetter(*cls._compare)  # type: ignore[attr-defined]
 
 
 def _rebuild(cls: Any, values: Tuple[Any, ...]) -> Any:

@@ -32,6 +32,7 @@ __all__ = [
     "DaemonNotRunningError",
     "InvalidRequestError",
     "BatchError",
+    "InconsistentDumpError",
     "from_errno",
 ]
 
@@ -133,7 +134,7 @@ class BatchError(IPVSError):
         message = "%d of %d batched call%s failed" % (n, n + succeeded, "" if n + succeeded == 1 else "s")
         if first is not None:
             message += "; first: %s: %s" % (failures[0][0], first.strerror)
-        super().__init__(first.errno if first is not None else 0, message, operation)
+        super().__init__((first.errno or 0) if first is not None else 0, message, operation)
         self.failures = list(failures)
         self.succeeded = succeeded
 
@@ -142,6 +143,13 @@ class BatchError(IPVSError):
 
     def __reduce__(self) -> Any:
         return (type(self), (self.failures, self.succeeded, self.operation))
+
+
+class InconsistentDumpError(IPVSError):
+    """A consistent read (``services(consistent=True)``,
+    ``table(consistent=True)``) gave up: the table kept changing, so no two
+    consecutive dumps agreed within the allowed number of tries. errno is
+    EAGAIN: trying again later may succeed."""
 
 
 # --------------------------------------------------------------------------
@@ -153,6 +161,7 @@ class BatchError(IPVSError):
 # --------------------------------------------------------------------------
 
 _E = _errno
+_AF_INET6 = 10
 _SVC_OPS = ("add_service", "update_service", "delete_service", "get_service", "zero")
 _DEST_OPS = ("add_destination", "update_destination", "delete_destination")
 
@@ -172,6 +181,7 @@ _TABLE: Dict[Tuple[str, int], Tuple[Type[IPVSError], str]] = {
     ("*", _E.EPROTO): (IPVSError, "{operation}: unexpected reply from the kernel (protocol error)"),
     ("*", _E.ENOBUFS): (IPVSError, "{operation}: the kernel's replies overran the socket buffer"),
     ("*", _E.EBUSY): (IPVSError, "{operation}: the kernel is busy (another dump is running on this socket)"),
+    ("*", _E.EDEADLK): (IPVSError, "{operation}: this thread is already inside a call on this handle (a signal handler interrupted it?); use another handle there"),
     ("*", _E.ENOTRECOVERABLE): (IPVSError, "{operation}: could not restore the calling thread's network namespace"),
     # opening a handle
     ("open", _E.ENOENT): (IPVSUnavailableError, "IPVS is not available: the kernel has no \"IPVS\" generic netlink family (load it with `modprobe ip_vs`)"),
@@ -188,6 +198,7 @@ _TABLE: Dict[Tuple[str, int], Tuple[Type[IPVSError], str]] = {
     ("delete_destination", _E.ENOENT): (DestinationNotFoundError, "delete_destination: no such destination {destination} in {service}"),
     # daemons
     ("start_daemon", _E.EEXIST): (DaemonExistsError, "start_daemon: a {state} sync daemon is already running"),
+    ("start_daemon", _E.ENETUNREACH): (InvalidRequestError, "start_daemon: the multicast group cannot be reached through {interface!r} (network unreachable; an IPv6 group needs an interface with IPv6 multicast routes, not lo)"),
     ("start_daemon", _E.ENODEV): (InvalidRequestError, "start_daemon: no such interface {interface!r}"),
     ("start_daemon", _E.EINVAL): (InvalidRequestError, "start_daemon: the kernel refused the daemon settings (invalid argument; a destination whose family differs from its service's also prevents sync)"),
     ("stop_daemon", _E.ESRCH): (DaemonNotRunningError, "stop_daemon: no {state} sync daemon is running"),
@@ -236,4 +247,37 @@ def from_errno(operation: str, err: int, *, kernel_message: Optional[str] = None
         message = template.format_map(fill)
     except (ValueError, KeyError, IndexError):  # a malformed context value
         message = "%s: %s" % (operation, fill["strerror"])
+    why = _why(err, context.get("_service"), context.get("_dest"))
+    if why:
+        message = "%s: %s" % (message, why)
     return cls(err, message, operation, kernel_message)
+
+
+def _why(err: int, svc: Any, dest: Any) -> Optional[str]:
+    """Which of the kernel's reasons for EINVAL / ERANGE applies (the kernel
+    itself says nothing but the errno), judged from the request's values."""
+    try:
+        if dest is not None and svc is not None:
+            if err == _E.ERANGE:
+                if dest.weight < 0:
+                    return "weight %d is negative" % dest.weight
+                if dest.lower_threshold > dest.upper_threshold:
+                    return "lower threshold %d is above upper threshold %d" % (
+                        dest.lower_threshold, dest.upper_threshold)
+            elif err == _E.EINVAL:
+                if dest.family != svc.family and int(dest.forward) != 2:
+                    return ("the destination's address family differs from the service's, "
+                            "which only TUNNEL destinations may do")
+                if dest.family != svc.family:
+                    return ("a destination of another address family is refused while a "
+                            "sync daemon runs")
+                if int(dest.forward) == 2 and int(dest.tunnel_type) == 1 and not dest.tunnel_port:
+                    return "a GUE tunnel needs a tunnel port"
+                return ("the address is not a unicast address here "
+                        "(is the namespace's lo up?)")
+        elif svc is not None and err == _E.EINVAL:
+            if int(svc.family) == _AF_INET6 and not 1 <= svc.netmask <= 128:
+                return "an IPv6 persistence netmask must be a prefix length 1..128, got %d" % svc.netmask
+    except (AttributeError, TypeError, ValueError):
+        pass
+    return None

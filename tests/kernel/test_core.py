@@ -130,6 +130,9 @@ def test_errors_from_the_kernel(ipvs_handle):
         lb.update_service(missing)
     with pytest.raises(ipvs.ServiceNotFoundError):
         lb.add_destination(missing, Destination("192.168.1.1", 80))
+    with pytest.raises(ipvs.ServiceNotFoundError) as e:
+        lb.destinations(missing)    # both backends, although netlink dumps nothing
+    assert e.value.operation == "destinations"
 
     d = Destination("192.168.1.1", 80)
     with pytest.raises(ipvs.DestinationNotFoundError) as e:
