@@ -12,7 +12,7 @@ Decisions where the kernel or API.md leave room (documented in README too):
   on every service in its table; it is internal state, stripped so that what
   you create compares equal to what you read back.
 * A ``timeout`` > 0 implies ``PERSISTENT``; ``PERSISTENT`` with no timeout
-  means 300 s, as ipvsadm's ``-p`` does.
+  means 360 s, as ipvsadm 1.31's bare ``-p`` does (its man page says 300).
 * fwmark services have ``protocol`` TCP, as the kernel stores them.
 * ``netmask`` defaults to 32 (IPv4) / 128 (IPv6), the kernel's and ipvsadm's
   defaults.
@@ -428,7 +428,7 @@ class Service(_Record):
         if timeout:
             fl |= ServiceFlags.PERSISTENT
         elif fl & ServiceFlags.PERSISTENT:
-            timeout = 300
+            timeout = 360
         maxbits = 32 if fam == socket.AF_INET else 128
         if netmask is None:
             nm = maxbits

@@ -157,12 +157,16 @@ def test_service_flags(ipvs_handle, ipvsadm, sched, flags, save, listing):
 def test_persistent_flag_and_timeout(ipvs_handle, ipvsadm):
     lb = ipvs_handle
     svc = Service(address=V4, port=80, scheduler="wlc", flags=F.PERSISTENT)
-    assert svc.timeout == 300  # ipvsadm -p's default
+    assert svc.timeout == 360  # what ipvsadm 1.31's bare -p sets
     lb.add_service(svc)
-    assert sn(ipvsadm) == ["-A -t 10.0.0.1:80 -s wlc -p 300"]
-    assert ln_service_lines(ipvsadm) == ["TCP  10.0.0.1:80 wlc persistent 300"]
+    assert sn(ipvsadm) == ["-A -t 10.0.0.1:80 -s wlc -p 360"]
+    assert ln_service_lines(ipvsadm) == ["TCP  10.0.0.1:80 wlc persistent 360"]
     got = lb.get_service(svc)
-    assert got.flags == F.PERSISTENT and got.timeout == 300 and got == svc
+    assert got.flags == F.PERSISTENT and got.timeout == 360 and got == svc
+    # and ipvsadm's own bare -p gives the same service
+    lb.delete_service(svc)
+    ipvsadm("-A", "-t", "10.0.0.1:80", "-s", "wlc", "-p")
+    assert lb.get_service(svc) == svc
 
     lb.update_service(svc.replace(timeout=3600))
     assert sn(ipvsadm) == ["-A -t 10.0.0.1:80 -s wlc -p 3600"]

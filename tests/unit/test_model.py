@@ -71,7 +71,7 @@ def test_persistence_rules_and_netmask_inputs():
     s = Service(address="10.0.0.1", port=80, timeout=60)
     assert s.flags & ServiceFlags.PERSISTENT
     s = Service(address="10.0.0.1", port=80, flags=ServiceFlags.PERSISTENT)
-    assert s.timeout == 300
+    assert s.timeout == 360  # ipvsadm 1.31 -p
     assert Service(address="10.0.0.1", port=80, netmask="255.255.255.0").netmask == 24
     assert Service(address="10.0.0.1", port=80, netmask=ipaddress.IPv4Address("255.255.0.0")).netmask == 16
     assert Service(address="10.0.0.1", port=80, netmask="24").netmask == 24
