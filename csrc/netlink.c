@@ -294,6 +294,31 @@ static long elapsed_ms(const struct timespec *t0)
                    (t.tv_nsec - t0->tv_nsec)) / 1000000);
 }
 
+/* Wait until h->fd is readable or the deadline t0 + to ms has passed:
+ * 0, -ETIMEDOUT, -EINTR (interrupt check said stop) or -errno. The clock,
+ * not poll's return, decides the timeout: poll may wake a little early. */
+static int wait_readable(ipvs_handle *h, const struct timespec *t0, int to)
+{
+    for (;;) {
+        struct pollfd p = { h->fd, POLLIN, 0 };
+        long left = to - elapsed_ms(t0);
+        int pr;
+        if (left <= 0)
+            return -ETIMEDOUT;
+        pr = poll(&p, 1, (int)left);
+        if (pr < 0 && errno == EINTR) {
+            if (nl_interrupted(h))
+                return -EINTR;
+            continue;
+        }
+        if (pr < 0)
+            return -errno;
+        if (pr > 0)
+            return 0;
+        /* pr == 0: loop to re-measure; returns once the time is really up */
+    }
+}
+
 /* Receive one datagram from the kernel into h->rxbuf; its length or -errno.
  * -ETIMEDOUT when nothing arrives within h->timeout_ms (> 0). */
 static ssize_t nl_recv(ipvs_handle *h)
@@ -326,24 +351,9 @@ static ssize_t nl_recv(ipvs_handle *h)
                 continue;
             }
             if ((errno == EAGAIN || errno == EWOULDBLOCK) && to > 0) {
-                for (;;) {
-                    struct pollfd p = { h->fd, POLLIN, 0 };
-                    long left = to - elapsed_ms(&t0);
-                    int pr;
-                    if (left <= 0)
-                        return -ETIMEDOUT;
-                    pr = poll(&p, 1, (int)left);
-                    if (pr < 0 && errno == EINTR) {
-                        if (nl_interrupted(h))
-                            return -EINTR;
-                        continue;
-                    }
-                    if (pr < 0)
-                        return -errno;
-                    if (pr == 0)
-                        return -ETIMEDOUT;
-                    break;
-                }
+                int w = wait_readable(h, &t0, to);
+                if (w < 0)
+                    return w;
                 continue;
             }
             return -errno;
@@ -409,24 +419,9 @@ static int nl_recv_many(ipvs_handle *h, size_t *lens, int *trunc)
                 continue;
             }
             if ((errno == EAGAIN || errno == EWOULDBLOCK) && to > 0) {
-                for (;;) {
-                    struct pollfd p = { h->fd, POLLIN, 0 };
-                    long left = to - elapsed_ms(&t0);
-                    int pr;
-                    if (left <= 0)
-                        return -ETIMEDOUT;
-                    pr = poll(&p, 1, (int)left);
-                    if (pr < 0 && errno == EINTR) {
-                        if (nl_interrupted(h))
-                            return -EINTR;
-                        continue;
-                    }
-                    if (pr < 0)
-                        return -errno;
-                    if (pr == 0)
-                        return -ETIMEDOUT;
-                    break;
-                }
+                int w = wait_readable(h, &t0, to);
+                if (w < 0)
+                    return w;
                 continue;
             }
             return -errno;
