@@ -11,6 +11,7 @@
 #   make ubsan-kernel    extension with UBSan, kernel tests in the sandbox
 #   make valgrind        memcheck over the core kernel tests in the sandbox
 #   make alloc-check     -DIPVS_DEBUG_ALLOC build, kernel tests, allocs == frees
+#   make ctest           the C-level sockopt exerciser (csrc/test_sockopt.c) in the sandbox
 #
 # Sanitizer/debug builds are made in private copies under build/hardening/
 # (never in place), so they do not disturb the checkout's own extension.
@@ -38,7 +39,7 @@ ASAN_CFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                -fno-omit-frame-pointer -O1 -g
 UBSAN_CFLAGS := -fsanitize=undefined -fno-sanitize-recover=undefined -O1 -g
 
-.PHONY: fuzz fuzz-ci fuzz-coverage fuzz-build capture asan ubsan-kernel valgrind alloc-check clean-hardening
+.PHONY: fuzz fuzz-ci fuzz-coverage fuzz-build capture asan ubsan-kernel valgrind alloc-check ctest clean-hardening
 
 # A private copy of the work tree in $(1) (sources only; the extension is
 # rebuilt there).
@@ -168,3 +169,12 @@ alloc-check:
 
 clean-hardening:
 	rm -rf $(OUT) $(HB)
+
+# csrc/test_sockopt.c against the real kernel, below Python: every sockopt
+# request and reply, errno cases, growth between count and read.
+ctest:
+	mkdir -p build/ctest
+	gcc -Wall -Wextra -Werror -O2 -pthread -Icsrc csrc/libipvs.c csrc/sockopt.c \
+	    csrc/soparse.c csrc/alloc.c csrc/test_sockopt.c -o build/ctest/test_sockopt
+	PYTHONPATH=$(CURDIR) $(PYTHON) -m ipvs.sandbox -- sh -c \
+	    'ip netns add ctest && ip -n ctest link set lo up && ip netns exec ctest build/ctest/test_sockopt'
