@@ -319,6 +319,20 @@ static int wait_readable(ipvs_handle *h, const struct timespec *t0, int to)
     }
 }
 
+/* After a receive failed with errno: 1 = receive again (EINTR, or the
+ * socket became readable in time), else the -errno to return. */
+static int recv_failed(ipvs_handle *h, const struct timespec *t0, int to)
+{
+    int e = errno;
+    if (e == EINTR)
+        return nl_interrupted(h) ? -EINTR : 1;
+    if ((e == EAGAIN || e == EWOULDBLOCK) && to > 0) {
+        int w = wait_readable(h, t0, to);
+        return w < 0 ? w : 1;
+    }
+    return -e;
+}
+
 /* Receive one datagram from the kernel into h->rxbuf; its length or -errno.
  * -ETIMEDOUT when nothing arrives within h->timeout_ms (> 0). */
 static ssize_t nl_recv(ipvs_handle *h)
@@ -345,18 +359,10 @@ static ssize_t nl_recv(ipvs_handle *h)
          * poll only when nothing is there. */
         r = recvmsg(h->fd, &mh, to > 0 ? MSG_DONTWAIT : 0);
         if (r < 0) {
-            if (errno == EINTR) {
-                if (nl_interrupted(h))
-                    return -EINTR;
-                continue;
-            }
-            if ((errno == EAGAIN || errno == EWOULDBLOCK) && to > 0) {
-                int w = wait_readable(h, &t0, to);
-                if (w < 0)
-                    return w;
-                continue;
-            }
-            return -errno;
+            int f = recv_failed(h, &t0, to);
+            if (f < 0)
+                return f;
+            continue;
         }
         if (mh.msg_flags & MSG_TRUNC) {
             /* cannot happen with the kernel's message sizes; make room
@@ -413,18 +419,10 @@ static int nl_recv_many(ipvs_handle *h, size_t *lens, int *trunc)
         }
         r = recvmmsg(h->fd, mm, nslots, to > 0 ? MSG_DONTWAIT : MSG_WAITFORONE, NULL);
         if (r < 0) {
-            if (errno == EINTR) {
-                if (nl_interrupted(h))
-                    return -EINTR;
-                continue;
-            }
-            if ((errno == EAGAIN || errno == EWOULDBLOCK) && to > 0) {
-                int w = wait_readable(h, &t0, to);
-                if (w < 0)
-                    return w;
-                continue;
-            }
-            return -errno;
+            int f = recv_failed(h, &t0, to);
+            if (f < 0)
+                return f;
+            continue;
         }
         for (int i = 0; i < r; i++) {
             const struct msghdr *mh = &mm[i].msg_hdr;
