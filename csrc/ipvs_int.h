@@ -19,6 +19,8 @@ struct ipvs_handle {
     uint32_t portid;
     unsigned char *rxbuf;        /* reused receive buffer (page faults are costly) */
     size_t rxcap;
+    size_t rx_pending;           /* netlink: length of a second datagram waiting
+                                    in the upper half of rxbuf (0 = none) */
     unsigned char *txbuf;        /* reused send buffer for batches */
     size_t txcap;
     char errmsg[IPVS_ERRMSG_MAX];

@@ -333,56 +333,85 @@ static int recv_failed(ipvs_handle *h, const struct timespec *t0, int to)
     return -e;
 }
 
-/* Receive one datagram from the kernel into h->rxbuf; its length or -errno.
- * -ETIMEDOUT when nothing arrives within h->timeout_ms (> 0). */
-static ssize_t nl_recv(ipvs_handle *h)
+/* Receive one datagram from the kernel; *data points at it (inside
+ * h->rxbuf), the return value is its length or -errno; -ETIMEDOUT when
+ * nothing arrives within h->timeout_ms (> 0).
+ * One recvmmsg takes up to two datagrams, into the two halves of h->rxbuf
+ * (each half holds the largest datagram the kernel sends, ~32 KiB): a dump's
+ * NLMSG_DONE comes in a datagram of its own, queued while we read the data,
+ * so this saves one syscall per dump. The second waits in h->rx_pending for
+ * the next call; callers are done with a datagram before asking again. */
+static ssize_t nl_recv(ipvs_handle *h, unsigned char **data)
 {
     struct timespec t0;
     int to = h->timeout_ms;
 
+    if (h->rx_pending) {
+        ssize_t len = (ssize_t)h->rx_pending;
+        h->rx_pending = 0;
+        *data = h->rxbuf + h->rxcap / 2;
+        return len;
+    }
     if (to > 0)
         clock_gettime(CLOCK_MONOTONIC, &t0);
     for (;;) {
-        struct sockaddr_nl src;
-        struct iovec iov = { h->rxbuf, h->rxcap };
-        struct msghdr mh;
-        ssize_t r;
+        size_t half = h->rxcap / 2;
+        struct sockaddr_nl src[2];
+        struct iovec iov[2] = { { h->rxbuf, half }, { h->rxbuf + half, half } };
+        struct mmsghdr mm[2];
+        int r, i, got = 0;
+        size_t lens[2] = { 0, 0 };
 
-        memset(&mh, 0, sizeof(mh));
-        memset(&src, 0, sizeof(src));
-        mh.msg_name = &src;
-        mh.msg_namelen = sizeof(src);
-        mh.msg_iov = &iov;
-        mh.msg_iovlen = 1;
+        memset(mm, 0, sizeof(mm));
+        memset(src, 0, sizeof(src));
+        for (i = 0; i < 2; i++) {
+            mm[i].msg_hdr.msg_name = &src[i];
+            mm[i].msg_hdr.msg_namelen = sizeof(src[i]);
+            mm[i].msg_hdr.msg_iov = &iov[i];
+            mm[i].msg_hdr.msg_iovlen = 1;
+        }
         /* With a timeout: try without blocking first (a reply is usually
          * queued already: the kernel answers during our sendmsg/recvmsg),
          * poll only when nothing is there. */
-        r = recvmsg(h->fd, &mh, to > 0 ? MSG_DONTWAIT : 0);
+        r = recvmmsg(h->fd, mm, 2, to > 0 ? MSG_DONTWAIT : MSG_WAITFORONE, NULL);
         if (r < 0) {
             int f = recv_failed(h, &t0, to);
             if (f < 0)
                 return f;
             continue;
         }
-        if (mh.msg_flags & MSG_TRUNC) {
-            /* cannot happen with the kernel's message sizes; make room
-             * for next time, this datagram is lost */
-            size_t ncap = h->rxcap * 2;
-            unsigned char *nb = ipvs_realloc(h->rxbuf, ncap);
-            if (nb) {
-                h->rxbuf = nb;
-                h->rxcap = ncap;
+        for (i = 0; i < r; i++) {
+            if (mm[i].msg_hdr.msg_flags & MSG_TRUNC) {
+                /* cannot happen with the kernel's message sizes; make room
+                 * for next time, this datagram is lost */
+                size_t ncap = h->rxcap * 2;
+                unsigned char *nb = ipvs_realloc(h->rxbuf, ncap);
+                if (nb) {
+                    h->rxbuf = nb;
+                    h->rxcap = ncap;
+                }
+                ipvs_set_errmsg(h, "netlink reply larger than the receive buffer");
+                return -EMSGSIZE;
             }
-            ipvs_set_errmsg(h, "netlink reply larger than the receive buffer");
-            return -EMSGSIZE;
-        }
-        if (mh.msg_namelen < sizeof(src) || src.nl_family != AF_NETLINK || src.nl_pid != 0)
-            continue;   /* not from the kernel */
+            if (mm[i].msg_hdr.msg_namelen < sizeof(src[i]) || src[i].nl_family != AF_NETLINK
+                || src[i].nl_pid != 0)
+                continue;   /* not from the kernel */
 #ifdef IPVS_CAPTURE
-        if (ipvs_debug_rx_hook)
-            ipvs_debug_rx_hook(h->rxbuf, (size_t)r);
+            if (ipvs_debug_rx_hook)
+                ipvs_debug_rx_hook(iov[i].iov_base, mm[i].msg_len);
 #endif
-        return r;
+            lens[i] = mm[i].msg_len;
+            got++;
+        }
+        if (!got)
+            continue;
+        if (lens[0]) {
+            h->rx_pending = lens[1];
+            *data = h->rxbuf;
+            return (ssize_t)lens[0];
+        }
+        *data = h->rxbuf + half;     /* only the second was the kernel's */
+        return (ssize_t)lens[1];
     }
 }
 
@@ -401,6 +430,8 @@ static int nl_recv_many(ipvs_handle *h, size_t *lens, int *trunc)
     unsigned nslots = (unsigned)(h->rxcap / NL_SLOT);
     struct timespec t0;
     int to = h->timeout_ms;
+
+    h->rx_pending = 0;   /* rxbuf is reused: a waiting datagram would be stale */
 
     if (nslots > NL_MAXSLOTS)
         nslots = NL_MAXSLOTS;
@@ -445,6 +476,7 @@ static int nl_recv_many(ipvs_handle *h, size_t *lens, int *trunc)
  * kernel queue the dump's next part). */
 static void nl_drain(ipvs_handle *h)
 {
+    h->rx_pending = 0;
     for (int i = 0; i < 1000000; i++) {
         ssize_t r = recv(h->fd, h->rxbuf, h->rxcap, MSG_DONTWAIT | MSG_TRUNC);
         if (r < 0 && errno != EINTR && errno != ENOBUFS)
@@ -466,14 +498,15 @@ static int nl_wait(ipvs_handle *h, uint32_t seq, int mode, nl_cb cb, void *ctx,
 
     *ndata = 0;
     for (;;) {
-        ssize_t n = nl_recv(h);
+        unsigned char *data;
+        ssize_t n = nl_recv(h, &data);
         size_t off = 0;
         struct nlp_msg m;
         int r;
 
         if (n < 0)
             return (int)n;
-        while ((r = nlp_next_msg(h->rxbuf, (size_t)n, &off, &m)) > 0) {
+        while ((r = nlp_next_msg(data, (size_t)n, &off, &m)) > 0) {
             if (m.seq != seq || m.pid != h->portid)
                 continue;                       /* stale or not ours */
             if (m.type == K_NLMSG_NOOP)
@@ -1000,13 +1033,14 @@ int nl_stop_daemon(ipvs_handle *h, int state)
     if (r < 0)
         return r;
     for (;;) {
-        ssize_t n = nl_recv(h);
+        unsigned char *data;
+        ssize_t n = nl_recv(h, &data);
         size_t off = 0;
         struct nlp_msg m;
 
         if (n < 0)
             return (int)n;
-        while ((r = nlp_next_msg(h->rxbuf, (size_t)n, &off, &m)) > 0) {
+        while ((r = nlp_next_msg(data, (size_t)n, &off, &m)) > 0) {
             if (m.pid != h->portid)
                 continue;
             if (m.seq == seq && m.type == K_NLMSG_ERROR) {
