@@ -239,12 +239,22 @@ int nlp_parse_stats(const uint8_t *buf, size_t len, struct ipvs_stats *out)
     return r;
 }
 
+/* A STATS (is64 = 0) or STATS64 attribute of a service or destination:
+ * STATS64 wins whichever order the two come in. */
+static int stats_attr(const struct nlp_attr *a, int is64, struct ipvs_stats *st, int *kind)
+{
+    if (!is64 && *kind == IPVS_STATS_64)
+        return 0;
+    *kind = is64 ? IPVS_STATS_64 : IPVS_STATS_32;
+    return nlp_parse_stats(a->data, a->len, st);
+}
+
 int nlp_parse_service(const uint8_t *buf, size_t len, struct ipvs_service *out)
 {
     size_t off = 0;
     struct nlp_attr a;
     int r = 0, have_af = 0, have_proto = 0, have_addr = 0, have_port = 0,
-        have_fwmark = 0, have_stats64 = 0;
+        have_fwmark = 0;
 
     memset(out, 0, sizeof(*out));
     while (r >= 0 && (r = nlp_next_attr(buf, len, &off, &a)) > 0) {
@@ -278,16 +288,9 @@ int nlp_parse_service(const uint8_t *buf, size_t len, struct ipvs_service *out)
              * length for IPv6 (exactly what the kernel stores) */
             r = get_u32(&a, &out->netmask); break;
         case K_IPVS_SVC_ATTR_STATS:
-            if (!have_stats64) {
-                r = nlp_parse_stats(a.data, a.len, &out->stats);
-                out->stats_kind = IPVS_STATS_32;
-            }
-            break;
+            r = stats_attr(&a, 0, &out->stats, &out->stats_kind); break;
         case K_IPVS_SVC_ATTR_STATS64:
-            r = nlp_parse_stats(a.data, a.len, &out->stats);
-            out->stats_kind = IPVS_STATS_64;
-            have_stats64 = 1;
-            break;
+            r = stats_attr(&a, 1, &out->stats, &out->stats_kind); break;
         default:
             break;
         }
@@ -307,7 +310,7 @@ int nlp_parse_dest(const uint8_t *buf, size_t len, uint16_t svc_af, struct ipvs_
 {
     size_t off = 0;
     struct nlp_attr a;
-    int r = 0, have_addr = 0, have_port = 0, have_stats64 = 0;
+    int r = 0, have_addr = 0, have_port = 0;
     uint32_t w = 0;
 
     memset(out, 0, sizeof(*out));
@@ -342,16 +345,9 @@ int nlp_parse_dest(const uint8_t *buf, size_t len, uint16_t svc_af, struct ipvs_
         case K_IPVS_DEST_ATTR_TUN_FLAGS:
             r = get_u16(&a, &out->tun_flags); break;
         case K_IPVS_DEST_ATTR_STATS:
-            if (!have_stats64) {
-                r = nlp_parse_stats(a.data, a.len, &out->stats);
-                out->stats_kind = IPVS_STATS_32;
-            }
-            break;
+            r = stats_attr(&a, 0, &out->stats, &out->stats_kind); break;
         case K_IPVS_DEST_ATTR_STATS64:
-            r = nlp_parse_stats(a.data, a.len, &out->stats);
-            out->stats_kind = IPVS_STATS_64;
-            have_stats64 = 1;
-            break;
+            r = stats_attr(&a, 1, &out->stats, &out->stats_kind); break;
         default:
             break;
         }
