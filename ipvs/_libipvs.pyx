@@ -430,16 +430,7 @@ cdef class Handle:
         if rc == -4 and PyErr_Occurred() is not NULL:
             return -1   # EINTR from the interrupt check: raise the handler's exception
         msg = (<bytes>ipvs_errmsg(self.h)).decode("utf-8", "replace") if self.h is not NULL else ""
-        ctx = {}
-        if svc is not None:
-            ctx["service"] = str(svc)
-            ctx["scheduler"] = svc.scheduler
-            ctx["pe"] = svc.pe_name or ""
-        if dest is not None:
-            ctx["destination"] = str(dest)
-            ctx["target"] = "%s of %s" % (dest, svc)
-        ctx["_service"] = svc        # for errors._why()
-        ctx["_dest"] = dest
+        ctx = _error_context(svc, dest)
         if extra:
             ctx.update(extra)
         raise _make_error(op, -rc, msg, ctx)
@@ -748,12 +739,8 @@ cdef class Handle:
                         continue
                     op, svc, dest = calls[base + j]
                     e = -rc if err > 0 and rc < 0 else (-err if err < 0 else 5)  # 5: EIO, unconfirmed
-                    ctx = {"service": str(svc), "scheduler": svc.scheduler, "pe": svc.pe_name or "",
-                           "_service": svc, "_dest": dest}
-                    if dest is not None:
-                        ctx["destination"] = str(dest)
-                        ctx["target"] = "%s of %s" % (dest, svc)
-                    results.append(_make_error(op, e, msg if err > 0 else "", ctx))
+                    results.append(_make_error(op, e, msg if err > 0 else "",
+                                               _error_context(svc, dest)))
                 base += k
             return results
         finally:
@@ -787,6 +774,19 @@ def debug_alloc_counts():
     if ipvs_debug_alloc_counts(&a, &f) < 0:
         return None
     return (a, f)
+
+
+cdef dict _error_context(object svc, object dest):
+    """What errors.from_errno needs to word a message about svc / dest."""
+    ctx = {"_service": svc, "_dest": dest}   # the objects, for errors._why()
+    if svc is not None:
+        ctx["service"] = str(svc)
+        ctx["scheduler"] = svc.scheduler
+        ctx["pe"] = svc.pe_name or ""
+    if dest is not None:
+        ctx["destination"] = str(dest)
+        ctx["target"] = "%s of %s" % (dest, svc)
+    return ctx
 
 
 cdef object _make_error(str op, int err, str msg, dict ctx):
