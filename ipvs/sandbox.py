@@ -114,6 +114,48 @@ def _uml_version(binary: str) -> str | None:
     return _version_cache[binary]
 
 
+def _cache_root() -> str:
+    """Where fetched kernels and built helpers live (root: /var/cache/ipvs)."""
+    if os.geteuid() == 0:
+        return "/var/cache/ipvs"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return os.path.join(base, "ipvs")
+
+
+def _needs_xstate_shim(version: str | None) -> bool:
+    """UML before 7.x keeps only 832 bytes of XSAVE state per thread and
+    panics on hosts with a larger area (AVX-512, AMX): see _uml_xstate.c."""
+    m = re.match(r"(\d+)\.", version or "")
+    return bool(m) and int(m.group(1)) < 7
+
+
+def _xstate_shim() -> str:
+    """Build (once) and return the LD_PRELOAD library of _uml_xstate.c."""
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_uml_xstate.c")
+    with open(src, "rb") as f:
+        text = f.read()
+    import hashlib
+    tag = hashlib.sha256(text).hexdigest()[:12]
+    out_dir = os.path.join(_cache_root(), "uml-xstate")
+    lib = os.path.join(out_dir, f"uml_xstate-{tag}.so")
+    if os.path.exists(lib):
+        return lib
+    os.makedirs(out_dir, exist_ok=True)
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        raise SandboxUnavailable(
+            "this UML kernel needs a small LD_PRELOAD helper built with a C "
+            "compiler on this host (its XSAVE area is larger than the kernel "
+            "knows): apt-get install gcc")
+    tmp = f"{lib}.{os.getpid()}.tmp"
+    proc = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", tmp, src, "-ldl"],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SandboxError(f"building {src} failed: {proc.stderr.strip()}")
+    os.replace(tmp, lib)
+    return lib
+
+
 def _modules_dir(binary: str) -> str | None:
     version = _uml_version(binary)
     if version:
@@ -366,6 +408,9 @@ def run(argv, *, cwd=None, env=None, mem=DEFAULT_MEM, timeout=None,
         cmd = [binary, f"mem={mem}", "rootfstype=hostfs", "rootflags=/", "rw",
                f"init={init}", "con=null", "con0=null,fd:2"]
         host_env = {k: v for k, v in os.environ.items()}
+        if _needs_xstate_shim(_uml_version(binary)):
+            preload = host_env.get("LD_PRELOAD", "")
+            host_env["LD_PRELOAD"] = " ".join(p for p in (_xstate_shim(), preload) if p)
         tails = [_Tail(os.path.join(state, "stdout"), stdout),
                  _Tail(os.path.join(state, "stderr"), stderr)]
         with open(console, "wb") as log:
