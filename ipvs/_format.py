@@ -439,7 +439,7 @@ def list_connections(conns: Iterable[Connection], numeric: bool = True,
 def _stats_json(st: Optional[Stats]) -> Optional[Dict[str, int]]:
     if st is None:
         return None
-    return {f: getattr(st, f) for f in Stats._fields}
+    return {f: getattr(st, f) for f in Stats._field_names}
 
 
 def _family_name(fam: Any) -> str:

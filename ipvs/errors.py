@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import errno as _errno
 import os as _os
-from typing import Any, Dict, List, Optional, Tuple, Type
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Type
+
+if TYPE_CHECKING:
+    from ipvs._model import Call
 
 __all__ = [
     "IPVSError",
@@ -120,14 +123,15 @@ class InvalidRequestError(IPVSError, ValueError):
 class BatchError(IPVSError):
     """One or more calls of a batch failed.
 
-    ``failures`` is a list of ``(call, exception)`` in call order; ``succeeded``
+    ``failures`` is a list of ``(call, exception)`` in call order, each call
+    an `ipvs.Call` whose ``index`` is its position in the batch; ``succeeded``
     the number of calls the kernel applied.
     """
 
-    failures: List[Tuple[Any, IPVSError]]
+    failures: List[Tuple["Call", IPVSError]]
     succeeded: int
 
-    def __init__(self, failures: List[Tuple[Any, IPVSError]], succeeded: int,
+    def __init__(self, failures: List[Tuple["Call", IPVSError]], succeeded: int,
                  operation: str = "batch") -> None:
         first = failures[0][1] if failures else None
         n = len(failures)
