@@ -80,3 +80,10 @@ def test_restore_from_a_pipe(tmp_path):
     r = _sandbox(["sh", "-c", script], rules, capture_output=True)
     assert (r.returncode, r.stderr) == (0, b"")
     assert r.stdout == rules
+
+
+def test_plugin_skip_reason_tells_pip_users_what_to_run():
+    from ipvs import testing
+    for reason in (testing.NO_IPVS_REASON, testing.NOT_ROOT_REASON):
+        assert "python -m ipvs.sandbox -- python -m pytest" in reason
+        assert "scripts/" not in reason   # a pip user has no scripts/ folder
