@@ -26,7 +26,7 @@ import enum
 import ipaddress
 import operator
 import socket
-from typing import Any, Dict, Iterator, NamedTuple, Optional, Tuple, TypeVar, Union
+from typing import Any, Dict, Iterator, Optional, Tuple, TypeVar, Union
 
 __all__ = [
     "Protocol", "Forward", "ServiceFlags", "TunnelType", "TunnelFlags", "DaemonState",
@@ -769,15 +769,42 @@ for _cls in (Stats, Service, Destination, Timeouts, Info, Daemon, Connection):
 del _cls
 
 
-class Call(NamedTuple):
+class Call:
     """One call of a batch (`IPVS.batch`, `IPVS.apply`), as `BatchError.failures`
     reports it: ``method`` (the IPVS method's name, e.g. "add_destination"),
     ``service``, ``destination`` (None for service calls) and ``index``, its
-    position in the batch (0 for the first call)."""
+    position in the batch (0 for the first call). Immutable."""
+
+    __slots__ = ("method", "service", "destination", "index")
+
     method: str
     service: Service
-    destination: Optional[Destination] = None
-    index: int = 0
+    destination: Optional[Destination]
+    index: int
+
+    def __init__(self, method: str, service: Service,
+                 destination: Optional[Destination] = None, index: int = 0) -> None:
+        _set(self, "method", method)
+        _set(self, "service", service)
+        _set(self, "destination", destination)
+        _set(self, "index", index)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Call is immutable")
+
+    def _key(self) -> Tuple[Any, ...]:
+        return (self.index, self.method, self.service, self.destination)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Call:
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __reduce__(self) -> Any:
+        return (Call, (self.method, self.service, self.destination, self.index))
 
     def __repr__(self) -> str:
         if self.destination is None:

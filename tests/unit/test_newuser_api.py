@@ -266,9 +266,9 @@ def test_apply_prune_values(lb: Any):
 
 # ------------------------------------------------------------------ help
 
-# (Change and Call are NamedTuples: their _asdict/_replace are namedtuple's API)
+# (Change is a NamedTuple: its _asdict/_replace are namedtuple's API)
 PUBLIC_CLASSES = [ipvs.IPVS, ipvs.Batch, ipvs.Service, ipvs.Destination, ipvs.Stats,
-                  ipvs.Plan, ipvs.Timeouts, ipvs.Daemon, ipvs.Connection, ipvs.Info]
+                  ipvs.Plan, ipvs.Timeouts, ipvs.Daemon, ipvs.Connection, ipvs.Info, ipvs.Call]
 
 
 @pytest.mark.parametrize("cls", PUBLIC_CLASSES, ids=lambda c: c.__name__)
