@@ -328,6 +328,7 @@ Options:
   --sched-flags  -b flags             scheduler flags (comma-separated)
   --json                              machine-readable listing (-L, -S, -c, --timeout, --daemon)
   --netns        name                 act in the named network namespace (ip netns)
+  --line-numbers                      with -R: prefix each message with its line number
 Daemon Options:
   --syncid sid                        syncid for connection sync (default=255)
   --sync-maxlen length                Max sync message length (default=1472)

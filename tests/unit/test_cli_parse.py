@@ -142,9 +142,9 @@ def test_help_and_version():
     rc, out, err = _run(["-h"])
     assert rc == 0 and "--json" in out and out.startswith("ipvsadm v1.31")
     golden = open(os.path.join(GOLDEN, "help.txt")).read()
-    # ipvsadm's help plus the two extra options
+    # ipvsadm's help plus the three extra options
     extra = [l for l in out.splitlines() if l not in golden.splitlines()]
-    assert len(extra) == 2
+    assert len(extra) == 3
     rc, out, err = _run(["--version"])
     assert rc == 0 and out.startswith("ipvsadm v1.31")
 
