@@ -6,7 +6,7 @@ comparable, has a ``repr`` that reads like the constructor call and a
 their arguments and raise ``TypeError`` / ``ValueError`` naming the field,
 before anything reaches the kernel.
 
-Decisions where the kernel or API.md leave room (documented in README too):
+Decisions where the kernel leaves room (documented in README and docs/reference.md too):
 
 * ``Service.flags`` never carries ``HASHED`` as read back: the kernel sets it
   on every service in its table; it is internal state, stripped so that what

@@ -296,3 +296,19 @@ def test_every_public_method_has_its_own_docstring():
         assert "NotFoundError" in doc and "ValueError" in doc
     doc = ipvs.IPVS.apply.__doc__
     assert '"destinations"' in doc and "``True``" in doc and "``False``" in doc
+
+
+def test_readme_links_only_files_in_the_repo():
+    import os
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    readme = os.path.join(root, "README.md")
+    if not os.path.exists(readme):
+        pytest.skip("not a source tree")
+    text = open(readme).read()
+    links = re.findall(r"\]\(([^)]+)\)", text)
+    assert "docs/reference.md" in links
+    for target in links:
+        path = target.split("#")[0]
+        assert not path.startswith(("..", "/")), target
+        assert os.path.exists(os.path.join(root, path)), target
+    assert "API.md" not in text
