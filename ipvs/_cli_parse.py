@@ -445,7 +445,7 @@ def _option(a: Args, key: str, value: Optional[str]) -> None:
 
 def _check(a: Args) -> None:
     cmd = a.command
-    if cmd in ("help", "version"):
+    if cmd is None or cmd in ("help", "version"):
         return
     required, optional = LEGAL[cmd]
     for name in _OPTION_ORDER:

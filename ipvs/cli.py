@@ -59,6 +59,21 @@ TABLE_CALLS: Dict[str, Tuple[str, Callable[[Args], Tuple[Any, ...]]]] = {
 }
 
 
+ApiCall = Tuple[str, Tuple[Any, ...]]
+
+
+def _api_call(a: Args) -> Optional[ApiCall]:
+    """(IPVS method, arguments) of a table-changing line, else None; a value
+    the model refuses is a CliError (status 2), as a bad option is."""
+    if a.command not in TABLE_CALLS:
+        return None
+    method, build = TABLE_CALLS[a.command]
+    try:
+        return method, build(a)
+    except (ValueError, TypeError) as e:
+        raise CliError(str(e), 2) from None
+
+
 def _open(netns: Optional[str]) -> IPVS:
     try:
         return IPVS(netns=netns)
@@ -111,9 +126,9 @@ class Runner:
     def _run(self, a: Args) -> int:
         cmd = a.command
         lb = self.lb
-        if cmd in TABLE_CALLS:
-            method, build = TABLE_CALLS[cmd]
-            getattr(lb, method)(*build(a))
+        call = _api_call(a)
+        if call is not None:
+            getattr(lb, call[0])(*call[1])
         elif cmd == "flush":
             lb.flush()
         elif cmd == "zero":
@@ -189,7 +204,7 @@ class Runner:
         line's (255 if it failed, else 0). Runs of service/server lines go to
         the kernel as one batch each. ``line_numbers`` (our --line-numbers)
         prefixes each message with "line N: "."""
-        parsed: List[Tuple[int, Args]] = []
+        parsed: List[Tuple[int, Args, Optional[ApiCall]]] = []
         stop: Optional[Tuple[int, CliError]] = None
         for no, line in enumerate(text.splitlines(), 1):
             words = line.split()
@@ -198,7 +213,8 @@ class Runner:
             if not words:
                 continue
             try:
-                parsed.append((no, parse_args(words, in_restore=True)))
+                a = parse_args(words, in_restore=True)
+                parsed.append((no, a, _api_call(a)))
             except CliError as e:
                 stop = (no, e)
                 break
@@ -210,8 +226,8 @@ class Runner:
         status = 0
         i = 0
         while i < len(parsed):
-            no, a = parsed[i]
-            if a.command not in TABLE_CALLS:
+            no, a, call = parsed[i]
+            if call is None:
                 try:
                     status = self.run(a)
                 except CliError as e:
@@ -219,9 +235,12 @@ class Runner:
                     status = e.status
                 i += 1
                 continue
-            group: List[Tuple[int, Args]] = []
-            while i < len(parsed) and parsed[i][1].command in TABLE_CALLS:
-                group.append(parsed[i])
+            group: List[Tuple[int, ApiCall]] = []
+            while i < len(parsed):
+                no, a, call = parsed[i]
+                if call is None:
+                    break
+                group.append((no, call))
                 i += 1
             status = self._restore_batch(group, report)
         if stop is not None:
@@ -230,22 +249,19 @@ class Runner:
             return stop[1].status
         return status
 
-    def _restore_batch(self, group: List[Tuple[int, Args]],
+    def _restore_batch(self, group: List[Tuple[int, ApiCall]],
                        report: Callable[[int, str], None]) -> int:
         """Send one run of table-changing lines as one batch; returns the
         status of its last line."""
         failed: Dict[int, str] = {}   # position in the batch -> message
         try:
             with self.lb.batch() as b:
-                for _, a in group:
-                    method, build = TABLE_CALLS[a.command or ""]
-                    getattr(b, method)(*build(a))
+                for _, (method, args) in group:
+                    getattr(b, method)(*args)
         except BatchError as e:
             failed = {call.index: ipvs.errors.ipvsadm_message(exc) for call, exc in e.failures}
         except IPVSError as e:        # the batch as a whole failed (e.g. no socket)
             failed = {len(group) - 1: ipvs.errors.ipvsadm_message(e)}
-        except (ValueError, TypeError) as e:   # refused by the model before sending
-            failed = {len(group) - 1: str(e)}
         for index in sorted(failed):
             report(group[index][0], failed[index])
         return 255 if (len(group) - 1) in failed else 0
