@@ -32,6 +32,7 @@ import argparse
 import gzip
 import ipaddress
 import logging
+import operator
 import os
 import re
 import signal
@@ -378,6 +379,7 @@ class IPVSCollector:
         self._pool_lock = threading.Lock()
         self._pools: Dict[Optional[str], List[Any]] = {n: [] for n in names}
         self._proc = {n: _ProcTotals(n) for n in names}
+        self._addr_text: Dict[Any, str] = {}
 
     # ------------------------------------------------------------ reading
     def _open(self, netns: Optional[str]) -> Any:
@@ -551,38 +553,52 @@ class IPVSCollector:
                          % (full, nsl(s), getattr(s.totals, fields[0]),
                             full, nsl(s), getattr(s.totals, fields[1])))
 
-        # Per service and per real server: label strings built once per
-        # object, then one line per series with %-formatting.
-        svc_rows: List[Tuple[str, Any]] = []
-        dest_rows: List[Tuple[str, Any]] = []
+        # Per service and per real server: one label string per object, then
+        # each family is one %-format of a repeated template over a flat
+        # tuple (labels and values interleaved): no Python-level work per
+        # line, some four times faster than a loop formatting line by line.
+        svc_labels: List[str] = []
+        svc_stats: List[Stats] = []
+        dest_labels: List[str] = []
+        dests_all: List[Destination] = []
         want_dests = self.destination_labels == "all"
+        old_text = self._addr_text
+        addr_text: Dict[Any, str] = {}   # address object -> text, kept one scrape
         for s in snaps:
             prefix = nsl(s)
             for svc, dests in self._services(s):
                 fam_l, proto, addr, port, mark = _service_labels(svc)
                 sl = '%sfamily="%s",protocol="%s",address="%s",port="%s",fwmark="%s"' % (
                     prefix, fam_l, proto, addr, port, mark)
-                svc_rows.append((sl, svc.stats or _ZERO))
+                svc_labels.append(sl)
+                svc_stats.append(svc.stats or _ZERO)
                 if want_dests:
+                    sl += ',destination_address="'
                     for d in dests:
-                        dest_rows.append(('%s,destination_address="%s",destination_port="%d"'
-                                          % (sl, d.address, d.port), d))
+                        a = d.address
+                        text = addr_text.get(a)
+                        if text is None:
+                            text = old_text.get(a) or str(a)
+                            addr_text[a] = text
+                        dest_labels.append('%s%s",destination_port="%d"' % (sl, text, d.port))
+                        dests_all.append(d)
+        self._addr_text = addr_text
 
         fams = _STAT_FAMILIES + (_RATE_FAMILIES if self.rates else ())
         for name, doc, kind, fields in fams:
             full = "ipvs_service_" + name
             head(full, "Per service: " + doc, kind)
-            _render_stats(out, full, svc_rows, fields, False)
+            _render_family(out, full, svc_labels, svc_stats, fields)
         if not want_dests:
             return "".join(out)
+        dest_stats = [d.stats or _ZERO for d in dests_all]
         for name, doc, kind, fields in fams:
             full = "ipvs_destination_" + name
             head(full, "Per real server: " + doc, kind)
-            _render_stats(out, full, dest_rows, fields, True)
+            _render_family(out, full, dest_labels, dest_stats, fields)
         for name, doc, attr in _DEST_GAUGES:
             head(name, doc, "gauge")
-            fmt = name + "{%s} %d\n"
-            out.extend([fmt % (lbl, getattr(d, attr)) for lbl, d in dest_rows])
+            _render_family(out, name, dest_labels, dests_all, (attr,))
         return "".join(out)
 
 
@@ -594,20 +610,26 @@ def _add_stats(f: Any, labels: List[str], st: Stats, fields: Sequence[str]) -> N
         f.add_metric(labels + ["out"], getattr(st, fields[1]))
 
 
-def _render_stats(out: List[str], name: str, rows: List[Tuple[str, Any]],
-                  fields: Sequence[str], dest: bool) -> None:
-    if dest:
-        pairs = [(lbl, d.stats or _ZERO) for lbl, d in rows]
-    else:
-        pairs = rows
+def _render_family(out: List[str], name: str, labels: List[str], objs: Sequence[Any],
+                   fields: Sequence[str]) -> None:
+    """Append the lines of one family: ``name{labels} value`` per object,
+    or an ``in`` and an ``out`` line per object for two fields."""
+    n = len(labels)
+    if not n:
+        return
     if len(fields) == 1:
-        fmt = name + "{%s} %d\n"
-        a = fields[0]
-        out.extend([fmt % (lbl, getattr(st, a)) for lbl, st in pairs])
+        flat: List[Any] = [None] * (2 * n)
+        flat[0::2] = labels
+        flat[1::2] = list(map(operator.attrgetter(fields[0]), objs))
+        out.append((name + "{%s} %d\n") * n % tuple(flat))
     else:
-        fmt = name + '{%s,direction="in"} %d\n' + name + '{%s,direction="out"} %d\n'
-        a, b = fields
-        out.extend([fmt % (lbl, getattr(st, a), lbl, getattr(st, b)) for lbl, st in pairs])
+        flat = [None] * (4 * n)
+        flat[0::4] = labels
+        flat[1::4] = list(map(operator.attrgetter(fields[0]), objs))
+        flat[2::4] = labels
+        flat[3::4] = list(map(operator.attrgetter(fields[1]), objs))
+        out.append((name + '{%s,direction="in"} %d\n' + name + '{%s,direction="out"} %d\n')
+                   * n % tuple(flat))
 
 
 # ---------------------------------------------------------------------------
