@@ -273,7 +273,10 @@ class _ProcTotals:
     def read(self) -> Optional[Stats]:
         for attempt in (0, 1):
             with self._lock:
-                ident = self._ns_id()
+                try:
+                    ident = self._ns_id()
+                except OSError:             # the namespace is gone
+                    return None
                 if self._fd is not None and ident != self._ino:
                     os.close(self._fd)      # the name now means another namespace
                     self._fd = None
