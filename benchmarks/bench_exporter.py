@@ -11,7 +11,11 @@ namespace (``lo`` up, the table filled once there, removed afterwards) and
 listen on 127.0.0.1 of that namespace; this script scrapes each over HTTP
 from the same namespace, ``--repeat`` times after one warm-up scrape, and
 reports the median and minimum time of a whole scrape (request to last byte)
-and the number of series in the answer:
+and the number of series in the answer.  (The exporters' CPU times are not
+reported: under User-Mode Linux on a busy host they count the host's
+preemption too and exceed the wall-clock times.)  All exporters run at once and are
+scraped in turns, one scrape of each per round, so that on a shared host
+they all see the same load:
 
 - ``ipvs-exporter``: ``python -m ipvs.exporter --listen 127.0.0.1:P``
   (default flags: per-real-server series, no rates), and also with
@@ -120,33 +124,46 @@ def wait_up(ns: str, port: int, proc: subprocess.Popen, what: str) -> None:
     raise RuntimeError("%s did not listen on port %d" % (what, port))
 
 
-def measure(ns: str, argv: List[str], name: str, repeat: int, gzip: bool,
-            prefix: str) -> Dict[str, object]:
-    port = free_port(ns)
-    argv = [a.replace("{PORT}", str(port)) for a in argv]
-    proc = subprocess.Popen(["ip", "netns", "exec", ns] + argv, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+def measure_all(ns: str, setups: List[Tuple[str, List[str], str]], repeat: int,
+                gzip: bool) -> List[Dict[str, object]]:
+    """Start every exporter, then scrape them in turns (one scrape of each
+    per round, ``repeat`` rounds after a warm-up round), so that all see
+    the same load on a shared host."""
+    procs = []
     try:
-        wait_up(ns, port, proc, name)
-        scrape(ns, port, gzip)                      # warm-up
-        times = []
-        body = b""
+        for name, argv, prefix in setups:
+            port = free_port(ns)
+            argv = [a.replace("{PORT}", str(port)) for a in argv]
+            proc = subprocess.Popen(["ip", "netns", "exec", ns] + argv,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            procs.append((name, prefix, port, proc))
+        for name, _prefix, port, proc in procs:
+            wait_up(ns, port, proc, name)
+            scrape(ns, port, gzip)                      # warm-up
+        times: Dict[str, List[float]] = {name: [] for name, *_ in procs}
+        bodies: Dict[str, bytes] = {}
         for _ in range(repeat):
-            t, body = scrape(ns, port, gzip)
-            times.append(t)
+            for name, _prefix, port, _proc in procs:
+                t, bodies[name] = scrape(ns, port, gzip)
+                times[name].append(t)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    series = count(body)
-    own = count(body, prefix)
-    med = statistics.median(times)
-    return {"name": name, "median_s": med, "min_s": min(times), "series": series,
-            "ipvs_series": own, "us_per_series": med / own * 1e6 if own else None,
-            "bytes": len(body)}
+        for *_, proc in procs:
+            proc.terminate()
+        for *_, proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    rows = []
+    for name, prefix, _port, _proc in procs:
+        body = bodies[name]
+        own = count(body, prefix)
+        med = statistics.median(times[name])
+        rows.append({"name": name, "median_s": med, "min_s": min(times[name]),
+                     "series": count(body), "ipvs_series": own,
+                     "us_per_series": med / own * 1e6 if own else None, "bytes": len(body)})
+    return rows
 
 
 def inprocess(ns: str, repeat: int) -> Dict[str, float]:
@@ -191,30 +208,28 @@ def main() -> int:
     a = p.parse_args()
     node = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
     py = sys.executable
-    rows = []
     with fresh_netns() as ns:
         t0 = time.perf_counter()
         fill(ns, a.services, a.dests)
         print("table of %d x %d filled in %.1f s" % (a.services, a.dests,
                                                      time.perf_counter() - t0), flush=True)
         exp = [py, "-m", "ipvs.exporter", "--listen", "127.0.0.1:{PORT}"]
-        rows.append(measure(ns, exp, "ipvs-exporter", a.repeat, a.gzip, "ipvs_"))
-        rows.append(measure(ns, exp + ["--rates"], "ipvs-exporter --rates", a.repeat, a.gzip,
-                            "ipvs_"))
-        rows.append(measure(ns, exp + ["--destination-labels", "none"],
-                            "ipvs-exporter --destination-labels none", a.repeat, a.gzip,
-                            "ipvs_"))
+        setups = [("ipvs-exporter", exp, "ipvs_"),
+                  ("ipvs-exporter --rates", exp + ["--rates"], "ipvs_"),
+                  ("ipvs-exporter --destination-labels none",
+                   exp + ["--destination-labels", "none"], "ipvs_")]
         if node:
-            rows.append(measure(ns, [node, "--collector.disable-defaults", "--collector.ipvs",
-                                     "--web.listen-address=127.0.0.1:{PORT}"],
-                                "node_exporter --collector.ipvs", a.repeat, a.gzip,
-                                "node_ipvs_"))
+            setups.append(("node_exporter --collector.ipvs",
+                           [node, "--collector.disable-defaults", "--collector.ipvs",
+                            "--web.listen-address=127.0.0.1:{PORT}"], "node_ipvs_"))
         else:
             print("node_exporter: not installed (Debian package prometheus-node-exporter)")
+        rows = measure_all(ns, setups, a.repeat, a.gzip)
         parts = None if a.no_inprocess else inprocess(ns, a.repeat)
     print("\n%d services x %d real servers, %d scrapes after a warm-up%s\n"
           % (a.services, a.dests, a.repeat, ", gzip" if a.gzip else ""))
-    print("| exporter | median s | min s | series (all) | IPVS series | us per IPVS series |")
+    print("| exporter | median s | min s | series (all) | IPVS series "
+          "| us per IPVS series (median) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         print("| %s | %.3f | %.3f | %d | %d | %s |" % (
