@@ -158,7 +158,7 @@ def _service_labels(service: Service) -> Tuple[str, str, str, str, str]:
     """(family, protocol, address, port, fwmark) label values of a service."""
     if service.fwmark:
         return (_family_label(service.family), "fwmark", "", "0", str(service.fwmark))
-    proto = _PROTO_LABEL.get(service.protocol)  # type: ignore[call-overload]
+    proto = _PROTO_LABEL.get(service.protocol)
     if proto is None:
         proto = str(int(service.protocol))
     return (_family_label(service.family), proto, str(service.address), str(service.port), "0")
@@ -433,8 +433,8 @@ class IPVSCollector:
                 h.close()
             except Exception:
                 pass
-        for p in self._proc.values():
-            p.close()
+        for totals in self._proc.values():
+            totals.close()
 
     def _services(self, snap: Snapshot) -> Iterator[Tuple[Service, List[Destination]]]:
         flt = self.filter
