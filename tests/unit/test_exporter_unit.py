@@ -385,3 +385,22 @@ def test_fast_path_speed_1000x10() -> None:
         times.append(time.perf_counter() - t0)
     assert text.count("\n") > 95000
     assert min(times) < 0.4, times
+
+
+def test_listen_addresses() -> None:
+    assert ex.parse_listen("127.0.0.1:9587") == ("127.0.0.1", 9587)
+    assert ex.parse_listen("[::1]:9587") == ("::1", 9587)
+    assert ex.parse_listen(":9587") == ("0.0.0.0", 9587)
+    for bad in ["127.0.0.1", "127.0.0.1:99999", "::1:9587", "[::1]", "host:port"]:
+        with pytest.raises(ValueError):
+            ex.parse_listen(bad)
+
+
+def test_command_line_refuses_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    assert ex.main(["--include", "HTTP 10.0.0.1:80"]) == 2
+    assert "HTTP 10.0.0.1:80" in capsys.readouterr().err
+    assert ex.main(["--listen", "nowhere"]) == 2
+    assert "--listen" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        ex.main(["--destination-labels", "some"])
+    assert e.value.code == 2
