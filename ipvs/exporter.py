@@ -253,6 +253,16 @@ def parse_proc_stats(text: str) -> Stats:
     return Stats(*tot, *rates)
 
 
+def _netns_id(netns: Optional[str]) -> Optional[Tuple[int, int]]:
+    """(st_dev, st_ino) of the namespace a name or path means now; None for
+    the caller's own.  OSError when it does not exist."""
+    if netns is None:
+        return None
+    import ipvs.netns
+    st = os.stat(ipvs.netns.path(netns) if "/" not in netns else netns)
+    return (st.st_dev, st.st_ino)
+
+
 class _ProcTotals:
     """Reads the whole-table totals of one namespace; None when the file is
     missing (no /proc, or IPVS not loaded yet)."""
@@ -263,18 +273,11 @@ class _ProcTotals:
         self._fd: Optional[int] = None
         self._ino: Optional[Tuple[int, int]] = None
 
-    def _ns_id(self) -> Optional[Tuple[int, int]]:
-        if self.netns is None:
-            return None
-        import ipvs.netns
-        st = os.stat(ipvs.netns.path(self.netns) if "/" not in self.netns else self.netns)
-        return (st.st_dev, st.st_ino)
-
     def read(self) -> Optional[Stats]:
         for attempt in (0, 1):
             with self._lock:
                 try:
-                    ident = self._ns_id()
+                    ident = _netns_id(self.netns)
                 except OSError:             # the namespace is gone
                     return None
                 if self._fd is not None and ident != self._ino:
@@ -350,8 +353,13 @@ class IPVSCollector:
 
     Every scrape (``collect()`` or ``render()``) takes a handle from a small
     pool (or opens a new one when all are busy), so scrapes never wait for
-    each other; a handle whose call failed is closed, not reused.
+    each other; a handle whose call failed is closed, not reused, and so is
+    a pooled one when its namespace's name has come to mean another
+    namespace (removed and made again).
     """
+
+    #: idle kernel sockets kept per namespace between scrapes
+    POOL_SIZE = 4
 
     def __init__(self, netns: NetnsArg = None, *, rates: bool = False,
                  destination_labels: str = "all", include: Iterable[str] = (),
@@ -380,7 +388,7 @@ class IPVSCollector:
         self.timeout = timeout
         self._opener = opener
         self._pool_lock = threading.Lock()
-        self._pools: Dict[Optional[str], List[Any]] = {n: [] for n in names}
+        self._pools: Dict[Optional[str], List[Tuple[Any, Any]]] = {n: [] for n in names}
         self._proc = {n: _ProcTotals(n) for n in names}
 
     # ------------------------------------------------------------ reading
@@ -394,9 +402,17 @@ class IPVSCollector:
         raises for a kernel or namespace error (``up`` False instead)."""
         handle = None
         try:
+            # (an opener's netns is only its key: the memory backend's are names
+            # of no real namespace)
+            ident = _netns_id(netns) if self._opener is None else None
             with self._pool_lock:
                 pool = self._pools[netns]
-                handle = pool.pop() if pool else None
+                handle, hid = pool.pop() if pool else (None, None)
+            if handle is not None and hid != ident:
+                # the name now means another namespace: a pooled socket
+                # would go on reading the old one
+                handle.close()
+                handle = None
             if handle is None:
                 handle = self._open(netns)
             info = handle.info()
@@ -412,7 +428,12 @@ class IPVSCollector:
             log.error("IPVS scrape failed%s: %s", where, msg)
             return Snapshot(netns, False, error=msg)
         with self._pool_lock:
-            self._pools[netns].append(handle)
+            pool = self._pools[netns]
+            if len(pool) < self.POOL_SIZE:
+                pool.append((handle, ident))
+                handle = None
+        if handle is not None:     # enough idle sockets already
+            handle.close()
         totals = self._proc[netns].read() if self.totals == "proc" else None
         if totals is None:
             totals = _sum_stats(table)
@@ -425,7 +446,7 @@ class IPVSCollector:
     def close(self) -> None:
         """Close the pooled kernel sockets and the /proc files."""
         with self._pool_lock:
-            pools = [h for p in self._pools.values() for h in p]
+            pools = [h for p in self._pools.values() for h, _ in p]
             for p in self._pools.values():
                 p.clear()
         for h in pools:

@@ -370,3 +370,32 @@ def test_prometheus_scrapes_the_exporter(lab: object) -> None:
                     p.kill()
                     p.wait(timeout=10)
         assert exporter.returncode == 0, exporter.stderr.read().decode()  # type: ignore
+
+
+def test_a_namespace_made_again_under_its_name_is_read_afresh() -> None:
+    from ipvs import netns
+    name = "ipvs-exp-again-%d" % os.getpid()
+    first = ipvs.Service(address="10.9.0.1", port=80)
+    second = ipvs.Service(address="10.9.0.2", port=443, protocol="udp")
+    netns.create(name)
+    c = ex.IPVSCollector(name)
+    try:
+        with ipvs.IPVS(netns=name) as lb:
+            lb.add_service(first)
+        s = series(c.render())                 # leaves a pooled socket in there
+        assert [dict(lb)["address"] for n, lb in s if n == "ipvs_service_connections_total"] \
+            == ["10.9.0.1"]
+        netns.remove(name)
+        s = series(c.render())
+        assert one(s, "ipvs_up", ()) == 0
+        netns.create(name)
+        with ipvs.IPVS(netns=name) as lb:
+            lb.add_service(second)
+        s = series(c.render())
+        assert one(s, "ipvs_up", ()) == 1
+        assert [(dict(lb)["address"], dict(lb)["protocol"]) for n, lb in s
+                if n == "ipvs_service_connections_total"] == [("10.9.0.2", "udp")]
+    finally:
+        c.close()
+        if netns.exists(name):
+            netns.remove(name)
