@@ -159,7 +159,7 @@ rm -rf "$SITE"; mkdir -p "$SITE"
     || { cat "$WORK/install.log" >&2; die "pip install --target of the wheel failed"; }
 "$TOOLS/bin/python" -m pip install -q --disable-pip-version-check --target "$SITE" \
     --only-binary=:all: --platform "$PLAT" --platform manylinux2014_aarch64 --implementation cp \
-    --python-version $PYV "pytest>=7" "hypothesis>=6" >"$WORK/deps.log" 2>&1 \
+    --python-version $PYV "pytest>=7" "hypothesis>=6" "prometheus_client>=0.17" >"$WORK/deps.log" 2>&1 \
     || { cat "$WORK/deps.log" >&2; die "pip download of the test dependencies failed"; }
 T=$WORK/run; mkdir -p "$T/wheels"
 cp -r "$SRC/tests" "$T/tests"; cp "$SRC/wheels/smoke_test.py" "$T/wheels/"
