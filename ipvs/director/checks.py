@@ -323,5 +323,8 @@ async def run_check(check: CheckConfig, timeout: Optional[float] = None) -> Chec
         return CheckResult("failure", str(e), time.monotonic() - start)
     except (OSError, ssl.SSLError, EOFError, asyncio.IncompleteReadError, ValueError,
             UnicodeError) as e:
-        text = e.strerror if isinstance(e, OSError) and e.strerror else str(e) or type(e).__name__
+        if isinstance(e, OSError) and e.errno and not isinstance(e, ssl.SSLError):
+            text = os.strerror(e.errno)
+        else:
+            text = str(e) or type(e).__name__
         return CheckResult("failure", text, time.monotonic() - start)
