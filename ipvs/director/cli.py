@@ -22,6 +22,7 @@ from ipvs.director.config import Config, ConfigError, DirectorConfig, load
 
 __all__ = ["main"]
 
+_NETNS: Any = None
 COMMANDS = {"status": 0, "reload": 0, "events": 0, "drain": 3, "undrain": 3, "weight": 4}
 
 
@@ -170,7 +171,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         # the checks (and /metrics) run from the namespace of the table
         from ipvs import netns
         try:
-            netns.enter(cfg.director.netns).__enter__()
+            # kept for the life of the process: its exit would switch back
+            global _NETNS
+            _NETNS = netns.enter(cfg.director.netns)
+            _NETNS.__enter__()
         except OSError as e:
             print("ipvs-director: netns %s: %s" % (cfg.director.netns, e), file=sys.stderr)
             return 1
