@@ -165,6 +165,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("%s: OK (%d services, %d real servers)" % (
             args.config, len(cfg.services), sum(len(s.real_servers) for s in cfg.services)))
         return 0
+    import faulthandler
+    faulthandler.register(signal.SIGUSR1)  # a traceback of every thread on demand
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(message)s")
     if cfg.director.netns:

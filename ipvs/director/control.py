@@ -94,7 +94,7 @@ class ControlServer:
         self.path = path
         self.group = group
         self.server: Optional[asyncio.AbstractServer] = None
-        self._streams: set = set()
+        self._streams: Dict[asyncio.StreamWriter, Any] = {}
 
     async def start(self) -> None:
         if os.path.exists(self.path) or os.path.islink(self.path):
@@ -126,8 +126,13 @@ class ControlServer:
     async def close(self) -> None:
         if self.server is not None:
             self.server.close()
-            for w in list(self._streams):
+            for w, q in list(self._streams.items()):
+                q.put_nowait(None)   # ends the stream's handler
                 w.close()
+            for _ in range(100):
+                if not self._streams:
+                    break
+                await asyncio.sleep(0.01)
             try:
                 await asyncio.wait_for(self.server.wait_closed(), 2.0)
             except asyncio.TimeoutError:
@@ -165,7 +170,7 @@ class ControlServer:
 
     async def _events(self, writer: asyncio.StreamWriter) -> None:
         q = self.director.subscribe()
-        self._streams.add(writer)
+        self._streams[writer] = q
         try:
             writer.write(_response(200, None, stream=True))
             await writer.drain()
@@ -176,7 +181,7 @@ class ControlServer:
                 writer.write((json.dumps(ev) + "\n").encode())
                 await writer.drain()
         finally:
-            self._streams.discard(writer)
+            self._streams.pop(writer, None)
             self.director.unsubscribe(q)
 
     async def _dispatch(self, method: str, path: str, body: bytes) -> Tuple[int, Any]:

@@ -161,6 +161,12 @@ class DirectorProc:
             self.proc.send_signal(sig)
         try:
             return self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGUSR1)   # faulthandler: every thread's stack
+            time.sleep(0.5)
+            self.proc.kill()
+            self.proc.wait(10)
+            raise AssertionError("director did not stop: " + self.stderr()[-6000:])
         finally:
             self.errfile.close()
 
