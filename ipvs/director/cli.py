@@ -48,6 +48,27 @@ async def _run(cfg: Config, path: str, log_format: str) -> int:
     from ipvs.director.control import ControlServer
     from ipvs.director.core import Director
     director = Director(cfg, path=path, log_format=log_format)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    pending: set = set()
+
+    def reload() -> None:
+        async def go() -> None:
+            if not director.started:
+                director.emit("reload_failed", message="still starting: signal again")
+                return
+            try:
+                await director.reload()
+            except ConfigError:
+                pass  # logged as reload_failed; the running configuration stays
+            except Exception as e:
+                director.emit("reload_failed", message="%s: %s" % (type(e).__name__, e))
+        t = loop.create_task(go())
+        pending.add(t)
+        t.add_done_callback(pending.discard)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
     metrics = None
     if cfg.director.metrics is not None:
         from ipvs.director.metrics import DirectorMetrics
@@ -69,24 +90,6 @@ async def _run(cfg: Config, path: str, log_format: str) -> int:
         await director.stop()
         await control.close()
         return 1
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    pending: set = set()
-
-    def reload() -> None:
-        async def go() -> None:
-            try:
-                await director.reload()
-            except ConfigError:
-                pass  # logged as reload_failed; the running configuration stays
-            except Exception as e:
-                director.emit("reload_failed", message="%s: %s" % (type(e).__name__, e))
-        t = loop.create_task(go())
-        pending.add(t)
-        t.add_done_callback(pending.discard)
-    loop.add_signal_handler(signal.SIGHUP, reload)
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
     await stop.wait()
     director.emit("stopping", message="the kernel table is left as it is")
     await control.close()

@@ -178,6 +178,7 @@ class Director:
         self._notify_tasks: Set["asyncio.Task[Any]"] = set()
         self._stopped: Optional[asyncio.Event] = None
         self._next_resync = 0.0
+        self._closing = False
         self._build(config, first=True)
 
     # ------------------------------------------------------------ building
@@ -351,10 +352,10 @@ class Director:
         loop = asyncio.get_running_loop()
         c = probe.check
         await asyncio.sleep(random.uniform(0, min(c.interval, c.retry_interval)))
-        while True:
+        while not self._closing:
             start = loop.time()
             result = await _checks.run_check(c)
-            if self.probes.get(c) is not probe:
+            if self.probes.get(c) is not probe or self._closing:
                 return
             self._on_result(probe, result)
             period = c.retry_interval if probe.state in ("rising", "falling") else c.interval
@@ -574,7 +575,7 @@ class Director:
         resync = self.config.director.resync_interval
         self._next_resync = loop.time() + resync
         failures = 0
-        while True:
+        while not self._closing:
             timeout = self._next_resync - loop.time()
             if any(rs.draining and not rs.gone for st in self.services.values()
                    for rs in st.real_servers.values()):
@@ -605,7 +606,7 @@ class Director:
         """Notice an IPVS module reload (the table of the own services gone
         at once) sooner than the resync interval: a cheap listing of the
         services every few seconds."""
-        while True:
+        while not self._closing:
             await asyncio.sleep(min(WATCH_INTERVAL, self.config.director.resync_interval))
             try:
                 table = await self.kernel.table()
@@ -618,6 +619,11 @@ class Director:
                 self.wake()
 
     # ------------------------------------------------------------ life
+    @property
+    def started(self) -> bool:
+        """True once start() has run (the control API and reloads work)."""
+        return bool(self._tasks)
+
     async def start(self) -> None:
         """Adopt the live table, write the first round, start the probes."""
         self._dirty = asyncio.Event()
@@ -634,15 +640,18 @@ class Director:
 
     async def stop(self) -> None:
         """Stop every task; the kernel table stays as it is."""
-        for p in self.probes.values():
-            if p.task is not None:
-                p.task.cancel()
-        for t in self._tasks:
-            t.cancel()
-        for t in list(self._notify_tasks):
-            t.cancel()
+        self._closing = True
         tasks = [p.task for p in self.probes.values() if p.task] + self._tasks
-        await asyncio.gather(*tasks, *self._notify_tasks, return_exceptions=True)
+        tasks += list(self._notify_tasks)
+        # asyncio.wait_for of Python < 3.12 may swallow a cancellation that
+        # meets a finishing check: cancel again until every task is done
+        for _ in range(50):
+            pending = [t for t in tasks if not t.done()]
+            if not pending:
+                break
+            for t in pending:
+                t.cancel()
+            await asyncio.wait(pending, timeout=0.1)
         self._tasks = []
         for q in list(self.subscribers):
             q.put_nowait(None)
