@@ -51,7 +51,8 @@ class Probe:
 
     def __init__(self, check: CheckConfig) -> None:
         self.check = check
-        self.state = "up" if check.initial == "up" else "down"
+        # a server without a check (type none) is up from the start
+        self.state = "up" if check.initial == "up" or check.type == "none" else "down"
         self.count = 0            # successes while rising, failures while falling
         self.last: Optional[_checks.CheckResult] = None
         self.last_time: Optional[float] = None
