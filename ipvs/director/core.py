@@ -806,4 +806,4 @@ class Director:
             }
             out.append(item)
         return {"services": out, "config": self.path, "rounds": self.rounds,
-                "kernel_error": self.last_round_error}
+                "kernel_error": self.last_round_error, "event_streams": len(self.subscribers)}

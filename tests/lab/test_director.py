@@ -533,7 +533,7 @@ def test_events_stream_and_status_subcommand(lab, tmp_path, director_factory):
     proc = subprocess.Popen([sys.executable, "-m", "ipvs.director", "-s", d.sock, "events"],
                             stdout=subprocess.PIPE, text=True)
     try:
-        time.sleep(0.5)
+        assert wait_until(lambda: d.status()["event_streams"] == 1, 10)
         lab.set_http_status("rs1", 500)
         lines = []
         deadline = time.monotonic() + 10
