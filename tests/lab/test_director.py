@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from typing import Dict, List, Optional
 
 import pytest
@@ -307,12 +308,23 @@ def test_stopped_server_tcp_check(lab, tmp_path, director_factory):
 
 def test_client_traffic_follows_weights(lab, tmp_path, director_factory):
     servers = {"rs1": "weight = 1", "rs2": "weight = 2", "rs3": "weight = 3"}
-    d = director_factory(config(lab, tmp_path, servers=servers)).start()
+    d = director_factory(config(lab, tmp_path, servers=servers,
+                                director_extra='metrics = "127.0.0.1:19587"')).start()
     timed(all_up(lab, {"rs1": 1, "rs2": 2, "rs3": 3}), 10)
     seen = lab.run_tcp(lab.vip, 80, 60)
     assert seen == {"rs1": 10, "rs2": 20, "rs3": 30}, seen
     lab.set_http_status("rs3", 503)
     timed(lambda: weights(lab).get("rs3") == 0, 10)
+    # /metrics, served in the director's namespace
+    with netns.enter(lab.director):
+        text = urllib.request.urlopen("http://127.0.0.1:19587/metrics", timeout=5).read().decode()
+    labels = ('address="%s",destination_address="%s",destination_port="%d",family="ipv4",'
+              'fwmark="0",port="80",protocol="tcp"')
+    assert "ipvs_director_real_server_up{%s} 0.0" % (
+        labels % (lab.vip, lab.server_addresses[2], lab.port)) in text
+    assert "ipvs_director_real_server_up{%s} 1.0" % (
+        labels % (lab.vip, lab.server_addresses[0], lab.port)) in text
+    assert 'ipvs_director_checks_total{result="failure",type="http"}' in text
     seen = lab.run_tcp(lab.vip, 80, 30)
     assert seen == {"rs1": 10, "rs2": 20}, seen
     # the control API's weight

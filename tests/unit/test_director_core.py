@@ -334,3 +334,69 @@ def test_dynamic_weight_from_check():
         await h.d.round()
         assert h.weights() == {"10.0.1.1": 3}
     run(go())
+
+
+def test_several_checks_all_must_pass():
+    async def go():
+        cfg = conf(rs("10.0.1.1", 'checks = [ { port = 1 }, { port = 2 } ]'),
+                   check='type = "tcp"\nrise = 1\nfall = 1')
+        h = Harness(cfg)
+        await h.start()
+        p1, p2 = h.d.probes.values()
+        h.d._on_result(p1, OK)
+        await h.d.round()
+        assert h.weights() == {"10.0.1.1": 0}
+        assert h.d.status()["services"][0]["real_servers"][0]["state"] == "down"
+        h.d._on_result(p2, OK)
+        await h.d.round()
+        assert h.weights() == {"10.0.1.1": 1}
+        h.d._on_result(p1, BAD)
+        await h.d.round()
+        assert h.weights() == {"10.0.1.1": 0}
+    run(go())
+
+
+def test_notify_up_and_down_run_argv(tmp_path):
+    out = tmp_path / "notify"
+    script = 'echo "$0 $IPVS_DIRECTOR_SERVICE $IPVS_DIRECTOR_ADDRESS $IPVS_DIRECTOR_STATE" >> %s' % out
+
+    async def go():
+        extra = 'notify_up = ["sh", "-c", %s, "UP"]\nnotify_down = ["sh", "-c", %s, "DOWN"]' % (
+            json.dumps(script), json.dumps(script))
+        h = Harness(conf(rs("10.0.1.1", extra), check='type = "tcp"\nrise = 1\nfall = 1'))
+        await h.start()
+        h.feed("10.0.1.1", OK)
+        await asyncio.gather(*h.d._notify_tasks)
+        h.feed("10.0.1.1", BAD)
+        await asyncio.gather(*h.d._notify_tasks)
+    run(go())
+    assert out.read_text().splitlines() == ["UP TCP 10.0.0.1:80 10.0.1.1 up",
+                                            "DOWN TCP 10.0.0.1:80 10.0.1.1 down"]
+
+
+def test_probes_run_once_per_interval_never_overlapping(tmp_path):
+    """A check slower than its interval: still one run at a time; two
+    services sharing the check run it once."""
+    log = tmp_path / "runs"
+    cmd = json.dumps(["sh", "-c", 'echo start >> %s; sleep 0.3; echo end >> %s' % (log, log)])
+    text = ('[[service]]\naddress = "10.0.0.1"\nport = 80\n'
+            '[service.check]\ntype = "exec"\ncommand = %s\ninterval = 0.1\ntimeout = 1\n'
+            '[[service.real_server]]\naddress = "10.0.1.1"\n'
+            '[[service]]\naddress = "10.0.0.1"\nport = 443\n'
+            '[service.check]\ntype = "exec"\ncommand = %s\ninterval = 0.1\ntimeout = 1\n'
+            '[[service.real_server]]\naddress = "10.0.1.1"\n' % (cmd, cmd))
+
+    async def go():
+        # the same real server, but port 80 and 443: the check's target
+        # differs, so pin the check's port to share it
+        d = Director(parse(text.replace('interval = 0.1', 'interval = 0.1\nport = 9')),
+                     kernel=MemoryKernel(), stream=io.StringIO())
+        assert len(d.probes) == 1
+        await d.start()
+        await asyncio.sleep(1.2)
+        await d.stop()
+    run(go())
+    lines = log.read_text().split()
+    # strictly alternating start/end: never two runs at once
+    assert lines[:len(lines) // 2 * 2] == ["start", "end"] * (len(lines) // 2)
+    assert 2 <= lines.count("start") <= 5
