@@ -582,7 +582,7 @@ class Director:
                    for rs in st.real_servers.values()):
                 timeout = min(timeout, DRAIN_POLL)
             if failures:
-                timeout = min(timeout, min(5.0, 0.5 * failures))
+                timeout = min(timeout, min(2.0, 0.5 * failures))
             try:
                 await asyncio.wait_for(self._dirty.wait(), max(0.0, timeout))
             except asyncio.TimeoutError:
