@@ -400,3 +400,27 @@ def test_probes_run_once_per_interval_never_overlapping(tmp_path):
     # strictly alternating start/end: never two runs at once
     assert lines[:len(lines) // 2 * 2] == ["start", "end"] * (len(lines) // 2)
     assert 2 <= lines.count("start") <= 5
+
+
+def test_first_runs_spread_over_the_interval(monkeypatch):
+    starts = {}
+
+    async def fake_run(check, timeout=None):
+        starts.setdefault(check.address, asyncio.get_running_loop().time())
+        return OK
+    monkeypatch.setattr("ipvs.director.core._checks.run_check", fake_run)
+    servers = "".join(rs("10.0.2.%d" % i) for i in range(1, 21))
+    cfg = conf(servers, check='type = "tcp"\ninterval = 1.0')
+
+    async def go():
+        d = Director(cfg, kernel=MemoryKernel(), stream=io.StringIO())
+        t0 = asyncio.get_running_loop().time()
+        await d.start()
+        await asyncio.sleep(1.1)
+        await d.stop()
+        return t0
+    t0 = run(go())
+    times = sorted(t - t0 for t in starts.values())
+    assert len(times) == 20
+    assert times[-1] - times[0] > 0.5, times          # not a herd
+    assert max(sum(1 for t in times if a <= t < a + 0.1) for a in times) <= 8, times
