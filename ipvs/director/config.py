@@ -296,7 +296,7 @@ def _check(ctx: _Ctx, path: Path, spec: Mapping[str, Any], address: str, port: i
         raise ctx.error(path + ("port",), "a %s check of a real server without a port "
                         "(fwmark service) needs port" % ctype)
     interval = _number(ctx, p("interval"), spec.get("interval", 2.0))
-    retry = _number(ctx, p("retry_interval"), spec.get("retry_interval", interval))
+    retry = _number(ctx, p("retry_interval"), spec.get("retry_interval", 2.0))
     timeout = _number(ctx, p("timeout"), spec.get("timeout", 1.0))
     rise = _integer(ctx, p("rise"), spec.get("rise", 2), 1, 1000)
     fall = _integer(ctx, p("fall"), spec.get("fall", 2), 1, 1000)

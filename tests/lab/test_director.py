@@ -40,7 +40,7 @@ INTERVAL = 0.3
 TIMEOUT = 0.5
 RISE = 2
 FALL = 2
-SLACK = 0.5          # the round's dump + batch and this test's polling
+SLACK = 0.2          # the round's dump + batch and this test's polling
 TIMES: Dict[str, List[float]] = {}
 
 
@@ -573,4 +573,57 @@ def test_events_stream_and_status_subcommand(lab, tmp_path, director_factory):
                         "TCP 10.9.9.9:80", lab.server_addresses[0], str(lab.port)],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "unknown service" in r.stdout
+    d.stop()
+
+
+def test_udp_and_ipv6_services(lab, tmp_path, director_factory):
+    """A UDP service with udp checks (the servers' UDP name answers) and an
+    IPv6 TCP service with tcp checks, in one file."""
+    text = """
+[director]
+netns = "%s"
+control = "%s"
+
+[[service]]
+address = "%s"
+port = 53
+protocol = "udp"
+scheduler = "rr"
+[service.check]
+type = "udp"
+send = "who"
+expect = "^rs[0-9]+"
+interval = %s
+timeout = %s
+""" % (lab.director, tmp_path / "ctl.sock", lab.vip, INTERVAL, TIMEOUT)
+    for addr in lab.server_addresses:
+        text += '[[service.real_server]]\naddress = "%s"\nport = %d\nforward = "masq"\n' % (
+            addr, lab.port)
+    text += """
+[[service]]
+address = "%s"
+port = 80
+scheduler = "rr"
+[service.check]
+type = "tcp"
+interval = %s
+timeout = %s
+""" % (lab.vip6, INTERVAL, TIMEOUT)
+    for addr in lab.server_addresses6:
+        text += '[[service.real_server]]\naddress = "%s"\nport = %d\nforward = "masq"\n' % (
+            addr, lab.port)
+    d = director_factory(text).start()
+
+    def ready():
+        st = d.status()["services"]
+        return all(r["state"] == "up" and r["weight"] == 1 for s in st for r in s["real_servers"])
+    timed(ready, 10)
+    names = [s["service"] for s in d.status()["services"]]
+    assert names == ["UDP %s:53" % lab.vip, "TCP [%s]:80" % lab.vip6]
+    assert lab.run_udp(lab.vip, 53, 6) == {"rs1": 2, "rs2": 2, "rs3": 2}
+    assert lab.run_tcp(lab.vip6, 80, 6) == {"rs1": 2, "rs2": 2, "rs3": 2}
+    st, body = d.call("POST", "/drain", {"service": "TCP [%s]:80" % lab.vip6,
+                                         "address": lab.server_addresses6[0], "port": lab.port})
+    assert st == 200, body
+    timed(lambda: lab.run_tcp(lab.vip6, 80, 4) == {"rs2": 2, "rs3": 2}, 10)
     d.stop()

@@ -380,16 +380,16 @@ def test_probes_run_once_per_interval_never_overlapping(tmp_path):
     log = tmp_path / "runs"
     cmd = json.dumps(["sh", "-c", 'echo start >> %s; sleep 0.3; echo end >> %s' % (log, log)])
     text = ('[[service]]\naddress = "10.0.0.1"\nport = 80\n'
-            '[service.check]\ntype = "exec"\ncommand = %s\ninterval = 0.1\ntimeout = 1\n'
+            '[service.check]\ntype = "exec"\ncommand = %s\ninterval = 0.1\nretry_interval = 0.1\ntimeout = 1\n'
             '[[service.real_server]]\naddress = "10.0.1.1"\n'
             '[[service]]\naddress = "10.0.0.1"\nport = 443\n'
-            '[service.check]\ntype = "exec"\ncommand = %s\ninterval = 0.1\ntimeout = 1\n'
+            '[service.check]\ntype = "exec"\ncommand = %s\ninterval = 0.1\nretry_interval = 0.1\ntimeout = 1\n'
             '[[service.real_server]]\naddress = "10.0.1.1"\n' % (cmd, cmd))
 
     async def go():
         # the same real server, but port 80 and 443: the check's target
         # differs, so pin the check's port to share it
-        d = Director(parse(text.replace('interval = 0.1', 'interval = 0.1\nport = 9')),
+        d = Director(parse(text.replace('timeout = 1\n', 'timeout = 1\nport = 9\n')),
                      kernel=MemoryKernel(), stream=io.StringIO())
         assert len(d.probes) == 1
         await d.start()
