@@ -126,8 +126,9 @@ class ControlServer:
     async def close(self) -> None:
         if self.server is not None:
             self.server.close()
+            from ipvs.director.core import _end_stream
             for w, q in list(self._streams.items()):
-                q.put_nowait(None)   # ends the stream's handler
+                _end_stream(q)       # ends the stream's handler
                 w.close()
             for _ in range(100):
                 if not self._streams:

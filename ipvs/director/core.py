@@ -144,6 +144,13 @@ class ServiceState:
     sorry_active: bool = False
 
 
+def _end_stream(q: "asyncio.Queue[Optional[dict]]") -> None:
+    """Tell an events stream to end (dropping what it did not send yet)."""
+    while not q.empty():
+        q.get_nowait()
+    q.put_nowait(None)
+
+
 def _now() -> float:
     return time.time()
 
@@ -279,7 +286,7 @@ class Director:
                 q.put_nowait(ev)
             except asyncio.QueueFull:  # a reader that does not keep up is dropped
                 self.subscribers.remove(q)
-                q.put_nowait(None) if q.qsize() < q.maxsize else None
+                _end_stream(q)
         return ev
 
     def subscribe(self) -> "asyncio.Queue[Optional[dict]]":
@@ -655,7 +662,7 @@ class Director:
             await asyncio.wait(pending, timeout=0.1)
         self._tasks = []
         for q in list(self.subscribers):
-            q.put_nowait(None)
+            _end_stream(q)
         await self.kernel.close()
         if self._stopped is not None:
             self._stopped.set()

@@ -424,3 +424,14 @@ def test_first_runs_spread_over_the_interval(monkeypatch):
     assert len(times) == 20
     assert times[-1] - times[0] > 0.5, times          # not a herd
     assert max(sum(1 for t in times if a <= t < a + 0.1) for a in times) <= 8, times
+
+
+def test_events_reader_that_falls_behind_is_dropped():
+    async def go():
+        d = Director(conf(rs("10.0.1.1")), kernel=MemoryKernel(), stream=io.StringIO())
+        q = d.subscribe()
+        for i in range(q.maxsize + 1):
+            d.emit("weight", "TCP 10.0.0.1:80", "10.0.1.1", 8080, weight=i)
+        assert d.subscribers == []
+        assert q.qsize() == 1 and q.get_nowait() is None    # told to end
+    run(go())
