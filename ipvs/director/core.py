@@ -25,12 +25,12 @@ import random
 import signal
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import ipvs
 from ipvs.director import checks as _checks
 from ipvs.director.config import (CheckConfig, Config, ConfigError, RealServerConfig,
-                                  ServiceConfig, load, service_name)
+                                  ServiceConfig, load)
 
 __all__ = ["Director", "NotFound", "Probe"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import ipvs
 

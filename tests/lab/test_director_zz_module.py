@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.lab.test_director import (DirectorProc, all_up, config, director_factory,  # noqa: F401
+from tests.lab.test_director import (all_up, config, director_factory,  # noqa: F401
                                      lab, timed, weights)
 
 MODPROBE = "/proc/sys/kernel/modprobe"

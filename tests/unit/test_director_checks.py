@@ -13,7 +13,6 @@ import socket
 import ssl
 import struct
 import subprocess
-import sys
 import time
 
 import pytest
