@@ -45,7 +45,7 @@ from typing import (Any, Callable, Dict, Iterable, Iterator, List, Optional, Seq
 import ipvs
 from ipvs import Destination, Protocol, Service, Stats
 
-__all__ = ["IPVSCollector", "Snapshot", "ServiceFilter", "parse_service", "service_string",
+__all__ = ["IPVSCollector", "Snapshot", "ServiceFilter", "parse_service", "service_string", "service_labels",
            "make_wsgi_app", "serve", "main", "DEFAULT_LISTEN"]
 
 log = logging.getLogger("ipvs.exporter")
@@ -154,7 +154,7 @@ def _family_label(family: int) -> str:
     return "ipv6" if family == socket.AF_INET6 else "ipv4"
 
 
-def _service_labels(service: Service) -> Tuple[str, str, str, str, str]:
+def service_labels(service: Service) -> Tuple[str, str, str, str, str]:
     """(family, protocol, address, port, fwmark) label values of a service."""
     if service.fwmark:
         return (_family_label(service.family), "fwmark", "", "0", str(service.fwmark))
@@ -510,7 +510,7 @@ class IPVSCollector:
                         list(SERVICE_LABELS) + (["direction"] if len(fields) == 2 else []))
                 for s in snaps:
                     for svc, _d in self._services(s):
-                        _add_stats(f, ns(s) + list(_service_labels(svc)), svc.stats or _ZERO,
+                        _add_stats(f, ns(s) + list(service_labels(svc)), svc.stats or _ZERO,
                                    fields)
                 yield f
         if self.destination_labels != "all":
@@ -521,7 +521,7 @@ class IPVSCollector:
                     list(DESTINATION_LABELS) + (["direction"] if len(fields) == 2 else []))
             for s in snaps:
                 for svc, dests in self._services(s):
-                    sl = ns(s) + list(_service_labels(svc))
+                    sl = ns(s) + list(service_labels(svc))
                     for d in dests:
                         _add_stats(f, sl + [str(d.address), str(d.port)], d.stats or _ZERO,
                                    fields)
@@ -530,7 +530,7 @@ class IPVSCollector:
             f = fam(name, doc, "gauge", DESTINATION_LABELS)
             for s in snaps:
                 for svc, dests in self._services(s):
-                    sl = ns(s) + list(_service_labels(svc))
+                    sl = ns(s) + list(service_labels(svc))
                     for d in dests:
                         f.add_metric(sl + [str(d.address), str(d.port)], getattr(d, attr))
             yield f
@@ -595,7 +595,7 @@ class IPVSCollector:
         for s in snaps:
             prefix = nsl(s)
             for svc, dests in self._services(s):
-                fam_l, proto, addr, port, mark = _service_labels(svc)
+                fam_l, proto, addr, port, mark = service_labels(svc)
                 sl = '%sfamily="%s",protocol="%s",address="%s",port="%s",fwmark="%s"' % (
                     prefix, fam_l, proto, addr, port, mark)
                 svc_labels.append(sl)

@@ -205,7 +205,7 @@ def test_values_follow_the_listing() -> None:
     t = mixed_table()
     s = series(collector(t).render())
     for svc, dests in t.items():
-        f, p, a, port, mark = ex._service_labels(svc)
+        f, p, a, port, mark = ex.service_labels(svc)
         base = (("address", a), ("family", f), ("fwmark", mark), ("port", port), ("protocol", p))
         assert svc.stats is not None
         assert s[("ipvs_service_connections_total", base)] == svc.stats.connections
