@@ -325,6 +325,9 @@ def test_client_traffic_follows_weights(lab, tmp_path, director_factory):
     assert "ipvs_director_real_server_up{%s} 1.0" % (
         labels % (lab.vip, lab.server_addresses[0], lab.port)) in text
     assert 'ipvs_director_checks_total{result="failure",type="http"}' in text
+    # the IPVS table's own series, from the exporter's collector, on the same page
+    assert "\nipvs_up 1\n" in text
+    assert "ipvs_destination_weight{" in text and "ipvs_service_connections_total{" in text
     seen = lab.run_tcp(lab.vip, 80, 30)
     assert seen == {"rs1": 10, "rs2": 20}, seen
     # the control API's weight
