@@ -25,7 +25,7 @@ from ipvs.errors import (BatchError, DaemonExistsError, DaemonNotRunningError,
 
 __all__ = [
     "__version__",
-    "IPVS", "Batch", "Change", "Plan",
+    "IPVS", "Batch", "Change", "Plan", "AsyncIPVS", "AsyncBatch",
     "Service", "Destination", "Stats", "Info", "Timeouts", "Daemon", "Connection",
     "Protocol", "Forward", "ServiceFlags", "TunnelType", "TunnelFlags", "DaemonState",
     "IPVSError", "IPVSUnavailableError", "IPVSPermissionError", "IPVSTimeoutError",
@@ -35,16 +35,20 @@ __all__ = [
     "InvalidRequestError", "BatchError", "InconsistentDumpError",
 ]
 
-_LAZY = {"IPVS", "Batch", "Change", "Plan"}
+_LAZY = {"IPVS", "Batch", "Change", "Plan", "AsyncIPVS", "AsyncBatch"}
 
 if TYPE_CHECKING:  # type checkers see the lazy names; at run time __getattr__ loads them
     from ipvs._handle import IPVS, Batch, Change, Plan
+    from ipvs._async import AsyncIPVS, AsyncBatch
 
 
 def __getattr__(name: str) -> Any:  # PEP 562: load the compiled extension on first use
     if name in _LAZY:
-        from ipvs import _handle
-        value = getattr(_handle, name)
+        if name.startswith("Async"):
+            from ipvs import _async as module
+        else:
+            from ipvs import _handle as module
+        value = getattr(module, name)
         globals()[name] = value
         return value
     raise AttributeError("module 'ipvs' has no attribute %r" % name)
