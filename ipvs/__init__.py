@@ -44,11 +44,8 @@ if TYPE_CHECKING:  # type checkers see the lazy names; at run time __getattr__ l
 
 def __getattr__(name: str) -> Any:  # PEP 562: load the compiled extension on first use
     if name in _LAZY:
-        if name.startswith("Async"):
-            from ipvs import _async as module
-        else:
-            from ipvs import _handle as module
-        value = getattr(module, name)
+        from ipvs import _async, _handle
+        value = getattr(_async if name.startswith("Async") else _handle, name)
         globals()[name] = value
         return value
     raise AttributeError("module 'ipvs' has no attribute %r" % name)

@@ -266,14 +266,14 @@ class _Worker:
                     failed[i] = exc
             out: List[_Outcome] = []
             for i, r in enumerate(live):
-                exc = failed.get(i)
-                if exc is None:
+                err = failed.get(i)
+                if err is None:
                     out.append((r, True, None))
-                elif isinstance(exc, UnsupportedError):
+                elif isinstance(err, UnsupportedError):
                     # never sent; the single call names the missing feature
                     out.append(self._one(r))
                 else:
-                    out.append((r, False, exc))
+                    out.append((r, False, err))
             return out
         except BaseException as e:  # the transport failed: every caller hears it
             return [(r, False, _each(e)) for r in live]
@@ -511,8 +511,8 @@ class AsyncIPVS:
 
     async def _submit(self, req: _Request) -> Any:
         self._check_open()
+        w = self._fresh_worker()  # first: a child after fork() is bound to no loop yet
         loop = self._bind()
-        w = self._fresh_worker()
         fut = loop.create_future()
         req.future = fut
         w.put(req)
@@ -600,8 +600,8 @@ class AsyncIPVS:
 def _kernel_call(name: str) -> Callable[..., Any]:
     async def call(self: AsyncIPVS, *args: Any, **kwargs: Any) -> Any:
         if not hasattr(IPVS, name):
-            raise AttributeError("'IPVS' object has no attribute %r (not in this version "
-                                 "of ipvs)" % name)
+            # as the sync handle says it, for a method this version lacks
+            raise AttributeError("'IPVS' object has no attribute %r" % name)
         return await self._submit(_Request(_CALL, name, args, kwargs))
     return call
 
@@ -629,9 +629,9 @@ def _install() -> None:
             fn = _kernel_call(name)
         fn.__name__ = name
         fn.__qualname__ = "AsyncIPVS." + name
-        sync = getattr(IPVS, name, None)
+        doc = getattr(getattr(IPVS, name, None), "__doc__", None)
         fn.__doc__ = ("Coroutine of `IPVS.%s`: same arguments, result and exceptions.%s"
-                      % (name, "\n\n" + sync.__doc__ if getattr(sync, "__doc__", None) else ""))
+                      % (name, "\n\n" + doc if doc else ""))
         setattr(AsyncIPVS, name, fn)
 
 
