@@ -73,13 +73,14 @@ Every kernel-facing method of `IPVS` is generated from one list of names
 from __future__ import annotations
 
 import asyncio
+import collections
 import copy
 import os
 import queue
 import threading
 import warnings
 import weakref
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from ipvs._handle import IPVS, Call, NetnsLike, _need
 from ipvs._model import Destination, Service
@@ -122,6 +123,8 @@ if hasattr(os, "register_at_fork"):
 
 _WRITE, _CALL, _BATCH, _CONTROL, _STOP = range(5)
 SIOCGSKNS = 0x894C  # the network namespace of a socket, as a new fd (Linux 4.9)
+_get_running_loop = asyncio.get_running_loop
+_timeout_ms = IPVS._timeout_ms
 
 
 class _Request:
@@ -159,7 +162,9 @@ class _Worker:
 
     def __init__(self, sync: IPVS) -> None:
         self.sync = sync
-        self.queue: "queue.SimpleQueue[_Request]" = queue.SimpleQueue()
+        # lists of requests: what the loop queued during one of its iterations
+        self.queue: "queue.SimpleQueue[List[_Request]]" = queue.SimpleQueue()
+        self.pending: List[_Request] = []
         self.claim = threading.Lock()
         self.thread: Optional[threading.Thread] = None
         self.generation = _generation[0]
@@ -174,16 +179,39 @@ class _Worker:
         self.thread = t
         t.start()
 
-    def put(self, req: _Request) -> None:
+    def submit(self, req: _Request, loop: asyncio.AbstractEventLoop) -> None:
+        """Queue ``req``; the requests of one loop iteration reach the worker
+        together, as one list, when that iteration's tasks have all run (one
+        wake-up of the worker per round, and every waiting write in it)."""
         if self.thread is None:
             self.start()
-        self.queue.put(req)
+        if not self.pending:
+            loop.call_soon(self.flush)
+        self.pending.append(req)
+
+    def flush(self) -> None:
+        reqs = self.pending
+        if reqs:
+            self.pending = []
+            self.queue.put(reqs)
+
+    def put_now(self, req: _Request) -> None:
+        """Queue ``req`` behind everything already submitted (no loop needed)."""
+        if self.thread is None:
+            self.start()
+        self.flush()
+        self.queue.put([req])
 
     # ------------------------------------------------------------ the thread
     def _take(self, req: _Request) -> bool:
         """Claim ``req`` for sending; False if its caller dropped it first."""
         with self.claim:
-            if req.state == _DROPPED:
+            fut = req.future
+            # Task.cancel() cancels the awaited future at once, in the loop's
+            # thread; the caller marks the request dropped only when its
+            # CancelledError is delivered, an iteration later: either counts
+            if req.state == _DROPPED or (fut is not None and fut.cancelled()):
+                req.state = _DROPPED
                 return False
             req.state = _TAKEN
             if req.batch is not None:
@@ -192,10 +220,16 @@ class _Worker:
 
     def _run(self) -> None:
         q = self.queue
-        held: Optional[_Request] = None
+        todo: Deque[_Request] = collections.deque()
         while True:
-            req = held if held is not None else q.get()
-            held = None
+            if not todo:
+                todo.extend(q.get())
+            while True:  # whatever else is waiting, without waiting for more
+                try:
+                    todo.extend(q.get_nowait())
+                except queue.Empty:
+                    break
+            req = todo.popleft()
             if req.kind == _STOP:
                 try:
                     self.sync.close()
@@ -211,20 +245,11 @@ class _Worker:
                 continue
             if req.kind == _WRITE:
                 group = [req]
-                while len(group) < MAX_COALESCE:
-                    try:
-                        nxt = q.get_nowait()
-                    except queue.Empty:
-                        break
-                    if nxt.kind == _WRITE:
-                        group.append(nxt)
-                    else:
-                        held = nxt
-                        break
+                while todo and todo[0].kind == _WRITE and len(group) < MAX_COALESCE:
+                    group.append(todo.popleft())
                 self._deliver(self._writes(group))
-            else:
-                if self._take(req):
-                    self._deliver([self._one(req)])
+            elif self._take(req):
+                self._deliver([self._one(req)])
 
     def _one(self, req: _Request) -> _Outcome:
         try:
@@ -449,13 +474,13 @@ class AsyncIPVS:
 
     @timeout.setter
     def timeout(self, value: Optional[float]) -> None:
-        IPVS._timeout_ms(value)  # the same checks and errors as IPVS
+        _timeout_ms(value)  # the same checks and errors as IPVS
         self._check_open()
         w = self._fresh_worker()
         if w.thread is None:
             w.sync.timeout = value
         else:
-            w.put(_Request(_CONTROL, "timeout", (value,)))
+            w.put_now(_Request(_CONTROL, "timeout", (value,)))
         self._timeout = value
 
     def fileno(self) -> int:
@@ -510,12 +535,18 @@ class AsyncIPVS:
         return w
 
     async def _submit(self, req: _Request) -> Any:
-        self._check_open()
-        w = self._fresh_worker()  # first: a child after fork() is bound to no loop yet
-        loop = self._bind()
+        if self._closed:
+            self._check_open()
+        w = self._worker
+        if w is None or w.generation != _generation[0]:
+            w = self._fresh_worker()  # first: a child after fork() is bound to no loop yet
+        loop = _get_running_loop()
+        ref = self._loop
+        if ref is None or ref() is not loop:
+            self._bind()
         fut = loop.create_future()
         req.future = fut
-        w.put(req)
+        w.submit(req, loop)
         try:
             return await fut
         except asyncio.CancelledError:
@@ -549,7 +580,7 @@ class AsyncIPVS:
         self._closing = fut
         req = _Request(_STOP, "close", ())
         req.future = fut
-        w.queue.put(req)
+        w.put_now(req)
         await asyncio.shield(fut)
         thread = w.thread
         if thread is not None:
@@ -578,7 +609,7 @@ class AsyncIPVS:
             return
         try:
             if w.thread is not None and not w.inherited:
-                w.queue.put(_Request(_STOP, "close", ()))  # the worker closes the socket
+                w.put_now(_Request(_STOP, "close", ()))  # the worker closes the socket
             else:
                 w.sync.close()
         except Exception:  # pragma: no cover - interpreter shutdown
@@ -608,15 +639,18 @@ def _kernel_call(name: str) -> Callable[..., Any]:
 
 def _service_write(name: str) -> Callable[..., Any]:
     async def call(self: AsyncIPVS, service: Service) -> None:
-        _need(Service, "service", service)
+        if service.__class__ is not Service:
+            _need(Service, "service", service)
         await self._submit(_Request(_WRITE, name, (service,)))
     return call
 
 
 def _dest_write(name: str) -> Callable[..., Any]:
     async def call(self: AsyncIPVS, service: Service, dest: Destination) -> None:
-        _need(Service, "service", service)
-        _need(Destination, "dest", dest)
+        if service.__class__ is not Service:
+            _need(Service, "service", service)
+        if dest.__class__ is not Destination:
+            _need(Destination, "dest", dest)
         await self._submit(_Request(_WRITE, name, (service, dest)))
     return call
 
