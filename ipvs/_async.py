@@ -82,6 +82,7 @@ import warnings
 import weakref
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
+from ipvs import _libipvs
 from ipvs._handle import IPVS, Call, NetnsLike, _need
 from ipvs._model import Destination, Service
 from ipvs.errors import BatchError, IPVSError, UnsupportedError
@@ -123,7 +124,7 @@ if hasattr(os, "register_at_fork"):
 
 _WRITE, _CALL, _BATCH, _CONTROL, _STOP = range(5)
 SIOCGSKNS = 0x894C  # the network namespace of a socket, as a new fd (Linux 4.9)
-_get_running_loop = asyncio.get_running_loop
+_get_ident = threading.get_ident
 _timeout_ms = IPVS._timeout_ms
 
 
@@ -270,9 +271,20 @@ class _Worker:
         return b.send()
 
     def _writes(self, group: List[_Request]) -> List[_Outcome]:
-        live = [r for r in group if self._take(r)]
+        live = []
+        with self.claim:  # as _take(), once for the group
+            for r in group:
+                fut = r.future
+                if r.state == _DROPPED or (fut is not None and fut.cancelled()):
+                    r.state = _DROPPED
+                else:
+                    r.state = _TAKEN
+                    live.append(r)
         if len(live) <= 1:
             return [self._one(r) for r in live]
+        h = getattr(self.sync, "_h", None)
+        if type(h) is _libipvs.Handle:
+            return self._writes_compiled(live)
         try:
             b = self.sync.batch()
             for r in live:
@@ -302,6 +314,25 @@ class _Worker:
             return out
         except BaseException as e:  # the transport failed: every caller hears it
             return [(r, False, _each(e)) for r in live]
+
+    def _writes_compiled(self, live: List[_Request]) -> List[_Outcome]:
+        """_writes over the compiled handle's batch directly: what
+        ``IPVS.batch`` does (the per-call results, in call order), without
+        a `Call` and a `BatchError` made for every group."""
+        ops = [(r.name, r.args[0], r.args[1] if len(r.args) > 1 else None) for r in live]
+        try:
+            results = self.sync._live().batch(ops)
+        except BaseException as e:  # the transport failed: every caller hears it
+            return [(r, False, _each(e)) for r in live]
+        out: List[_Outcome] = []
+        for r, err in zip(live, results):
+            if err is None:
+                out.append((r, True, None))
+            elif isinstance(err, UnsupportedError):
+                out.append(self._one(r))  # never sent; the single call names the feature
+            else:
+                out.append((r, False, err))
+        return out
 
     def _deliver(self, outcomes: List[_Outcome]) -> None:
         if not outcomes:
@@ -450,6 +481,7 @@ class AsyncIPVS:
         self._options = options
         self._timeout = timeout
         self._loop: Optional[Callable[[], Optional[asyncio.AbstractEventLoop]]] = None
+        self._loop_thread = 0
         self._worker = _Worker(self._sync)
         self._closed = False
         self._closing: Optional[asyncio.Future[Any]] = None
@@ -497,6 +529,7 @@ class AsyncIPVS:
         ref = self._loop
         if ref is None:
             self._loop = weakref.ref(loop)
+            self._loop_thread = threading.get_ident()
         elif ref() is not loop:
             raise RuntimeError(
                 "this AsyncIPVS belongs to the event loop it was first used in; it cannot "
@@ -534,25 +567,40 @@ class AsyncIPVS:
         self._loop = None
         return w
 
-    async def _submit(self, req: _Request) -> Any:
+    def _enqueue(self, req: _Request) -> "asyncio.Future[Any]":
+        """Queue ``req`` for the worker; the future its reply will settle."""
         if self._closed:
             self._check_open()
         w = self._worker
         if w is None or w.generation != _generation[0]:
             w = self._fresh_worker()  # first: a child after fork() is bound to no loop yet
-        loop = _get_running_loop()
+        # Is the running loop the bound one? One loop at most runs in a thread,
+        # so: the bound loop is running, in this thread. (Cheaper than
+        # asyncio.get_running_loop(), which calls getpid(): a syscall, slow
+        # under User-Mode Linux.)
         ref = self._loop
-        if ref is None or ref() is not loop:
-            self._bind()
+        loop = ref() if ref is not None else None
+        if loop is None or self._loop_thread != _get_ident() or not loop.is_running():
+            loop = self._bind()
         fut = loop.create_future()
         req.future = fut
         w.submit(req, loop)
-        try:
-            return await fut
-        except asyncio.CancelledError:
+        return fut
+
+    def _drop(self, req: _Request) -> None:
+        """The caller of ``req`` was cancelled: unsent, it is never sent."""
+        w = self._worker
+        if w is not None:
             with w.claim:
                 if req.state == _QUEUED:
                     req.state = _DROPPED
+
+    async def _submit(self, req: _Request) -> Any:
+        fut = self._enqueue(req)
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            self._drop(req)
             raise
 
     async def close(self) -> None:
@@ -641,7 +689,13 @@ def _service_write(name: str) -> Callable[..., Any]:
     async def call(self: AsyncIPVS, service: Service) -> None:
         if service.__class__ is not Service:
             _need(Service, "service", service)
-        await self._submit(_Request(_WRITE, name, (service,)))
+        req = _Request(_WRITE, name, (service,))
+        fut = self._enqueue(req)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            self._drop(req)
+            raise
     return call
 
 
@@ -651,7 +705,13 @@ def _dest_write(name: str) -> Callable[..., Any]:
             _need(Service, "service", service)
         if dest.__class__ is not Destination:
             _need(Destination, "dest", dest)
-        await self._submit(_Request(_WRITE, name, (service, dest)))
+        req = _Request(_WRITE, name, (service, dest))
+        fut = self._enqueue(req)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            self._drop(req)
+            raise
     return call
 
 
