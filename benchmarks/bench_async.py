@@ -173,31 +173,29 @@ async def worst_gap(until) -> float:
 
 
 def m_table(ns: str, backend: str, repeat: int, loop_kind: str):
-    """(sync seconds, async seconds, worst gap during async, worst idle gap) lists."""
+    """(sync seconds, async seconds, worst gap during async, worst idle gap)
+    lists; sync and async dumps alternate, so that both see the same state
+    of the kernel and of the host."""
     import ipvs
     from bench import wait_idle
     sync_t, async_t, gaps, idle = [], [], [], []
-    with ipvs.IPVS(netns=ns, backend=backend, timeout=120.0) as lb:
-        for _ in range(repeat):
-            wait_idle()
-            t0 = time.perf_counter()
-            lb.table()
-            sync_t.append(time.perf_counter() - t0)
 
     async def main() -> None:
-        async with ipvs.AsyncIPVS(netns=ns, backend=backend, timeout=120.0) as alb:
-            await alb.info()
-            for _ in range(repeat):
-                wait_idle()
-                t0 = time.perf_counter()
-                await alb.table()
-                async_t.append(time.perf_counter() - t0)
-            for _ in range(repeat):
-                wait_idle()
-                dump = asyncio.ensure_future(alb.table())
-                gaps.append(await worst_gap(dump.done))
-                end = time.perf_counter() + async_t[-1]
-                idle.append(await worst_gap(lambda: time.perf_counter() >= end))
+        with ipvs.IPVS(netns=ns, backend=backend, timeout=120.0) as lb:
+            async with ipvs.AsyncIPVS(netns=ns, backend=backend, timeout=120.0) as alb:
+                await alb.info()
+                for _ in range(repeat):
+                    wait_idle()
+                    t0 = time.perf_counter()
+                    lb.table()  # blocks this loop: nothing else runs on it meanwhile
+                    sync_t.append(time.perf_counter() - t0)
+                    wait_idle()
+                    t0 = time.perf_counter()
+                    dump = asyncio.ensure_future(alb.table())
+                    gaps.append(await worst_gap(dump.done))
+                    async_t.append(time.perf_counter() - t0)
+                    end = time.perf_counter() + async_t[-1]
+                    idle.append(await worst_gap(lambda: time.perf_counter() >= end))
 
     run(main(), loop_kind)
     return sync_t, async_t, gaps, idle
