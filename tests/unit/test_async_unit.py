@@ -12,7 +12,6 @@ import asyncio
 import gc
 import inspect
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -170,7 +169,8 @@ def test_every_kernel_facing_ipvs_method_is_a_coroutine():
 
 
 def test_stubs_declare_every_coroutine():
-    tree = ast.parse(open(os.path.join(ROOT, "ipvs", "_async.pyi")).read())
+    stub = os.path.join(os.path.dirname(_async.__file__), "_async.pyi")  # installed or source
+    tree = ast.parse(open(stub).read())
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "AsyncIPVS")
     coros = {n.name for n in cls.body if isinstance(n, ast.AsyncFunctionDef)}
     plain = {n.name for n in cls.body if isinstance(n, ast.FunctionDef)}
@@ -178,7 +178,16 @@ def test_stubs_declare_every_coroutine():
     assert {"batch", "fileno", "backend", "closed", "timeout"} <= plain
 
 
+def source_tree_file(path: str) -> str:
+    full = os.path.join(ROOT, path)
+    if not os.path.exists(full):
+        pytest.skip("%s is not here: these tests run outside the source tree (wheel check)"
+                    % path)
+    return full
+
+
 def test_mypy_strict_accepts_the_async_example():
+    source_tree_file("examples/async_example.py")
     try:
         import mypy  # noqa: F401
     except ImportError:
@@ -506,6 +515,5 @@ def test_uvloop_is_installed_for_the_tests():
 
 
 def test_example_is_in_the_mypy_files():
-    text = open(os.path.join(ROOT, "pyproject.toml")).read()
+    text = open(source_tree_file("pyproject.toml")).read()
     assert "examples/async_example.py" in text
-    assert shutil.which("true")
