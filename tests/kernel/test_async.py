@@ -633,3 +633,53 @@ def test_fork_child_gets_its_own_socket(ipvs_netns, ipvs_backend):
     finally:
         loop.run_until_complete(lb.close())
         loop.close()
+
+
+def test_fork_child_reopens_in_the_handles_namespace_when_netns_is_none(ipvs_netns,
+                                                                        ipvs_backend):
+    """netns=None means the namespace the handle was opened in: the child,
+    running in another namespace, reopens in the handle's (SIOCGSKNS)."""
+    from ipvs import netns as nsmod
+
+    with nsmod.enter(ipvs_netns):
+        lb = ipvs.AsyncIPVS(backend=ipvs_backend)   # its socket lives in ipvs_netns
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(lb.add_service(S1))
+        here = os.stat("/proc/thread-self/ns/net").st_ino
+        there = os.stat(os.path.join("/run/netns", ipvs_netns)).st_ino
+        assert here != there
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(r)
+
+                async def child():
+                    keys = [s.key for s in await lb.services()]
+                    if keys == [S1.key]:  # (never writes to any other namespace)
+                        await lb.add_destination(S1, D2)
+                    await lb.close()
+                    return keys
+
+                keys = asyncio.run(child())
+                os.write(w, b"ok" if keys == [S1.key] else repr(keys).encode()[:200])
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(w)
+        _, status = os.waitpid(pid, 0)
+        said = os.read(r, 300)
+        os.close(r)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        assert said == b"ok", said
+
+        async def parent_after():
+            return await lb.destinations(S1)
+
+        # the child's write went to the handle's namespace, not to its own
+        assert [d.key for d in loop.run_until_complete(parent_after())] == [D2.key]
+    finally:
+        loop.run_until_complete(lb.close())
+        loop.close()
