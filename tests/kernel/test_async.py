@@ -683,3 +683,47 @@ def test_fork_child_reopens_in_the_handles_namespace_when_netns_is_none(ipvs_net
     finally:
         loop.run_until_complete(lb.close())
         loop.close()
+
+
+def test_cancelled_while_queued_never_reaches_the_kernel(ipvs_netns, ipvs_backend):
+    async def main():
+        async with ipvs.AsyncIPVS(netns=ipvs_netns, backend=ipvs_backend) as lb:
+            await lb.add_service(S1)
+            # hold the worker in a read while the writes queue behind it
+            sync = lb._worker.sync
+            entered, gate = threading.Event(), threading.Event()
+            real_info = sync.info
+
+            def held_info():
+                entered.set()
+                gate.wait(10)
+                return real_info()
+
+            sync.info = held_info
+            first = asyncio.ensure_future(lb.info())
+            while not entered.is_set():
+                await asyncio.sleep(0.001)
+            ds = [Destination(address=ipaddress.IPv4Address(0xAC500001 + k), port=80)
+                  for k in range(20)]
+            tasks = [asyncio.ensure_future(lb.add_destination(S1, d)) for d in ds]
+            b = lb.batch()
+
+            async def send():
+                async with b:
+                    b.add_destination(S1, D1)
+            bt = asyncio.ensure_future(send())
+            await asyncio.sleep(0.01)           # all queued behind the held read
+            for t in tasks[::2]:
+                t.cancel()
+            bt.cancel()
+            gate.set()
+            await asyncio.gather(*tasks, bt, return_exceptions=True)
+            await first
+            del sync.info
+            present = {d.key for d in await lb.destinations(S1)}
+            return ds, tasks, b, present
+
+    ds, tasks, b, present = run(main())
+    assert all(t.cancelled() for t in tasks[::2])
+    assert present == {d.key for d in ds[1::2]}   # the cancelled ones were never sent
+    assert b.done and not b.sent and b.succeeded is None and D1.key not in present
