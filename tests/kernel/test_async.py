@@ -18,12 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import inspect
 import ipaddress
 import os
 import random
 import socket
-import statistics
-import sys
 import threading
 import time
 import warnings
@@ -192,7 +191,7 @@ def test_parity_every_method(ipvs_netns, ipvs_backend, loop_kind):
             out = []
             for name, args, kwargs in steps:
                 if hasattr(ipvs.IPVS, name):
-                    assert asyncio.iscoroutinefunction(getattr(type(alb), name)), name
+                    assert inspect.iscoroutinefunction(getattr(type(alb), name)), name
                 out.append(describe(await async_outcome_of(
                     lambda: getattr(alb, name)(*args, **kwargs))))
             return out
