@@ -26,7 +26,7 @@ from ipvs.errors import (BatchError, DaemonExistsError, DaemonNotRunningError,
 
 __all__ = [
     "__version__",
-    "IPVS", "Batch", "Change", "Plan", "Call",
+    "IPVS", "Batch", "Change", "Plan", "Call", "AsyncIPVS", "AsyncBatch",
     "Service", "Destination", "Stats", "Info", "Timeouts", "Daemon", "Connection",
     "Protocol", "Forward", "ServiceFlags", "TunnelType", "TunnelFlags", "DaemonState",
     "IPVSError", "IPVSUnavailableError", "IPVSPermissionError", "IPVSTimeoutError",
@@ -36,16 +36,17 @@ __all__ = [
     "InvalidRequestError", "BatchError", "InconsistentDumpError",
 ]
 
-_LAZY = {"IPVS", "Batch", "Change", "Plan"}
+_LAZY = {"IPVS", "Batch", "Change", "Plan", "AsyncIPVS", "AsyncBatch"}
 
 if TYPE_CHECKING:  # type checkers see the lazy names; at run time __getattr__ loads them
     from ipvs._handle import IPVS, Batch, Change, Plan
+    from ipvs._async import AsyncIPVS, AsyncBatch
 
 
 def __getattr__(name: str) -> Any:  # PEP 562: load the compiled extension on first use
     if name in _LAZY:
-        from ipvs import _handle
-        value = getattr(_handle, name)
+        from ipvs import _async, _handle
+        value = getattr(_async if name.startswith("Async") else _handle, name)
         globals()[name] = value
         return value
     raise AttributeError("module 'ipvs' has no attribute %r" % name)

@@ -148,6 +148,30 @@ def errors(lb: IPVS, svc: Service) -> Optional[str]:
     return None
 
 
+async def asyncio_api(svc: Service, dests: List[Destination]) -> int:
+    """AsyncIPVS (ipvs/_async.pyi): the same methods as coroutines."""
+    async with ipvs.AsyncIPVS(backend="auto", netns="blue", timeout=2.0) as lb:
+        backend: str = lb.backend
+        closed: bool = lb.closed
+        timeout: Optional[float] = lb.timeout
+        lb.timeout = 1.5
+        info: ipvs.Info = await lb.info()
+        await lb.add_service(svc)
+        await lb.add_destination(svc, dests[0])
+        await lb.modify_destination(svc, dests[0], weight=3)
+        table: Dict[Service, List[Destination]] = await lb.table(consistent=True)
+        async with lb.batch() as b:
+            for d in dests[1:]:
+                b.add_destination(svc, d)
+        sent: bool = b.sent
+        done: Optional[int] = b.succeeded
+        plan: Plan = await lb.apply({svc: dests}, prune="destinations", dry_run=True)
+        t: ipvs.Timeouts = await lb.timeouts()
+        await lb.flush()
+        assert backend and not closed and sent and info.version
+        return len(table) + len(plan) + (done or 0) + t.tcp + int(timeout or 0)
+
+
 def namespaces() -> List[str]:
     name: str = ipvs.netns.create("blue")
     assert ipvs.netns.exists(name)
