@@ -1,9 +1,8 @@
 """All kernel access of the director, in one place.
 
-Uses ``ipvs.AsyncIPVS`` where the library has it; else the blocking
-``ipvs.IPVS`` in a worker thread (asyncio.to_thread).  Only three things
-are needed: read the table, send one batch of calls, reopen after the
-module went away.
+Through ``ipvs.AsyncIPVS``: its requests run in the handle's own worker,
+never blocking the director's event loop.  Only three things are needed:
+read the table, send one batch of calls, reopen after the module went away.
 """
 
 from __future__ import annotations
@@ -21,15 +20,11 @@ class Kernel:
 
     def __init__(self, netns: Optional[str] = None) -> None:
         self.netns = netns
-        self._h: Any = None
-        self._async = hasattr(ipvs, "AsyncIPVS")
+        self._h: Optional[ipvs.AsyncIPVS] = None
 
-    async def _handle(self) -> Any:
+    async def _handle(self) -> ipvs.AsyncIPVS:
         if self._h is None:
-            if self._async:
-                self._h = ipvs.AsyncIPVS(netns=self.netns)
-            else:
-                self._h = await asyncio.to_thread(ipvs.IPVS, netns=self.netns)
+            self._h = ipvs.AsyncIPVS(netns=self.netns)
         return self._h
 
     async def reopen(self) -> None:
@@ -37,10 +32,7 @@ class Kernel:
         h, self._h = self._h, None
         if h is not None:
             try:
-                if self._async:
-                    await h.close()
-                else:
-                    h.close()
+                await h.close()
             except Exception:
                 pass
 
@@ -50,9 +42,7 @@ class Kernel:
     async def table(self) -> Dict[ipvs.Service, List[ipvs.Destination]]:
         """{Service: [Destination]} of the whole namespace, with counters."""
         h = await self._handle()
-        if self._async:
-            return await h.table()
-        return await asyncio.to_thread(h.table)
+        return await h.table()
 
     async def run(self, calls: Sequence[Call]) -> None:
         """Send ``calls`` ([(method, service, destination or None)]) as one
@@ -67,14 +57,8 @@ class Kernel:
                     getattr(b, method)(svc)
                 else:
                     getattr(b, method)(svc, dest)
-        if self._async:
-            async with h.batch() as b:
-                queue(b)
-        else:
-            def work() -> None:
-                with h.batch() as b:
-                    queue(b)
-            await asyncio.to_thread(work)
+        async with h.batch() as b:
+            queue(b)
 
 
 class MemoryKernel:

@@ -65,29 +65,3 @@ def test_async_handle_used_when_the_library_has_it(monkeypatch):
     assert h.kw == {"netns": "lab-director"}
     assert h.batches == [[("add_service", SVC), ("update_destination", SVC, DEST)]]
     assert h.closed
-
-
-def test_sync_fallback_runs_in_a_thread(monkeypatch):
-    import threading
-    seen = {}
-
-    class FakeIPVS:
-        def __init__(self, **kw):
-            seen["open"] = threading.current_thread().name
-
-        def table(self):
-            seen["table"] = threading.current_thread().name
-            return {}
-
-        def close(self):
-            pass
-    monkeypatch.delattr(ipvs, "AsyncIPVS", raising=False)
-    monkeypatch.setattr(ipvs, "IPVS", FakeIPVS, raising=False)
-
-    async def go():
-        k = Kernel()
-        assert await k.table() == {}
-        await k.close()
-    asyncio.run(go())
-    main = threading.main_thread().name
-    assert seen["open"] != main and seen["table"] != main
