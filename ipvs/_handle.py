@@ -16,7 +16,7 @@ import warnings
 from typing import (Any, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional,
                     Sequence, Tuple, Union)
 
-from ipvs import _libipvs
+from ipvs import _libipvs, _memory
 from ipvs._model import (Connection, Daemon, DaemonState, Destination, Info, Protocol,
                          Service, Stats, Timeouts)
 from ipvs.errors import BatchError, InconsistentDumpError, IPVSError
@@ -220,10 +220,15 @@ class IPVS:
     """
 
     def __init__(self, *, backend: str = "auto", netns: NetnsLike = None,
-                 timeout: Optional[float] = 5.0) -> None:
+                 timeout: Optional[float] = 5.0, kernel: Optional[str] = None) -> None:
         self._h: Any = None
         if not isinstance(backend, str):
             raise TypeError("backend must be a str, not %s" % type(backend).__name__)
+        if backend == "memory" or kernel is not None or (backend == "auto" and _memory.auto_enabled()):
+            # the memory backend (ipvs/_memory.py): kernel= picks whose behaviour it follows
+            self._h = _memory.open_handle(netns, kernel, self._timeout_ms(timeout), backend)
+            self._timeout, self._netns = timeout, netns if not isinstance(netns, int) else None
+            return
         if backend not in _libipvs.BACKENDS:
             raise ValueError("backend must be 'auto', 'netlink' or 'sockopt', got %r" % backend)
         ms = self._timeout_ms(timeout)
