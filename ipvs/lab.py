@@ -1,28 +1,42 @@
-"""A small IPVS lab: client, director and real servers in network namespaces.
+"""``ipvs.lab``: a ready IPVS lab of network namespaces for end-to-end tests.
 
-Used by the kernel traffic tests and by ``examples/quickstart.py``.  Needs
-root (CAP_SYS_ADMIN, CAP_NET_ADMIN), the ``ip`` binary (iproute2) and a kernel
-with veth and IPVS -- run it inside ``python -m ipvs.sandbox`` where the host
-has none.  It never touches the namespace it is started in beyond creating
-the veth pairs that go straight into the lab's namespaces.
+A client, a director and N real servers, each in its own network namespace,
+joined by veth pairs; removed on ``close()``. Needs root (CAP_SYS_ADMIN,
+CAP_NET_ADMIN), the ``ip`` binary (iproute2) and a kernel with veth and IPVS:
+run it inside ``python -m ipvs.sandbox`` where the host has none. It never
+touches the namespace it is started in beyond creating the veth pairs, which
+go straight into the lab's namespaces.
 
-Topology (``N`` real servers, default 3; addresses are private, traffic never
+Topology (``N`` real servers, default 3; private addresses, traffic never
 leaves the lab's namespaces)::
 
-    client  eth0 10.200.0.2/24, fd00:200::2/64  (+ .3 .. .9 for sh tests)
-       |    default via the director
-    director c0 10.200.0.1/24, fd00:200::1/64; VIP 10.200.0.100, fd00:200::100
-       |-- sK  10.200.K.1/24, fd00:200:K::1/64      (K = 1..N)
-    server K eth0 10.200.K.2/24, fd00:200:K::2/64, default via the director;
-            lo also carries the VIPs (for direct routing), arp_ignore=1,
-            arp_announce=2
+    client    eth0 10.200.0.2/24, fd00:200::2/64  (+ 10.200.0.3 .. .9, for
+       |           source-hashing tests); default via the director
+    director  c0 10.200.0.1/24, fd00:200::1/64; the VIPs 10.200.0.100 and
+       |         fd00:200::100; forwarding on
+       |-- sK    10.200.K.1/24, fd00:200:K::1/64          (K = 1..N)
+    server K  eth0 10.200.K.2/24, fd00:200:K::2/64, default via the director
+              (so NAT works); lo also carries the VIPs (for direct routing),
+              arp_ignore=1, arp_announce=2
 
-Each server answers on ``port`` (TCP and UDP, default 8000, on all its
-addresses): a TCP connection gets ``NAME\\n`` at once and then an echo of
-whatever it sends until the client closes; a UDP datagram gets ``NAME\\n``.
-The servers run in one thread of this process (their sockets were created in
-the servers' namespaces; the thread itself never switches) and stop by
-themselves after ``lifetime`` seconds at the latest.
+Every real server ("rs1" .. "rsN") answers, on all its addresses:
+
+- TCP on ``port`` (default 8000): ``NAME\\n`` at once, then an echo of what
+  the client sends, until the client closes;
+- UDP on ``port``: ``NAME\\n`` for each datagram;
+- HTTP on ``http_port`` (default 8080): ``GET /`` answers 200 with
+  ``NAME\\n``, ``GET /health`` the status set by ``set_http_status`` (200 at
+  start) with ``NAME STATUS\\n``; one request per connection.
+
+``stop_server(name)`` makes a server behave as if its process died (TCP and
+HTTP refused, UDP unanswered, its open connections closed);
+``start_server(name)`` brings it back. The servers run in one thread of
+this process (their sockets were made in the servers' namespaces; the
+thread switches namespace only to make them again on ``start_server``) and
+stop by themselves after ``lifetime`` seconds at the latest.
+
+    import ipvs
+    from ipvs.lab import Lab
 
     with Lab() as lab:
         with lab.ipvs() as lb:
@@ -33,26 +47,30 @@ themselves after ``lifetime`` seconds at the latest.
                                                          forward=ipvs.Forward.MASQ))
         print(lab.run_tcp(lab.vip, 80, 30))    # Counter({'rs1': 10, ...})
 
-Everything is removed on ``close()`` (also when ``start`` fails half way).
+Everything is removed on ``close()``, also when ``start()`` fails half way.
+The two-director lab (``directors=2``) is not implemented yet
+(NotImplementedError).
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import http
 import ipaddress
 import os
+import queue
 import secrets
 import selectors
 import socket
 import subprocess
 import threading
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ipvs import netns
 
-__all__ = ["Lab", "LabError"]
+__all__ = ["Lab", "LabError", "wait_for"]
 
 CLIENT_NET = "10.200.0"
 CLIENT_NET6 = "fd00:200:"
@@ -104,35 +122,37 @@ def _sysctl(ns: str, values: Dict[str, str]) -> None:
         raise LabError("sysctl in %s: %s" % (ns, box["error"])) from box["error"]
 
 
-class _Servers:
-    """Name servers for all real servers, served by one thread with a selector."""
+_HTTP_MAX_REQUEST = 8192
 
-    def __init__(self, names: List[str], namespaces: List[str], port: int,
+
+class _Servers:
+    """The name servers of all real servers (TCP, UDP and HTTP), served by
+    one thread with a selector. Other threads ask for changes (stop, start)
+    through ``call``: the selector is touched by its own thread only."""
+
+    def __init__(self, names: List[str], namespaces: List[str], port: int, http_port: int,
                  lifetime: float) -> None:
         self.sel = selectors.DefaultSelector()
         self.stop_event = threading.Event()
         self.deadline = time.monotonic() + lifetime
-        self.socks: List[socket.socket] = []
+        self.port = port
+        self.http_port = http_port
+        self.namespaces = dict(zip(names, namespaces))
+        self.socks: Dict[str, List[socket.socket]] = {n: [] for n in names}
+        self.conns: Dict[str, List[socket.socket]] = {n: [] for n in names}
+        self.http_buf: Dict[socket.socket, bytes] = {}
+        self.http_status: Dict[str, int] = {n: 200 for n in names}
         self.accepted: collections.Counter = collections.Counter()
         self.local: collections.Counter = collections.Counter()
         self.lock = threading.Lock()
+        self.calls: "queue.Queue[Tuple[Callable[[], Any], Dict[str, Any], threading.Event]]" = \
+            queue.Queue()
+        self.wake_r, self.wake_w = socket.socketpair()
+        self.wake_r.setblocking(False)
+        self.sel.register(self.wake_r, selectors.EVENT_READ, ("wake", ""))
         try:
-            for name, ns in zip(names, namespaces):
-                with netns.enter(ns):
-                    for family, kind in ((socket.AF_INET6, socket.SOCK_STREAM),
-                                         (socket.AF_INET6, socket.SOCK_DGRAM)):
-                        s = socket.socket(family, kind)
-                        self.socks.append(s)
-                        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                        # dual stack: one socket answers IPv4 and IPv6
-                        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-                        s.bind(("::", port))
-                        s.setblocking(False)
-                        if kind == socket.SOCK_STREAM:
-                            s.listen(512)
-                            self.sel.register(s, selectors.EVENT_READ, ("listen", name))
-                        else:
-                            self.sel.register(s, selectors.EVENT_READ, ("udp", name))
+            for name in names:
+                self._open(name)
         except BaseException:
             self._close_all()
             raise
@@ -140,43 +160,130 @@ class _Servers:
                                        daemon=True)
         self.thread.start()
 
+    # -- sockets of one server (called before the thread runs, or in it)
+    def _open(self, name: str) -> None:
+        """Bind the server's TCP, UDP and HTTP sockets in its namespace."""
+        made: List[socket.socket] = []
+        try:
+            with netns.enter(self.namespaces[name]):
+                for kind, port, role in ((socket.SOCK_STREAM, self.port, "listen"),
+                                         (socket.SOCK_DGRAM, self.port, "udp"),
+                                         (socket.SOCK_STREAM, self.http_port, "http_listen")):
+                    s = socket.socket(socket.AF_INET6, kind)
+                    made.append(s)
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    # dual stack: one socket answers IPv4 and IPv6
+                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                    s.bind(("::", port))
+                    s.setblocking(False)
+                    if kind == socket.SOCK_STREAM:
+                        s.listen(512)
+                    self.sel.register(s, selectors.EVENT_READ, (role, name))
+        except BaseException:
+            for s in made:
+                with contextlib.suppress(KeyError, ValueError):
+                    self.sel.unregister(s)
+                s.close()
+            raise
+        self.socks[name] = made
+
+    def _shut(self, name: str) -> None:
+        """Close the server's sockets and connections: it refuses TCP and
+        HTTP, and UDP to it gets an ICMP port unreachable."""
+        for s in self.socks.get(name, []) + self.conns.get(name, []):
+            self._drop(s)
+        self.socks[name] = []
+        self.conns[name] = []
+
+    def running(self, name: str) -> bool:
+        return bool(self.socks.get(name))
+
+    def call(self, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
+        """Run ``fn`` in the server thread; its result or its exception."""
+        if not self.thread.is_alive():
+            raise LabError("the lab's servers have stopped (lifetime over or lab closed)")
+        box: Dict[str, Any] = {}
+        done = threading.Event()
+        self.calls.put((fn, box, done))
+        with contextlib.suppress(OSError):
+            self.wake_w.send(b"x")
+        if not done.wait(timeout):
+            raise LabError("the lab's server thread did not answer in %.0f s" % timeout)
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
+    def _run_calls(self) -> None:
+        with contextlib.suppress(OSError):
+            while self.wake_r.recv(512):
+                pass
+        while True:
+            try:
+                fn, box, done = self.calls.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                box["value"] = fn()
+            except BaseException as e:  # handed to the caller
+                box["error"] = e
+            done.set()
+
     def _loop(self) -> None:
         try:
             while not self.stop_event.is_set() and time.monotonic() < self.deadline:
                 for key, _ in self.sel.select(timeout=0.2):
                     kind, name = key.data
+                    if kind == "wake":
+                        self._run_calls()
+                        continue
                     try:
                         self._handle(key.fileobj, kind, name)
                     except OSError:
-                        if kind == "conn":
+                        if kind in ("conn", "http"):
                             self._drop(key.fileobj)
         finally:
             self._close_all()
+            # callers still waiting get an answer
+            while True:
+                try:
+                    _fn, box, done = self.calls.get_nowait()
+                except queue.Empty:
+                    break
+                box["error"] = LabError("the lab's servers have stopped")
+                done.set()
 
-    def _handle(self, sock, kind: str, name: str) -> None:
-        reply = (name + "\n").encode()
-        if kind == "listen":
-            for _ in range(64):  # bounded: take what is queued now
-                try:
-                    conn, _addr = sock.accept()
-                except (BlockingIOError, InterruptedError):
-                    return
-                try:
-                    local = ipaddress.ip_address(conn.getsockname()[0])
-                    if local.version == 6 and local.ipv4_mapped:
-                        local = local.ipv4_mapped
-                except (OSError, ValueError):
-                    local = None
-                with self.lock:
-                    self.accepted[name] += 1
-                    self.local[(name, str(local))] += 1
-                conn.setblocking(False)
-                try:
-                    conn.send(reply)
-                except OSError:
-                    conn.close()
-                    continue
-                self.sel.register(conn, selectors.EVENT_READ, ("conn", name))
+    def _accept(self, sock: socket.socket, kind: str, name: str) -> None:
+        for _ in range(64):  # bounded: take what is queued now
+            try:
+                conn, _addr = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            conn.setblocking(False)
+            if kind == "http_listen":
+                self.http_buf[conn] = b""
+                self.conns[name].append(conn)
+                self.sel.register(conn, selectors.EVENT_READ, ("http", name))
+                continue
+            try:
+                local: Any = ipaddress.ip_address(conn.getsockname()[0])
+                if local.version == 6 and local.ipv4_mapped:
+                    local = local.ipv4_mapped
+            except (OSError, ValueError):
+                local = None
+            with self.lock:
+                self.accepted[name] += 1
+                self.local[(name, str(local))] += 1
+            try:
+                conn.send((name + "\n").encode())
+            except OSError:
+                conn.close()
+                continue
+            self.conns[name].append(conn)
+            self.sel.register(conn, selectors.EVENT_READ, ("conn", name))
+
+    def _handle(self, sock: Any, kind: str, name: str) -> None:
+        if kind in ("listen", "http_listen"):
+            self._accept(sock, kind, name)
         elif kind == "udp":
             for _ in range(64):
                 try:
@@ -184,7 +291,9 @@ class _Servers:
                 except (BlockingIOError, InterruptedError):
                     return
                 with contextlib.suppress(OSError):
-                    sock.sendto(reply, addr)
+                    sock.sendto((name + "\n").encode(), addr)
+        elif kind == "http":
+            self._http(sock, name)
         else:  # an accepted connection: echo until EOF
             data = sock.recv(65536)
             if not data:
@@ -192,39 +301,110 @@ class _Servers:
             else:
                 sock.send(data)
 
-    def _drop(self, sock) -> None:
+    def _http(self, sock: socket.socket, name: str) -> None:
+        """One HTTP/1.x request per connection: GET / answers the server's
+        name, GET /health the status set for it; then the connection closes."""
+        data = sock.recv(4096)
+        if not data:
+            self._drop(sock)
+            return
+        buf = self.http_buf.get(sock, b"") + data
+        if b"\r\n\r\n" not in buf and b"\n\n" not in buf:
+            if len(buf) > _HTTP_MAX_REQUEST:
+                self._drop(sock)
+            else:
+                self.http_buf[sock] = buf
+            return
+        line = buf.split(b"\n", 1)[0].decode("latin-1").strip().split()
+        method, path = (line[0], line[1]) if len(line) >= 2 else ("", "")
+        path = path.split("?", 1)[0]
+        if method not in ("GET", "HEAD"):
+            status, body = 405, "method not allowed\n"
+        elif path == "/":
+            status, body = 200, name + "\n"
+        elif path == "/health":
+            status = self.http_status[name]
+            body = "%s %d\n" % (name, status)
+        else:
+            status, body = 404, "not found\n"
+        try:
+            phrase = http.HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Status %d" % status
+        head = ("HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                "X-Server: %s\r\nConnection: close\r\n\r\n"
+                % (status, phrase, len(body), name))
+        payload = (head + ("" if method == "HEAD" else body)).encode()
+        with contextlib.suppress(OSError):
+            sock.setblocking(True)
+            sock.settimeout(1.0)
+            sock.sendall(payload)
+        self._drop(sock)
+
+    def _drop(self, sock: Any) -> None:
         with contextlib.suppress(KeyError, ValueError):
             self.sel.unregister(sock)
-        sock.close()
+        self.http_buf.pop(sock, None)
+        for lst in self.conns.values():
+            if sock in lst:
+                lst.remove(sock)
+        with contextlib.suppress(OSError):
+            sock.close()
 
     def _close_all(self) -> None:
         for key in list(self.sel.get_map().values()):
             with contextlib.suppress(OSError):
                 key.fileobj.close()
-        for s in self.socks:
-            s.close()
+        for lst in list(self.socks.values()) + list(self.conns.values()):
+            for s in lst:
+                s.close()
         with contextlib.suppress(OSError):
             self.sel.close()
+        self.wake_r.close()
+        self.wake_w.close()
 
     def stop(self) -> None:
         self.stop_event.set()
+        with contextlib.suppress(OSError):
+            self.wake_w.send(b"x")
         if self.thread.is_alive():
             self.thread.join(10)
 
 
 class Lab:
-    """Client, director and ``servers`` real servers in fresh namespaces."""
+    """A client, a director and ``servers`` real servers in fresh network
+    namespaces (see the module's docstring for the topology).
 
-    def __init__(self, servers: int = 3, *, port: int = 8000, prefix: str = "ipvslab",
-                 lifetime: float = 600.0, timeout: float = 5.0) -> None:
-        if not 1 <= servers <= 50:
-            raise ValueError("servers must be 1..50")
+    ``Lab(servers=3, *, port=8000, http_port=8080)``; also ``prefix`` (of
+    the namespace names), ``lifetime`` (seconds after which the servers stop
+    by themselves) and ``timeout`` (of each client operation). Use it as a
+    context manager, or ``start()`` and ``close()``.
+    """
+
+    def __init__(self, servers: int = 3, *, port: int = 8000, http_port: int = 8080,
+                 directors: int = 1, prefix: str = "ipvslab", lifetime: float = 600.0,
+                 timeout: float = 5.0) -> None:
+        if isinstance(servers, bool) or not isinstance(servers, int) or not 1 <= servers <= 50:
+            raise ValueError("servers must be an int 1..50")
+        if directors != 1:
+            raise NotImplementedError("Lab(directors=%r): only single-director labs are "
+                                      "implemented so far (two directors: issue 22)"
+                                      % (directors,))
+        for what, value in (("port", port), ("http_port", http_port)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+                raise ValueError("%s must be an int 1..65535" % what)
+        if port == http_port:
+            raise ValueError("port and http_port must differ")
+        if not lifetime > 0 or not timeout > 0:
+            raise ValueError("lifetime and timeout must be > 0 seconds")
         tag = "%s-%d-%s" % (prefix, os.getpid(), secrets.token_hex(3))
-        self.client = tag + "-client"
-        self.director = tag + "-director"
-        self.servers = [tag + "-rs%d" % (i + 1) for i in range(servers)]
-        self.names = ["rs%d" % (i + 1) for i in range(servers)]
+        self.client: str = tag + "-client"
+        self.director: str = tag + "-director"
+        self.directors: List[str] = [self.director]
+        self.servers: List[str] = [tag + "-rs%d" % (i + 1) for i in range(servers)]
+        self.names: List[str] = ["rs%d" % (i + 1) for i in range(servers)]
         self.port = port
+        self.http_port = http_port
         self.lifetime = lifetime
         self.timeout = timeout
         self.vip = VIP
@@ -232,9 +412,9 @@ class Lab:
         self.client_address = CLIENT_ADDRESS
         self.client_address6 = CLIENT_ADDRESS6
         self.client_extra = list(CLIENT_EXTRA)
-        self.server_addresses = ["10.200.%d.2" % (i + 1) for i in range(servers)]
-        self.server_addresses6 = ["fd00:200:%d::2" % (i + 1) for i in range(servers)]
-        self.by_address = dict(zip(self.server_addresses, self.names))
+        self.server_addresses: List[str] = ["10.200.%d.2" % (i + 1) for i in range(servers)]
+        self.server_addresses6: List[str] = ["fd00:200:%d::2" % (i + 1) for i in range(servers)]
+        self.by_address: Dict[str, str] = dict(zip(self.server_addresses, self.names))
         self.by_address.update(zip(self.server_addresses6, self.names))
         self._created: List[str] = []
         self._next_udp_port = 20000
@@ -252,7 +432,8 @@ class Lab:
             return self
         try:
             self._build()
-            self._servers = _Servers(self.names, self.servers, self.port, self.lifetime)
+            self._servers = _Servers(self.names, self.servers, self.port, self.http_port,
+                                     self.lifetime)
         except BaseException:
             self.close()
             raise
@@ -335,30 +516,83 @@ class Lab:
     def __enter__(self) -> "Lab":
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    def __repr__(self) -> str:
+        state = "started" if self.started else "not started"
+        return "<ipvs.lab.Lab %s director=%r servers=%r>" % (state, self.director, self.names)
+
+    # ------------------------------------------------------------- servers
+    def _live_servers(self) -> _Servers:
+        if self._servers is None:
+            raise LabError("the lab is not started")
+        return self._servers
+
+    def _server_name(self, name: str) -> str:
+        if name not in self.names:
+            raise ValueError("no real server %r in this lab (names: %s)"
+                             % (name, ", ".join(self.names)))
+        return name
+
+    def stop_server(self, name: str) -> None:
+        """Stop real server ``name`` ("rs1"...) as if its process died: its
+        TCP and HTTP ports refuse connections, UDP to it gets no answer (an
+        ICMP port unreachable), its open connections are closed. Stopping a
+        stopped server does nothing."""
+        srv = self._live_servers()
+        name = self._server_name(name)
+        srv.call(lambda: srv._shut(name))
+
+    def start_server(self, name: str) -> None:
+        """Start real server ``name`` again (TCP, UDP and HTTP, the HTTP
+        status as last set). Starting a running server does nothing."""
+        srv = self._live_servers()
+        name = self._server_name(name)
+        srv.call(lambda: None if srv.running(name) else srv._open(name))
+
+    def server_running(self, name: str) -> bool:
+        """Whether real server ``name`` is running (not stopped)."""
+        srv = self._live_servers()
+        name = self._server_name(name)
+        return bool(srv.call(lambda: srv.running(name)))
+
+    def set_http_status(self, name: str, status: int) -> None:
+        """What ``GET /health`` on real server ``name`` answers from now on
+        (an HTTP status code 100..599; 200 at start)."""
+        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+            raise ValueError("status must be an HTTP status code 100..599, got %r" % (status,))
+        srv = self._live_servers()
+        name = self._server_name(name)
+
+        def put() -> None:
+            srv.http_status[name] = status
+        srv.call(put)
+
     # ---------------------------------------------------------------- use
-    def ipvs(self, **kwargs):
-        """An ``ipvs.IPVS`` handle on the director's namespace."""
+    def ipvs(self, *, director: int = 0, **kwargs: Any) -> Any:
+        """An ``ipvs.IPVS`` handle on the director's namespace (keywords as
+        IPVS takes them, ``netns`` aside). The caller closes it."""
         import ipvs
+        if director != 0:
+            raise NotImplementedError("single-director lab: director must be 0")
         return ipvs.IPVS(netns=self.director, **kwargs)
 
     @property
     def accepted(self) -> collections.Counter:
-        """Connections each server has accepted since the lab started."""
-        assert self._servers is not None, "lab not started"
-        with self._servers.lock:
-            return collections.Counter(self._servers.accepted)
+        """TCP connections each server has accepted since the lab started."""
+        srv = self._live_servers()
+        with srv.lock:
+            return collections.Counter(srv.accepted)
 
     @property
     def accepted_at(self) -> collections.Counter:
         """Accepted TCP connections by (server name, local address): the
         local address is the VIP under direct routing, the server's own
         address under NAT (MASQ)."""
-        assert self._servers is not None, "lab not started"
-        with self._servers.lock:
-            return collections.Counter(self._servers.local)
+        srv = self._live_servers()
+        with srv.lock:
+            return collections.Counter(srv.local)
 
     @staticmethod
     def _family(address: str) -> int:
@@ -478,8 +712,37 @@ class Lab:
                 s.close()
         return seen
 
+    def http_get(self, address: str, path: str = "/", port: Optional[int] = None,
+                 source: Optional[str] = None) -> Tuple[int, str]:
+        """``GET path`` from the client namespace (default port
+        ``http_port``): (status, body). Raises OSError when refused or
+        unanswered within ``timeout``."""
+        with netns.enter(self.client):
+            s = socket.socket(self._family(address), socket.SOCK_STREAM)
+        try:
+            s.settimeout(self.timeout)
+            if source:
+                s.bind((source, 0))
+            s.connect((address, self.http_port if port is None else port))
+            s.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                       % (path, address)).encode())
+            buf = b""
+            while len(buf) < 65536:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                buf += chunk
+        finally:
+            s.close()
+        head, _, body = buf.partition(b"\r\n\r\n")
+        parts = head.split(b"\r\n", 1)[0].split()
+        if len(parts) < 2 or not parts[1].isdigit():
+            raise ConnectionError("not an HTTP answer: %r" % buf[:80])
+        return int(parts[1]), body.decode("utf-8", "replace")
 
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.1):
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0,
+             interval: float = 0.1) -> Any:
     """Poll ``predicate()`` until it returns a true value (returned) or
     ``timeout`` seconds pass (the last value is returned)."""
     deadline = time.monotonic() + timeout
