@@ -176,3 +176,17 @@ def test_servers_stop_by_themselves():
             lab.tcp_connect(lab.server_addresses[0], lab.port)
         with pytest.raises(LabError):
             lab.stop_server("rs1")
+
+
+def test_end_to_end_example_runs():
+    """examples/lab_health_check.py, as a user runs it (exit status 0)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, str(root / "examples" / "lab_health_check.py")],
+                         capture_output=True, text=True, timeout=240, cwd=str(root))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.strip().endswith("OK")
+    assert "rs2 answers 503:" in out.stdout
