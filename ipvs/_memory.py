@@ -424,6 +424,10 @@ class MemoryHandle:
         if dest is None:
             raise ValueError("%s needs a destination" % op)
         dest = _resolve_port(dest, s.rec)
+        if int(dest.forward) != 2 and (dest.tunnel_type or dest.tunnel_port or dest.tunnel_flags):
+            # tunnel settings travel only with TUNNEL destinations (csrc/netlink.c
+            # sends them for tunnels only): the others read back without them
+            dest = dest.replace(tunnel_type=0, tunnel_port=0, tunnel_flags=0)
         mixed = dest.family != s.rec.family
         if op != "delete_destination":
             if mixed and (t.daemons or int(dest.forward) != 2):
@@ -435,7 +439,7 @@ class MemoryHandle:
                 # 6.12 and 7.x refuse thresholds above INT_MAX; 6.1 keeps u32
                 return _err(op, _E.EINVAL, svc, dest)
             if dest.tunnel_type == TunnelType.GUE and not dest.tunnel_port:
-                return _err(op, _E.EINVAL, svc, dest)
+                return _err(op, _E.EINVAL, svc, dest)   # a GUE tunnel needs its port
         found = s.find(dest.key)
         if op == "add_destination":
             if found is not None:
