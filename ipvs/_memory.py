@@ -75,12 +75,13 @@ def _err(op: str, err: int, svc: Any = None, dest: Any = None, **extra: Any) -> 
 
 def _v4_unicast(a: ipaddress.IPv4Address) -> bool:
     """inet_addr_type() in a namespace whose only interface is lo (up):
-    RTN_LOCAL or RTN_UNICAST, else (multicast, 0/8, broadcast, lo's
-    127.0.0.0 / 127.255.255.255 broadcast routes) refused."""
+    RTN_LOCAL or RTN_UNICAST, else (multicast, 0.0.0.0, 255.255.255.255,
+    lo's broadcast route 127.255.255.255) refused (checked in the sandbox:
+    0.1.2.3, 127.0.0.0 and 240.0.0.1 are accepted)."""
     n = int(a)
-    if n >> 28 == 0xE or n >> 24 == 0 or n == 0xFFFFFFFF:
+    if n >> 28 == 0xE or n == 0 or n == 0xFFFFFFFF:
         return False
-    return n not in (0x7F000000, 0x7FFFFFFF)
+    return n != 0x7FFFFFFF
 
 
 def _v6_unicast(a: ipaddress.IPv6Address) -> bool:

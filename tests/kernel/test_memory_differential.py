@@ -321,3 +321,80 @@ def test_memory_backend_matches_this_kernel() -> None:
                                              ("7.2.7", "7"), ("6.11.0", "6.1")])
 def test_kernel_profile_from_release(release: str, profile: str) -> None:
     assert kernel_profile(release) == profile
+
+
+# ------------------------------------------------- orders of the checks
+
+S4 = Service(address="10.0.0.1", port=80, scheduler="rr")
+S6 = Service(address="2001:db8::1", port=80, scheduler="rr")
+BIG = 2**31
+EDGE_SETUP: List[Tuple[Any, ...]] = [
+    ("add_service", S4), ("add_service", S6),
+    ("add_destination", S4, Destination("192.168.1.1", 80, forward="masq")),
+]
+D = Destination
+EDGE: List[Tuple[Any, ...]] = [
+    # which refusal wins when a request has several faults
+    (op, svc, d) for op in ("add_destination", "update_destination")
+    for svc in (S4, Service(address="10.9.9.9", port=80))
+    for d in (
+        D("192.168.1.1", 80, forward="masq", upper_threshold=BIG),              # exists / big
+        D("192.168.1.1", 80, forward="masq", upper_threshold=BIG, weight=-1),   # ERANGE / big
+        D("192.168.1.2", 80, forward="masq", upper_threshold=5, lower_threshold=BIG),
+        D("192.168.1.2", 80, forward="masq", lower_threshold=BIG, upper_threshold=BIG),
+        D("2001:db8::5", 80, forward="masq", upper_threshold=BIG),              # mixed / big
+        D("2001:db8::5", 80, forward="masq", weight=-1),                         # mixed / ERANGE
+        D("2001:db8::5", 80, forward="tunnel", tunnel_type="gue", weight=-1),   # ERANGE / GUE
+        D("192.168.1.2", 80, forward="tunnel", tunnel_type="gue", upper_threshold=BIG),
+        D("224.0.0.1", 80, forward="masq", upper_threshold=BIG),                # unicast / big
+        D("224.0.0.1", 80, forward="masq", weight=-1),                           # unicast / ERANGE
+        D("224.0.0.1", 80, forward="tunnel", tunnel_type="gue"),                # unicast / GUE
+        D("127.0.0.1", 80, forward="masq"), D("127.0.0.0", 80), D("0.1.2.3", 80),
+        D("::", 80, forward="tunnel"), D("fe80::1", 80, forward="tunnel"),
+        D("::1", 80, forward="tunnel"), D("::ffff:1.2.3.4", 80, forward="tunnel"),
+        D("fec0::1", 80, forward="tunnel"), D("fc00::1", 80, forward="tunnel"),
+        D("::1.2.3.4", 80, forward="tunnel"), D("240.0.0.1", 80),
+    )
+] + [
+    ("add_service", S4.replace(scheduler="twos")),                  # exists before scheduler
+    ("add_service", S4.replace(port=81, scheduler="twos", pe_name="sip")),
+    ("add_service", S4.replace(port=81, pe_name="nosuchpe")),
+    ("update_service", S4.replace(port=82, scheduler="twos")),      # missing before scheduler
+    # daemons: group, mixed destinations, interface, running
+    ("start_daemon", Daemon("master", "nosuch0", mcast_group="10.0.0.1")),
+    ("start_daemon", Daemon("master", "nosuch0")),
+    ("start_daemon", Daemon("master", "lo", max_len=1)),
+    ("start_daemon", Daemon("master", "nosuch0")),                  # ENODEV before EEXIST
+    ("start_daemon", Daemon("master", "lo")),
+    ("start_daemon", Daemon("backup", "lo", mcast_group="ff02::5", max_len=70000 - 4465)),
+    ("add_destination", S4, D("2001:db8::7", 80, forward="tunnel")),  # refused: daemons run
+    ("daemons",),
+    ("stop_daemon", "master"), ("stop_daemon", "backup"),
+    ("add_destination", S4, D("2001:db8::7", 80, forward="tunnel")),
+    ("start_daemon", Daemon("backup", "nosuch0")),                  # mixed before ENODEV
+    ("delete_destination", S4, D("2001:db8::7", 80)),
+    ("start_daemon", Daemon("master", "lo", mcast_group="ff02::5")),   # ENETUNREACH on lo
+    ("daemons",),
+]
+
+
+def test_edge_requests_match_this_kernel(ipvs_netns):
+    """Requests with several faults at once (which refusal the kernel gives
+    first), special addresses and daemon settings: the same outcome on the
+    kernel and on the memory backend with its profile."""
+    profile = kernel_profile()
+    reset_memory()
+    real = ipvs.IPVS(netns=ipvs_netns, backend="netlink", timeout=60)
+    mem = ipvs.IPVS(backend="memory", kernel=profile, netns="edge")
+    try:
+        for req in EDGE_SETUP + EDGE:
+            if req[0] == "stop_daemon":
+                time.sleep(0.3)
+            want, got = outcome(real, req), outcome(mem, req)
+            assert got == want, req
+        assert state(mem) == state(real)
+    finally:
+        stop_daemons(real)
+        real.close()
+        mem.close()
+        reset_memory()
