@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ipvs import errors as _errors
 from ipvs._model import (Daemon, DaemonState, Destination, Service, Stats, Timeouts,
-                         TunnelType)
+                         TunnelFlags, TunnelType)
 
 __all__ = ["MemoryHandle", "KERNELS", "DEFAULT_KERNEL", "open_handle", "reset",
            "set_counters", "add_interface", "auto_enabled", "enable_auto"]
@@ -71,6 +71,15 @@ def _err(op: str, err: int, svc: Any = None, dest: Any = None, **extra: Any) -> 
     ctx = _ctx(svc, dest)
     ctx.update(extra)
     return _errors.from_errno(op, err, **ctx)
+
+
+def _with(rec: Any, **changes: Any) -> Any:
+    """A copy of a record with ``changes``, unvalidated (as the C layer builds
+    records from the kernel's values): a request the model would refuse
+    (built with object.__setattr__ in tests) still reaches the checks."""
+    values = rec._asdict()
+    values.update(changes)
+    return type(rec)._make(*(values[f] for f in rec._fields))
 
 
 def _v4_unicast(a: ipaddress.IPv4Address) -> bool:
@@ -120,7 +129,7 @@ class _Dest:
         self.stats = _ZERO
 
     def read(self) -> Destination:
-        return self.rec.replace(active_connections=self.active,
+        return _with(self.rec, active_connections=self.active,
                                 inactive_connections=self.inactive,
                                 persistent_connections=self.persistent, stats=self.stats)
 
@@ -143,7 +152,7 @@ class _Svc:
         return None
 
     def read(self) -> Service:
-        return self.rec.replace(stats=self.stats)
+        return _with(self.rec, stats=self.stats)
 
 
 class _Interface:
@@ -289,7 +298,7 @@ def set_counters(service: Service, dest: Optional[Destination] = None, *, netns:
 
 def _resolve_port(dest: Destination, svc: Service) -> Destination:
     if dest.port is None:  # "the service's port", as the C layer is given it
-        return dest.replace(port=svc.port)
+        return _with(dest, port=svc.port)
     return dest
 
 
@@ -428,7 +437,8 @@ class MemoryHandle:
         if int(dest.forward) != 2 and (dest.tunnel_type or dest.tunnel_port or dest.tunnel_flags):
             # tunnel settings travel only with TUNNEL destinations (csrc/netlink.c
             # sends them for tunnels only): the others read back without them
-            dest = dest.replace(tunnel_type=0, tunnel_port=0, tunnel_flags=0)
+            dest = _with(dest, tunnel_type=TunnelType.IPIP, tunnel_port=0,
+                         tunnel_flags=TunnelFlags.NOCSUM)
         mixed = dest.family != s.rec.family
         if op != "delete_destination":
             if mixed and (t.daemons or int(dest.forward) != 2):
@@ -485,15 +495,15 @@ class MemoryHandle:
     @staticmethod
     def _stored(svc: Service) -> Service:
         """What the kernel reads back: the request's settings, no stats."""
-        return svc if svc.stats is None else svc.replace(stats=None)
+        return svc if svc.stats is None else _with(svc, stats=None)
 
     @staticmethod
     def _stored_dest(dest: Destination) -> Destination:
         if (dest.stats is None and not dest.active_connections and not dest.inactive_connections
                 and not dest.persistent_connections):
             return dest
-        return dest.replace(active_connections=0, inactive_connections=0,
-                            persistent_connections=0, stats=None)
+        return _with(dest, active_connections=0, inactive_connections=0,
+                     persistent_connections=0, stats=None)
 
     @staticmethod
     def _drop_service(t: Table, s: _Svc) -> None:
