@@ -299,3 +299,29 @@ def test_example_unit_test_runs():
                          capture_output=True, text=True, timeout=300, cwd=str(ROOT))
     assert out.returncode == 0, out.stdout + out.stderr
     assert " passed" in out.stdout
+
+
+def test_async_ipvs_on_memory(ipvs_memory):
+    """AsyncIPVS(backend="memory") and AsyncIPVS() under the fixture: the
+    same tables, coroutines, errors and batches."""
+    AsyncIPVS = getattr(ipvs, "AsyncIPVS", None)
+    if AsyncIPVS is None:
+        pytest.skip("ipvs.AsyncIPVS is not in this tree yet (built by another issue)")
+    import asyncio
+
+    async def main():
+        async with AsyncIPVS() as lb:
+            assert lb.backend == "memory"
+            await lb.add_service(SVC)
+            async with lb.batch() as b:
+                b.add_destination(SVC, D1)
+                b.add_destination(SVC, D2)
+            with pytest.raises(ipvs.ServiceExistsError):
+                await lb.add_service(SVC)
+            assert not await lb.apply({SVC: [D1, D2]})
+        async with AsyncIPVS(backend="memory", kernel="7", netns="other") as lb:
+            assert (await lb.info()).conn_tab_size == 0
+            assert await lb.services() == []
+
+    asyncio.run(main())
+    assert len(ipvs_memory.destinations(SVC)) == 2
