@@ -40,7 +40,7 @@ RS1 = ipvs.Destination("192.168.1.1", 80, weight=5, forward="masq")
 RS2 = ipvs.Destination("192.168.1.2", 80, weight=5, forward="masq")
 
 
-def test_drain_waits_for_connections(ipvs_memory):
+def test_drain_waits_for_connections(ipvs_memory: ipvs.IPVS) -> None:
     ipvs_memory.apply({WEB: [RS1, RS2]})
     set_counters(WEB, RS1, active=2, inactive=1)
 
@@ -55,7 +55,7 @@ def test_drain_waits_for_connections(ipvs_memory):
     assert drain_step(WEB, "192.168.1.1", 80) == "absent"
 
 
-def test_drain_of_a_missing_service_raises_as_the_kernel_would(ipvs_memory):
+def test_drain_of_a_missing_service_raises_as_the_kernel_would(ipvs_memory: ipvs.IPVS) -> None:
     try:
         drain_step(WEB, "192.168.1.1", 80)
     except ipvs.ServiceNotFoundError as e:

@@ -23,7 +23,7 @@ import ipaddress
 import os
 import socket
 import threading
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, TypeVar, Union
 
 from ipvs import errors as _errors
 from ipvs._model import (Daemon, DaemonState, Destination, Service, Stats, Timeouts,
@@ -73,13 +73,17 @@ def _err(op: str, err: int, svc: Any = None, dest: Any = None, **extra: Any) -> 
     return _errors.from_errno(op, err, **ctx)
 
 
-def _with(rec: Any, **changes: Any) -> Any:
+_R = TypeVar("_R", Service, Destination)
+
+
+def _with(rec: _R, **changes: Any) -> _R:
     """A copy of a record with ``changes``, unvalidated (as the C layer builds
     records from the kernel's values): a request the model would refuse
     (built with object.__setattr__ in tests) still reaches the checks."""
     values = rec._asdict()
     values.update(changes)
-    return type(rec)._make(*(values[f] for f in rec._fields))
+    made: _R = type(rec)._make(*(values[f] for f in rec._fields))
+    return made
 
 
 def _v4_unicast(a: ipaddress.IPv4Address) -> bool:
@@ -297,7 +301,8 @@ def set_counters(service: Service, dest: Optional[Destination] = None, *, netns:
 
 
 def _resolve_port(dest: Destination, svc: Service) -> Destination:
-    if dest.port is None:  # "the service's port", as the C layer is given it
+    port: Any = dest.port
+    if port is None:  # "the service's port" (API.md), as the C layer is given it
         return _with(dest, port=svc.port)
     return dest
 
@@ -455,8 +460,8 @@ class MemoryHandle:
         if op == "add_destination":
             if found is not None:
                 return _err(op, _E.EEXIST, svc, dest)
-            ok = (_v6_unicast(dest.address) if dest.family == socket.AF_INET6
-                  else _v4_unicast(dest.address))
+            addr: Any = dest.address
+            ok = _v6_unicast(addr) if addr.version == 6 else _v4_unicast(addr)
             if not ok:
                 return _err(op, _E.EINVAL, svc, dest)
             s.dests.insert(0, _Dest(self._stored_dest(dest)))

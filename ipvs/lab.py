@@ -142,8 +142,8 @@ class _Servers:
         self.conns: Dict[str, List[socket.socket]] = {n: [] for n in names}
         self.http_buf: Dict[socket.socket, bytes] = {}
         self.http_status: Dict[str, int] = {n: 200 for n in names}
-        self.accepted: collections.Counter = collections.Counter()
-        self.local: collections.Counter = collections.Counter()
+        self.accepted: "collections.Counter[str]" = collections.Counter()
+        self.local: "collections.Counter[Tuple[str, str]]" = collections.Counter()
         self.lock = threading.Lock()
         self.calls: "queue.Queue[Tuple[Callable[[], Any], Dict[str, Any], threading.Event]]" = \
             queue.Queue()
@@ -354,7 +354,7 @@ class _Servers:
     def _close_all(self) -> None:
         for key in list(self.sel.get_map().values()):
             with contextlib.suppress(OSError):
-                key.fileobj.close()
+                key.fileobj.close()  # type: ignore[union-attr]
         for lst in list(self.socks.values()) + list(self.conns.values()):
             for s in lst:
                 s.close()
@@ -579,14 +579,14 @@ class Lab:
         return ipvs.IPVS(netns=self.director, **kwargs)
 
     @property
-    def accepted(self) -> collections.Counter:
+    def accepted(self) -> "collections.Counter[str]":
         """TCP connections each server has accepted since the lab started."""
         srv = self._live_servers()
         with srv.lock:
             return collections.Counter(srv.accepted)
 
     @property
-    def accepted_at(self) -> collections.Counter:
+    def accepted_at(self) -> "collections.Counter[Tuple[str, str]]":
         """Accepted TCP connections by (server name, local address): the
         local address is the VIP under direct routing, the server's own
         address under NAT (MASQ)."""
@@ -629,13 +629,13 @@ class Lab:
         return s, name
 
     def run_tcp(self, address: str, port: int, count: int,
-                source: Optional[str] = None) -> collections.Counter:
+                source: Optional[str] = None) -> "collections.Counter[str]":
         """``count`` TCP connections to address:port, one after the other.
 
         Each reads the server's name, sends a line, reads the echo and
         closes.  Returns a Counter of server names.
         """
-        seen: collections.Counter = collections.Counter()
+        seen: "collections.Counter[str]" = collections.Counter()
         for _ in range(count):
             s, name = self.tcp_connect(address, port, source)
             try:
@@ -684,12 +684,12 @@ class Lab:
         return port
 
     def run_udp(self, address: str, port: int, count: int,
-                source: Optional[str] = None, retries: int = 2) -> collections.Counter:
+                source: Optional[str] = None, retries: int = 2) -> "collections.Counter[str]":
         """``count`` UDP exchanges, each from a new socket and a source port
         not used before by this lab (so each is a new IPVS connection: a
         random ephemeral port could repeat one and join its connection).
         Returns a Counter of server names."""
-        seen: collections.Counter = collections.Counter()
+        seen: "collections.Counter[str]" = collections.Counter()
         family = self._family(address)
         anywhere = "::" if family == socket.AF_INET6 else "0.0.0.0"
         for _ in range(count):
