@@ -311,7 +311,7 @@ def open_handle(netns: Any, kernel: Optional[str], timeout_ms: int,
                 backend: str = "memory") -> "MemoryHandle":
     """A memory handle on ``netns``'s table following ``kernel`` (for
     `ipvs.IPVS`: ``backend`` is what the caller asked for)."""
-    if backend not in ("memory", "auto"):
+    if backend != "memory" and not (backend == "auto" and auto_enabled()):
         raise ValueError("kernel= is for backend 'memory' only, not %r" % backend)
     if kernel is None:
         kernel = next((k for k in reversed(_auto_kernels) if k), DEFAULT_KERNEL)

@@ -118,9 +118,14 @@ def test_bad_kernel_argument(bad):
         mem(**bad)
 
 
-def test_kernel_argument_needs_the_memory_backend():
+@pytest.mark.parametrize("backend", ["netlink", "sockopt", "auto"])
+def test_kernel_argument_needs_the_memory_backend(backend):
     with pytest.raises(ValueError, match="memory"):
-        ipvs.IPVS(backend="netlink", kernel="6.1")
+        ipvs.IPVS(backend=backend, kernel="6.1")
+    with memory_auto():   # under the fixture, "auto" is memory: kernel= is fine
+        if backend == "auto":
+            with ipvs.IPVS(backend=backend, kernel="6.1") as lb:
+                assert lb.backend == "memory"
 
 
 @pytest.mark.parametrize("netns,exc", [(True, TypeError), (-1, ValueError), ("", ValueError),
