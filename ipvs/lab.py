@@ -19,11 +19,28 @@ leaves the lab's namespaces)::
               (so NAT works); lo also carries the VIPs (for direct routing),
               arp_ignore=1, arp_announce=2
 
+``Lab(directors=2)``: two directors on one shared segment (a bridge in a
+namespace of its own, ``switch``) with the client and the real servers;
+direct routing, and the real servers' gateway is not a director (they answer
+the client themselves)::
+
+    client     eth0 10.200.0.2/24, fd00:200::2/64 (+ .3 .. .9)
+    director1  eth0 10.200.0.11/24, fd00:200::11/64 (+ the VIPs while active)
+    director2  eth0 10.200.0.12/24, fd00:200::12/64
+    server K   eth0 10.200.0.(20+K)/24, fd00:200::(20+K)/64 (hex); the VIPs
+               on lo, arp_ignore=1, arp_announce=2
+       all on br0 in the ``switch`` namespace
+
+The VIPs start on ``directors[0]``; ``move_vip(i)`` moves them to the i-th
+director and renews the client's neighbour entries for them (what VRRP's
+gratuitous ARP does), so that the client's next packets reach it.
+
 Every real server ("rs1" .. "rsN") answers, on all its addresses:
 
 - TCP on ``port`` (default 8000): ``NAME\\n`` at once, then an echo of what
   the client sends, until the client closes;
-- UDP on ``port``: ``NAME\\n`` for each datagram;
+- UDP on ``port``: ``NAME\\n`` for each datagram (from the address it was
+  sent to: the VIP under direct routing);
 - HTTP on ``http_port`` (default 8080): ``GET /`` answers 200 with
   ``NAME\\n``, ``GET /health`` the status set by ``set_http_status`` (200 at
   start) with ``NAME STATUS\\n``; one request per connection.
@@ -48,8 +65,6 @@ stop by themselves after ``lifetime`` seconds at the latest.
         print(lab.run_tcp(lab.vip, 80, 30))    # Counter({'rs1': 10, ...})
 
 Everything is removed on ``close()``, also when ``start()`` fails half way.
-The two-director lab (``directors=2``) is not implemented yet
-(NotImplementedError).
 """
 
 from __future__ import annotations
@@ -166,15 +181,23 @@ class _Servers:
         made: List[socket.socket] = []
         try:
             with netns.enter(self.namespaces[name]):
-                for kind, port, role in ((socket.SOCK_STREAM, self.port, "listen"),
-                                         (socket.SOCK_DGRAM, self.port, "udp"),
-                                         (socket.SOCK_STREAM, self.http_port, "http_listen")):
-                    s = socket.socket(socket.AF_INET6, kind)
+                # UDP answers come from the address asked: a socket on each
+                # VIP (on lo, for direct routing) besides the wildcard one
+                for family, kind, addr, port, role in (
+                        (socket.AF_INET6, socket.SOCK_STREAM, "::", self.port, "listen"),
+                        (socket.AF_INET6, socket.SOCK_DGRAM, "::", self.port, "udp"),
+                        (socket.AF_INET, socket.SOCK_DGRAM, VIP, self.port, "udp"),
+                        (socket.AF_INET6, socket.SOCK_DGRAM, VIP6, self.port, "udp"),
+                        (socket.AF_INET6, socket.SOCK_STREAM, "::", self.http_port,
+                         "http_listen")):
+                    s = socket.socket(family, kind)
                     made.append(s)
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    # dual stack: one socket answers IPv4 and IPv6
-                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-                    s.bind(("::", port))
+                    if family == socket.AF_INET6:
+                        # dual stack on "::": one socket answers IPv4 and IPv6
+                        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY,
+                                     0 if addr == "::" else 1)
+                    s.bind((addr, port))
                     s.setblocking(False)
                     if kind == socket.SOCK_STREAM:
                         s.listen(512)
@@ -375,7 +398,7 @@ class Lab:
     """A client, a director and ``servers`` real servers in fresh network
     namespaces (see the module's docstring for the topology).
 
-    ``Lab(servers=3, *, port=8000, http_port=8080)``; also ``prefix`` (of
+    ``Lab(servers=3, *, port=8000, http_port=8080, directors=1)``; also ``prefix`` (of
     the namespace names), ``lifetime`` (seconds after which the servers stop
     by themselves) and ``timeout`` (of each client operation). Use it as a
     context manager, or ``start()`` and ``close()``.
@@ -386,10 +409,8 @@ class Lab:
                  timeout: float = 5.0) -> None:
         if isinstance(servers, bool) or not isinstance(servers, int) or not 1 <= servers <= 50:
             raise ValueError("servers must be an int 1..50")
-        if directors != 1:
-            raise NotImplementedError("Lab(directors=%r): only single-director labs are "
-                                      "implemented so far (two directors: issue 22)"
-                                      % (directors,))
+        if isinstance(directors, bool) or directors not in (1, 2):
+            raise ValueError("directors must be 1 or 2, got %r" % (directors,))
         for what, value in (("port", port), ("http_port", http_port)):
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
                 raise ValueError("%s must be an int 1..65535" % what)
@@ -399,8 +420,15 @@ class Lab:
             raise ValueError("lifetime and timeout must be > 0 seconds")
         tag = "%s-%d-%s" % (prefix, os.getpid(), secrets.token_hex(3))
         self.client: str = tag + "-client"
-        self.director: str = tag + "-director"
-        self.directors: List[str] = [self.director]
+        if directors == 1:
+            self.directors: List[str] = [tag + "-director"]
+        else:
+            self.directors = [tag + "-director%d" % (i + 1) for i in range(directors)]
+        self.director: str = self.directors[0]
+        #: the namespace of the segment's bridge (two-director labs), else None
+        self.switch: Optional[str] = tag + "-switch" if directors > 1 else None
+        #: index in ``directors`` of the director that holds the VIPs
+        self.active_director = 0
         self.servers: List[str] = [tag + "-rs%d" % (i + 1) for i in range(servers)]
         self.names: List[str] = ["rs%d" % (i + 1) for i in range(servers)]
         self.port = port
@@ -412,8 +440,18 @@ class Lab:
         self.client_address = CLIENT_ADDRESS
         self.client_address6 = CLIENT_ADDRESS6
         self.client_extra = list(CLIENT_EXTRA)
-        self.server_addresses: List[str] = ["10.200.%d.2" % (i + 1) for i in range(servers)]
-        self.server_addresses6: List[str] = ["fd00:200:%d::2" % (i + 1) for i in range(servers)]
+        if directors == 1:
+            self.server_addresses: List[str] = ["10.200.%d.2" % (i + 1) for i in range(servers)]
+            self.server_addresses6: List[str] = ["fd00:200:%d::2" % (i + 1)
+                                                 for i in range(servers)]
+        else:
+            # one segment: client, directors and real servers side by side
+            self.server_addresses = ["%s.%d" % (CLIENT_NET, 21 + i) for i in range(servers)]
+            self.server_addresses6 = ["fd00:200::%x" % (0x21 + i) for i in range(servers)]
+        #: the directors' own addresses (two-director labs: on the segment)
+        self.director_addresses: List[str] = (
+            ["%s.1" % CLIENT_NET] if directors == 1
+            else ["%s.%d" % (CLIENT_NET, 11 + i) for i in range(directors)])
         self.by_address: Dict[str, str] = dict(zip(self.server_addresses, self.names))
         self.by_address.update(zip(self.server_addresses6, self.names))
         self._created: List[str] = []
@@ -424,7 +462,9 @@ class Lab:
     # ---------------------------------------------------------------- setup
     @property
     def namespaces(self) -> List[str]:
-        return [self.client, self.director] + self.servers
+        """Every namespace of the lab (the order they are made in)."""
+        extra = [self.switch] if self.switch else []
+        return extra + [self.client] + self.directors + self.servers
 
     def start(self) -> "Lab":
         """Create the namespaces, links, addresses and the name servers."""
@@ -444,6 +484,9 @@ class Lab:
         for ns in self.namespaces:
             netns.create(ns)
             self._created.append(ns)
+        if self.switch:
+            self._build_segment()
+            return
         links = ["link add c0 netns %s type veth peer name eth0 netns %s"
                  % (self.director, self.client)]
         for i, ns in enumerate(self.servers, 1):
@@ -494,6 +537,66 @@ class Lab:
                          "net.ipv4.conf.all.arp_announce": "2",
                          "net.ipv4.conf.eth0.arp_ignore": "1",
                          "net.ipv4.conf.eth0.arp_announce": "2"})
+
+    def _build_segment(self) -> None:
+        """Two directors: everything on one bridged segment, direct routing
+        (the real servers answer the client themselves)."""
+        sw = self.switch
+        assert sw is not None
+        _ip_batch(["link add br0 type bridge", "link set br0 up", "link set lo up"], sw)
+        members = [self.client] + self.directors + self.servers
+        _ip_batch(["link add eth0 netns %s type veth peer name p%d netns %s" % (ns, i, sw)
+                   for i, ns in enumerate(members)])
+        _ip_batch(["link set p%d master br0 up" % i for i in range(len(members))], sw)
+        v6 = "nodad"
+        cmds = ["link set lo up", "link set eth0 up",
+                "addr add %s/24 dev eth0" % CLIENT_ADDRESS,
+                "addr add %s/64 dev eth0 %s" % (CLIENT_ADDRESS6, v6)]
+        cmds += ["addr add %s/24 dev eth0" % a for a in self.client_extra]
+        _ip_batch(cmds, self.client)
+        for i, ns in enumerate(self.directors):
+            cmds = ["link set lo up", "link set eth0 up",
+                    "addr add %s/24 dev eth0" % self.director_addresses[i],
+                    "addr add fd00:200::%x/64 dev eth0 %s" % (0x11 + i, v6)]
+            if i == self.active_director:
+                cmds += self._vip_commands("add")
+            _ip_batch(cmds, ns)
+        for i, ns in enumerate(self.servers):
+            _ip_batch(["link set lo up", "link set eth0 up",
+                       "addr add %s/24 dev eth0" % self.server_addresses[i],
+                       "addr add %s/64 dev eth0 %s" % (self.server_addresses6[i], v6),
+                       "addr add %s/32 dev lo" % VIP,
+                       "addr add %s/128 dev lo %s" % (VIP6, v6)], ns)
+            _sysctl(ns, {"net.ipv4.conf.all.arp_ignore": "1",
+                         "net.ipv4.conf.all.arp_announce": "2",
+                         "net.ipv4.conf.eth0.arp_ignore": "1",
+                         "net.ipv4.conf.eth0.arp_announce": "2"})
+
+    @staticmethod
+    def _vip_commands(verb: str) -> List[str]:
+        return ["addr %s %s/32 dev eth0" % (verb, VIP),
+                "addr %s %s/128 dev eth0%s" % (verb, VIP6, " nodad" if verb == "add" else "")]
+
+    def move_vip(self, index: int) -> None:
+        """Two-director labs: move the VIPs to ``directors[index]`` so that
+        the client's next packets reach it, as VRRP's gratuitous ARP would
+        (the client's neighbour entries for the VIPs are renewed)."""
+        if not self.switch:
+            raise LabError("move_vip needs a lab with two directors (Lab(directors=2))")
+        if isinstance(index, bool) or not isinstance(index, int) or \
+                not 0 <= index < len(self.directors):
+            raise ValueError("index must be 0..%d" % (len(self.directors) - 1))
+        if not self.started:
+            raise LabError("the lab is not started")
+        if index == self.active_director:
+            return
+        _ip_batch(self._vip_commands("del"), self.directors[self.active_director])
+        _ip_batch(self._vip_commands("add"), self.directors[index])
+        self.active_director = index
+        # what a gratuitous ARP / unsolicited NA does for the client: its next
+        # packet to a VIP asks again and reaches the new holder
+        _ip_batch(["neigh flush to %s dev eth0" % VIP, "neigh flush to %s dev eth0" % VIP6],
+                  self.client)
 
     def close(self) -> None:
         """Stop the servers and remove every namespace the lab made."""
@@ -571,12 +674,13 @@ class Lab:
 
     # ---------------------------------------------------------------- use
     def ipvs(self, *, director: int = 0, **kwargs: Any) -> Any:
-        """An ``ipvs.IPVS`` handle on the director's namespace (keywords as
-        IPVS takes them, ``netns`` aside). The caller closes it."""
+        """An ``ipvs.IPVS`` handle on the namespace of ``directors[director]``
+        (keywords as IPVS takes them, ``netns`` aside). The caller closes it."""
         import ipvs
-        if director != 0:
-            raise NotImplementedError("single-director lab: director must be 0")
-        return ipvs.IPVS(netns=self.director, **kwargs)
+        if isinstance(director, bool) or not isinstance(director, int) or \
+                not 0 <= director < len(self.directors):
+            raise ValueError("director must be 0..%d" % (len(self.directors) - 1))
+        return ipvs.IPVS(netns=self.directors[director], **kwargs)
 
     @property
     def accepted(self) -> "collections.Counter[str]":

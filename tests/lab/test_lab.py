@@ -132,8 +132,12 @@ def test_bad_arguments(lab):
         lab.stop_server("rs9")
     with pytest.raises(ValueError):
         lab.set_http_status("rs1", 99)
-    with pytest.raises(NotImplementedError):
-        Lab(directors=2)
+    with pytest.raises(ValueError):
+        Lab(directors=3)
+    with pytest.raises(LabError):
+        lab.move_vip(0)          # a single-director lab has nothing to move to
+    with pytest.raises(ValueError):
+        lab.ipvs(director=1)
     with pytest.raises(ValueError):
         Lab(port=8080, http_port=8080)
 
@@ -190,3 +194,46 @@ def test_end_to_end_example_runs():
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.strip().endswith("OK")
     assert "rs2 answers 503:" in out.stdout
+
+
+def test_two_directors_move_vip():
+    """directors=2: one segment, direct routing; the client's connections
+    go through the director holding the VIP, and after move_vip(i) through
+    the i-th (seen in each director's IPVS connection table)."""
+    with Lab(servers=2, directors=2, lifetime=120) as lab:
+        assert len(lab.directors) == 2 and lab.director == lab.directors[0]
+        assert lab.switch is not None and netns.exists(lab.switch)
+        svc = ipvs.Service(address=lab.vip, port=lab.port, scheduler="rr")
+        svc6 = ipvs.Service(address=lab.vip6, port=lab.port, scheduler="rr")
+        udp = ipvs.Service(address=lab.vip, port=lab.port, protocol="udp", scheduler="rr")
+        for i in range(2):
+            with lab.ipvs(director=i) as lb:
+                lb.apply({svc: [ipvs.Destination(a, lab.port, forward="route")
+                                for a in lab.server_addresses],
+                          udp: [ipvs.Destination(a, lab.port, forward="route")
+                                for a in lab.server_addresses],
+                          svc6: [ipvs.Destination(a, lab.port, forward="route")
+                                 for a in lab.server_addresses6]})
+
+        def conns(i):
+            with lab.ipvs(director=i) as lb:
+                return len(lb.connections())
+
+        assert lab.active_director == 0
+        assert lab.run_tcp(lab.vip, lab.port, 4) == {"rs1": 2, "rs2": 2}
+        assert lab.run_tcp(lab.vip6, lab.port, 2) == {"rs1": 1, "rs2": 1}
+        assert (conns(0), conns(1)) == (6, 0)
+        lab.move_vip(1)
+        assert lab.active_director == 1
+        assert lab.run_tcp(lab.vip, lab.port, 4) == {"rs1": 2, "rs2": 2}
+        assert lab.run_udp(lab.vip, lab.port, 2) == {"rs1": 1, "rs2": 1}
+        assert lab.run_tcp(lab.vip6, lab.port, 2) == {"rs1": 1, "rs2": 1}
+        assert (conns(0), conns(1)) == (6, 8)
+        lab.move_vip(0)
+        assert lab.run_tcp(lab.vip, lab.port, 2) == {"rs1": 1, "rs2": 1}
+        assert conns(0) == 8
+        # the servers answer the client themselves: each got its address
+        # as the VIP (direct routing), never through a director's NAT
+        assert set(a for (_, a) in lab.accepted_at) == {lab.vip, lab.vip6}
+        made = lab.namespaces
+    assert not any(netns.exists(n) for n in made)
