@@ -15,10 +15,13 @@ demo starts in is never touched.
 Exit status 0 when every answer came from where the scheduler says it must.
 """
 
+from __future__ import annotations
+
 import collections
 import os
 import sys
 import time
+from typing import Counter, List
 
 import ipvs
 from ipvs.lab import Lab, wait_for
@@ -29,7 +32,7 @@ WEIGHTS = (1, 2, 3)
 HOW = "run it with scripts/quickstart.sh or python -m ipvs.sandbox -- PYTHON examples/quickstart.py"
 
 
-def fmt_table(lb, lab, services):
+def fmt_table(lb: ipvs.IPVS, lab: Lab, services: List[ipvs.Service]) -> str:
     head = ("%-28s %-5s %-6s %6s %6s %6s %7s %7s %7s %8s %8s"
             % ("Service / destination", "Sched", "Fwd", "Weight", "Active", "InAct",
                "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"))
@@ -37,14 +40,14 @@ def fmt_table(lb, lab, services):
     for svc in services:
         s = lb.get_service(svc)
         st = s.stats
-        name = "%s  %s:%d" % (s.protocol.name, s.address, s.port)
+        name = "%s  %s:%d" % (ipvs.Protocol(s.protocol).name, s.address, s.port)
         lines.append("%-28s %-5s %-6s %6s %6s %6s %7d %7d %7d %8d %8d"
                      % (name, s.scheduler, "", "", "", "", st.connections,
                         st.packets_in, st.packets_out, st.bytes_in, st.bytes_out))
         dests = sorted(lb.destinations(svc), key=lambda d: d.address)
         for d in dests:
             st = d.stats
-            name = "  -> %s:%d %s" % (d.address, d.port, lab.by_address[str(d.address)])
+            name = "  -> %s:%s %s" % (d.address, d.port, lab.by_address[str(d.address)])
             lines.append("%-28s %-5s %-6s %6d %6d %6d %7d %7d %7d %8d %8d"
                          % (name, "", d.forward.name.capitalize(), d.weight,
                             d.active_connections, d.inactive_connections,
@@ -53,7 +56,7 @@ def fmt_table(lb, lab, services):
     return "\n".join(lines)
 
 
-def main():
+def main() -> int:
     if os.geteuid() != 0:
         print("quickstart: needs root (network namespaces, IPVS): %s" % HOW, file=sys.stderr)
         return 2
@@ -67,7 +70,7 @@ def main():
         return 2
 
 
-def demo():
+def demo() -> int:
     t0 = time.monotonic()
     with Lab(servers=3) as lab:
         print("Lab: client %s -> director VIP %s -> real servers %s"
@@ -104,8 +107,10 @@ def demo():
                     label + ":", "  ".join("%s %d" % (n, seen[n]) for n in lab.names)))
 
             unit = TCP_CONNECTIONS // sum(WEIGHTS)
-            want_tcp = collections.Counter({n: w * unit for n, w in zip(lab.names, WEIGHTS)})
-            want_udp = collections.Counter({n: UDP_EXCHANGES // 3 for n in lab.names})
+            want_tcp: Counter[str] = collections.Counter(
+                {n: w * unit for n, w in zip(lab.names, WEIGHTS)})
+            want_udp: Counter[str] = collections.Counter(
+                {n: UDP_EXCHANGES // 3 for n in lab.names})
             stats_ok = (lb.get_service(web).stats.connections == TCP_CONNECTIONS
                         and lb.get_service(dns).stats.connections == UDP_EXCHANGES)
             lb.flush()

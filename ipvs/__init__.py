@@ -4,7 +4,8 @@
     with ipvs.IPVS() as lb:
         svc = ipvs.Service(address="10.0.0.1", port=80, protocol="tcp", scheduler="rr")
         lb.add_service(svc)
-        lb.add_destination(svc, ipvs.Destination("192.168.1.10", 8080, forward=ipvs.Forward.MASQ))
+        lb.add_destination(svc, ipvs.Destination("192.168.1.10", 8080,
+                                                  forward=ipvs.Forward.MASQ))
 
 The model and the errors are pure Python and import without the compiled
 extension; ``IPVS`` (and the batch/apply types) load the extension on first use.
@@ -13,7 +14,7 @@ extension; ``IPVS`` (and the batch/apply types) load the extension on first use.
 from typing import TYPE_CHECKING, Any, List
 
 from ipvs._version import __version__
-from ipvs._model import (Connection, Daemon, DaemonState, Destination, Forward, Info,
+from ipvs._model import (Call, Connection, Daemon, DaemonState, Destination, Forward, Info,
                          Protocol, Service, ServiceFlags, Stats, Timeouts, TunnelFlags,
                          TunnelType)
 from ipvs.errors import (BatchError, DaemonExistsError, DaemonNotRunningError,
@@ -25,7 +26,7 @@ from ipvs.errors import (BatchError, DaemonExistsError, DaemonNotRunningError,
 
 __all__ = [
     "__version__",
-    "IPVS", "Batch", "Change", "Plan",
+    "IPVS", "Batch", "Change", "Plan", "Call",
     "Service", "Destination", "Stats", "Info", "Timeouts", "Daemon", "Connection",
     "Protocol", "Forward", "ServiceFlags", "TunnelType", "TunnelFlags", "DaemonState",
     "IPVSError", "IPVSUnavailableError", "IPVSPermissionError", "IPVSTimeoutError",

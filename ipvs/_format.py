@@ -136,7 +136,7 @@ def cmp_destinations(a: Destination, b: Destination) -> int:
     r = _cmp_addr(a.address, b.address)
     if r:
         return r
-    return a.port - b.port
+    return (a.port or 0) - (b.port or 0)   # (read back, ports are never None)
 
 
 def merge_sort(items: Sequence[Any], cmp: Callable[[Any, Any], int]) -> List[Any]:
@@ -253,7 +253,7 @@ def _service_line(svc: Service, opts: ListOptions) -> str:
     proto, ident = _service_id(svc, opts.numeric)
     kind = opts.kind
     if kind in ("stats", "rate"):
-        st = svc.stats or Stats()
+        st = svc.stats
         return "%-4s %-28s%s\n" % (proto, ident, _numbers(st, kind, opts.exact))
     text = "%-4s %s %s" % (proto, ident, svc.scheduler)
     names = sched_flag_names(svc.scheduler, svc.flags)
@@ -293,10 +293,10 @@ def _tunnel_info(d: Destination) -> str:
 
 
 def _dest_line(svc: Service, d: Destination, opts: ListOptions) -> str:
-    addr = format_addr_port(d.address, d.port, svc.protocol, opts.numeric)
+    addr = format_addr_port(d.address, d.port or 0, svc.protocol, opts.numeric)
     kind = opts.kind
     if kind in ("stats", "rate"):
-        return "  -> %-28s%s\n" % (addr, _numbers(d.stats or Stats(), kind, opts.exact))
+        return "  -> %-28s%s\n" % (addr, _numbers(d.stats, kind, opts.exact))
     if kind == "thresholds":
         return "  -> %-28s %-10d %-10d %-10d %-10d\n" % (
             addr, d.upper_threshold, d.lower_threshold, d.active_connections,
@@ -318,7 +318,7 @@ def _entries(table: Iterable[Tuple[Service, Sequence[Destination]]],
     entries = [(s, list(ds)) for s, ds in table]
     if sort:
         order = sort_services([s for s, _ in entries])
-        by_id = {}
+        by_id: Dict[int, Sequence[Destination]] = {}
         for s, ds in entries:
             by_id.setdefault(id(s), ds)
         entries = [(s, sort_destinations(by_id[id(s)])) for s in order]
@@ -375,7 +375,8 @@ def save_service(svc: Service, numeric: bool = True) -> str:
 
 def save_destination(svc: Service, d: Destination, numeric: bool = True) -> str:
     text = "-a %s -r %s %s -w %d" % (
-        _save_service_id(svc, numeric), format_addr_port(d.address, d.port, svc.protocol, numeric),
+        _save_service_id(svc, numeric), format_addr_port(d.address, d.port or 0, svc.protocol,
+                                                         numeric),
         _FORWARD_SAVE.get(d.forward, "-g"), d.weight)
     if d.forward == Forward.TUNNEL:
         csum = {TunnelFlags.NOCSUM: " --tun-nocsum", TunnelFlags.CSUM: " --tun-csum",
@@ -439,7 +440,7 @@ def list_connections(conns: Iterable[Connection], numeric: bool = True,
 def _stats_json(st: Optional[Stats]) -> Optional[Dict[str, int]]:
     if st is None:
         return None
-    return {f: getattr(st, f) for f in Stats._fields}
+    return {f: getattr(st, f) for f in Stats._field_names}
 
 
 def _family_name(fam: Any) -> str:

@@ -13,17 +13,28 @@ import os
 import socket
 import threading
 import warnings
-from typing import (Any, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional,
-                    Sequence, Tuple, Union)
+from typing import (Any, Dict, Iterable, Iterator, List, Literal, Mapping,
+                    NamedTuple, Optional, Sequence, Tuple, Union)
 
 from ipvs import _libipvs, _memory
-from ipvs._model import (Connection, Daemon, DaemonState, Destination, Info, Protocol,
+from ipvs._model import (Call, Connection, Daemon, DaemonState, Destination, Info, Protocol,
                          Service, Stats, Timeouts)
-from ipvs.errors import BatchError, InconsistentDumpError, IPVSError
+from ipvs.errors import (BatchError, DestinationNotFoundError, InconsistentDumpError,
+                         IPVSError)
 
 __all__ = ["IPVS", "Batch", "Change", "Plan", "Call"]
 
 NetnsLike = Union[None, str, "os.PathLike[str]", int]
+#: what `IPVS.apply` may delete: True (the whole table), "destinations" (only
+#: destinations of the services it is given), False (nothing)
+PruneLike = Union[bool, Literal["destinations"]]
+
+# the fields that make a record's identity: `modify_*` must not change them
+_SERVICE_KEY_FIELDS = frozenset({"address", "port", "protocol", "fwmark", "family"})
+_DEST_KEY_FIELDS = frozenset({"address", "port", "family"})
+# read-back state a write does not carry
+_DEST_READ_ONLY = frozenset({"active_connections", "inactive_connections",
+                             "persistent_connections", "stats"})
 
 
 def _need(kind: type, name: str, value: Any) -> None:
@@ -88,21 +99,6 @@ def _netns_problem(fd: int) -> Optional[str]:
     return None
 
 
-class Call(NamedTuple):
-    """One recorded call of a batch."""
-    method: str
-    service: Service
-    destination: Optional[Destination] = None
-
-    def __repr__(self) -> str:
-        if self.destination is None:
-            return "%s(%r)" % (self.method, self.service)
-        return "%s(%r, %r)" % (self.method, self.service, self.destination)
-
-    def __str__(self) -> str:
-        return self.__repr__()
-
-
 class Change(NamedTuple):
     """One step of a plan: ``action`` is the IPVS method that performs it."""
     action: str
@@ -152,7 +148,14 @@ class Plan:
 
 
 class Batch:
-    """Collects add/update/delete calls; `IPVS.batch` sends them on exit."""
+    """Collects add/update/delete calls; `IPVS.batch` sends them on exit.
+
+    The methods take what the handle's methods of the same name take, check
+    their arguments at once (TypeError) and record an `ipvs.Call` in
+    ``calls``; nothing reaches the kernel before `send` (or the end of the
+    ``with`` block). A destination's omitted port (None) becomes the
+    service's port when the call is recorded.
+    """
 
     def __init__(self, owner: "IPVS") -> None:
         self._owner = owner
@@ -163,31 +166,37 @@ class Batch:
         _need(Service, "service", service)
         if self.done:
             raise ValueError("this batch was already sent")
-        self.calls.append(Call(method, service, None))
+        self.calls.append(Call(method, service, None, len(self.calls)))
 
     def _dest(self, method: str, service: Service, dest: Destination) -> None:
         _need(Service, "service", service)
         _need(Destination, "destination", dest)
         if self.done:
             raise ValueError("this batch was already sent")
-        self.calls.append(Call(method, service, dest))
+        self.calls.append(Call(method, service, dest.for_service(service), len(self.calls)))
 
     def add_service(self, service: Service) -> None:
+        """Record an `IPVS.add_service` call."""
         self._svc("add_service", service)
 
     def update_service(self, service: Service) -> None:
+        """Record an `IPVS.update_service` call (it replaces the whole record)."""
         self._svc("update_service", service)
 
     def delete_service(self, service: Service) -> None:
+        """Record an `IPVS.delete_service` call."""
         self._svc("delete_service", service)
 
     def add_destination(self, service: Service, dest: Destination) -> None:
+        """Record an `IPVS.add_destination` call."""
         self._dest("add_destination", service, dest)
 
     def update_destination(self, service: Service, dest: Destination) -> None:
+        """Record an `IPVS.update_destination` call (it replaces the whole record)."""
         self._dest("update_destination", service, dest)
 
     def delete_destination(self, service: Service, dest: Destination) -> None:
+        """Record an `IPVS.delete_destination` call."""
         self._dest("delete_destination", service, dest)
 
     def __len__(self) -> int:
@@ -206,7 +215,10 @@ class Batch:
 
     def send(self) -> int:
         """Send the recorded calls now; returns how many were applied.
-        Raises BatchError if any failed (the others stay applied)."""
+
+        Raises `BatchError` if any failed: its ``failures`` lists (call,
+        exception) in call order, each call with its ``index``; the calls
+        that succeeded stay applied. ValueError when sent already."""
         if self.done:
             raise ValueError("this batch was already sent")
         self.done = True
@@ -216,7 +228,26 @@ class Batch:
 class IPVS:
     """A handle on the kernel's IPVS table of one network namespace.
 
-    ``IPVS(*, backend="auto", netns=None, timeout=5.0)``; see API.md.
+    ``IPVS(*, backend="auto", netns=None, timeout=5.0)`` opens one kernel
+    socket:
+
+    * ``backend``: "auto" (netlink, or the legacy sockopt interface where the
+      kernel has no IPVS netlink family), "netlink" or "sockopt". Where
+      sockopt cannot do something (IPv6, tunnel settings...) the call raises
+      `UnsupportedError`.
+    * ``netns``: None (the caller's namespace), a name as ``ip netns`` uses
+      (/run/netns/NAME), a path (/proc/PID/ns/net) or an open descriptor.
+    * ``timeout``: seconds to wait for each kernel reply (None: forever);
+      past it `IPVSTimeoutError`.
+
+    Raises `IPVSUnavailableError` when the kernel has no IPVS,
+    `IPVSPermissionError` without CAP_NET_ADMIN, FileNotFoundError for an
+    unknown namespace name, TypeError / ValueError for bad arguments.
+
+    Use it as a context manager or call `close`; methods on a closed handle
+    raise ValueError. One handle may be shared by threads (calls
+    serialize). Every kernel error is an `IPVSError` whose class says what
+    happened (`ServiceExistsError`, `DestinationNotFoundError`...).
     """
 
     def __init__(self, *, backend: str = "auto", netns: NetnsLike = None,
@@ -227,24 +258,26 @@ class IPVS:
         if backend == "memory" or kernel is not None or (backend == "auto" and _memory.auto_enabled()):
             # the memory backend (ipvs/_memory.py): kernel= picks whose behaviour it follows
             self._h = _memory.open_handle(netns, kernel, self._timeout_ms(timeout), backend)
-            self._timeout, self._netns = timeout, netns if not isinstance(netns, int) else None
-            return
-        if backend not in _libipvs.BACKENDS:
-            raise ValueError("backend must be 'auto', 'netlink' or 'sockopt', got %r" % backend)
-        ms = self._timeout_ms(timeout)
-        fd, owned = _open_netns(netns)
-        try:
-            self._h = _libipvs.Handle(_libipvs.BACKENDS[backend], fd, ms)
-        except IPVSError as e:
-            why = _netns_problem(fd) if fd >= 0 else None
-            if why is None:
-                raise
-            raise type(e)(e.errno or 0, "netns %r is %s" % (netns, why), e.operation) from None
-        finally:
-            if owned:
-                os.close(fd)
+        else:
+            if backend not in _libipvs.BACKENDS:
+                raise ValueError("backend must be 'auto', 'netlink', 'sockopt' or 'memory', "
+                                 "got %r" % backend)
+            ms = self._timeout_ms(timeout)
+            fd, owned = _open_netns(netns)
+            try:
+                self._h = _libipvs.Handle(_libipvs.BACKENDS[backend], fd, ms)
+            except IPVSError as e:
+                why = _netns_problem(fd) if fd >= 0 else None
+                if why is None:
+                    raise
+                raise type(e)(e.errno or 0, "netns %r is %s" % (netns, why), e.operation) from None
+            finally:
+                if owned:
+                    os.close(fd)
         self._timeout = timeout
         self._netns = netns if not isinstance(netns, int) else None
+        # held across the read and the write of modify_service/modify_destination
+        self._modify_lock = threading.RLock()
 
     @staticmethod
     def _timeout_ms(timeout: Optional[float]) -> int:
@@ -264,10 +297,12 @@ class IPVS:
 
     @property
     def closed(self) -> bool:
+        """True once `close` was called."""
         return self._h is None or self._h.closed
 
     @property
     def timeout(self) -> Optional[float]:
+        """Seconds to wait for a kernel reply (None: forever); settable."""
         return self._timeout
 
     @timeout.setter
@@ -312,6 +347,7 @@ class IPVS:
 
     # ---------------------------------------------------------------- info
     def info(self) -> Info:
+        """The kernel's IPVS version and connection hash table size."""
         version, size = self._live().info()
         vi = ((version >> 16) & 0xFF, (version >> 8) & 0xFF, version & 0xFF)
         return Info("%d.%d.%d" % vi, vi, size)
@@ -350,20 +386,55 @@ class IPVS:
             "agreed in %d tries (consistent=True)" % (op, self.CONSISTENT_TRIES), op)
 
     def get_service(self, service: Service) -> Service:
+        """The kernel's record of ``service`` (looked up by its key fields:
+        address, port and protocol, or fwmark and family), with ``.stats``.
+        Raises `ServiceNotFoundError` when there is none."""
         _need(Service, "service", service)
         return self._live().get_service(service)  # type: ignore[no-any-return]
 
     def add_service(self, service: Service) -> None:
+        """Create the virtual service. Raises `ServiceExistsError` when its
+        key is taken, `SchedulerNotFoundError` /
+        `PersistenceEngineNotFoundError` for an unknown scheduler or engine,
+        `InvalidRequestError` for values the kernel refuses."""
         _need(Service, "service", service)
         self._live()._svc_op("add_service", service)
 
     def update_service(self, service: Service) -> None:
+        """Replace the whole record of the service with this key: every
+        setting is written, a default in ``service`` (scheduler "wlc", no
+        persistence...) overwrites what the kernel had. To change only some
+        settings, use `modify_service`. Raises `ServiceNotFoundError` when
+        there is no such service, `SchedulerNotFoundError` for an unknown
+        scheduler."""
         _need(Service, "service", service)
         self._live()._svc_op("update_service", service)
 
     def delete_service(self, service: Service) -> None:
+        """Delete the service (by its key) and its destinations. Raises
+        `ServiceNotFoundError` when there is none."""
         _need(Service, "service", service)
         self._live()._svc_op("delete_service", service)
+
+    def modify_service(self, service: Service, /, **changes: Any) -> None:
+        """Change only the named settings of an existing service: read its
+        current record by ``service``'s key, apply ``changes`` (fields of
+        `Service`, e.g. ``scheduler="rr"``) and write it back, holding this
+        handle's lock across the read and the write (another thread's
+        ``modify_*`` on the same handle waits). Raises `ServiceNotFoundError`
+        when there is no such service, ValueError when ``changes`` names a
+        key field (address, port, protocol, fwmark, family), TypeError /
+        ValueError for unknown fields or bad values."""
+        _need(Service, "service", service)
+        bad = _SERVICE_KEY_FIELDS.intersection(changes)
+        if bad:
+            raise ValueError("modify_service: %s identify the service and cannot be changed "
+                             "(delete and add it instead)" % ", ".join(sorted(bad)))
+        if "stats" in changes:
+            raise ValueError("modify_service: stats are read-only")
+        with self._modify_lock:
+            current = self.get_service(service)
+            self.update_service(current.replace(**changes))
 
     # -------------------------------------------------------- destinations
     def destinations(self, service: Service) -> List[Destination]:
@@ -374,19 +445,64 @@ class IPVS:
         return self._live().destinations(service)  # type: ignore[no-any-return]
 
     def add_destination(self, service: Service, dest: Destination) -> None:
+        """Add the real server ``dest`` to ``service``. A ``dest.port`` of
+        None means the service's port (0 under a fwmark service). Raises
+        `ServiceNotFoundError`, `DestinationExistsError`, or
+        `InvalidRequestError` for values the kernel refuses."""
         _need(Service, "service", service)
         _need(Destination, "dest", dest)
-        self._live()._dest_op("add_destination", service, dest)
+        self._live()._dest_op("add_destination", service, dest.for_service(service))
 
     def update_destination(self, service: Service, dest: Destination) -> None:
+        """Replace the whole record of the destination with ``dest``'s key:
+        weight, forwarding method, thresholds and tunnel settings are all
+        written, so a default in ``dest`` (e.g. ``forward=Forward.ROUTE``)
+        overwrites what the kernel had. To change only some settings, use
+        `modify_destination`. A port of None means the service's port.
+        Raises `ServiceNotFoundError`, `DestinationNotFoundError`."""
         _need(Service, "service", service)
         _need(Destination, "dest", dest)
-        self._live()._dest_op("update_destination", service, dest)
+        self._live()._dest_op("update_destination", service, dest.for_service(service))
 
     def delete_destination(self, service: Service, dest: Destination) -> None:
+        """Remove the real server (by address and port; a port of None means
+        the service's port). Raises `ServiceNotFoundError`,
+        `DestinationNotFoundError`."""
         _need(Service, "service", service)
         _need(Destination, "dest", dest)
-        self._live()._dest_op("delete_destination", service, dest)
+        self._live()._dest_op("delete_destination", service, dest.for_service(service))
+
+    def modify_destination(self, service: Service, dest: Destination, /,
+                           **changes: Any) -> None:
+        """Change only the named settings of an existing destination: read
+        its current record by ``dest``'s key (address and port; None means
+        the service's port), apply ``changes`` (fields of `Destination`, e.g.
+        ``weight=0``) and write it back, holding this handle's lock across
+        the read and the write. Raises `ServiceNotFoundError`,
+        `DestinationNotFoundError` when the destination is missing,
+        ValueError when ``changes`` names a key field (address, port, family)
+        or a read-only counter, TypeError / ValueError for unknown fields or
+        bad values."""
+        _need(Service, "service", service)
+        _need(Destination, "dest", dest)
+        bad = _DEST_KEY_FIELDS.intersection(changes)
+        if bad:
+            raise ValueError("modify_destination: %s identify the destination and cannot be "
+                             "changed (delete and add it instead)" % ", ".join(sorted(bad)))
+        ro = _DEST_READ_ONLY.intersection(changes)
+        if ro:
+            raise ValueError("modify_destination: %s are read back from the kernel, not "
+                             "written" % ", ".join(sorted(ro)))
+        dest = dest.for_service(service)
+        with self._modify_lock:
+            for current in self.destinations(service):
+                if current.key == dest.key:
+                    break
+            else:
+                raise DestinationNotFoundError(
+                    errno.ENOENT, "modify_destination: no %s in %s" % (dest, service),
+                    "modify_destination")
+            self.update_destination(service, current.replace(**changes))
 
     def table(self, *, consistent: bool = False) -> Dict[Service, List[Destination]]:
         """Everything at once: {Service: [Destination, ...]} in kernel order,
@@ -403,21 +519,25 @@ class IPVS:
 
     # --------------------------------------------------------------- table
     def flush(self) -> None:
-        """Remove every virtual service (and so every destination)."""
+        """Remove every virtual service (and so every destination) of the
+        handle's namespace."""
         self._live().flush()
 
     def zero(self, service: Optional[Service] = None) -> None:
-        """Zero the counters of one service, or of all when None."""
+        """Zero the counters of one service, or of all when None. Raises
+        `ServiceNotFoundError` for a service that does not exist."""
         if service is not None:
             _need(Service, "service", service)
         self._live().zero(service)
 
     def timeouts(self) -> Timeouts:
+        """The connection timeouts (tcp, tcp_fin, udp) in seconds."""
         return self._live().timeouts()  # type: ignore[no-any-return]
 
     def set_timeouts(self, *, tcp: Optional[int] = None, tcp_fin: Optional[int] = None,
                      udp: Optional[int] = None) -> None:
-        """Set connection timeouts in seconds; None leaves a value unchanged."""
+        """Set connection timeouts in seconds; None leaves a value unchanged.
+        TypeError / ValueError for values that are not 1..2147483 seconds."""
         vals = []
         for name, v in (("tcp", tcp), ("tcp_fin", tcp_fin), ("udp", udp)):
             if v is None:
@@ -433,13 +553,19 @@ class IPVS:
 
     # ------------------------------------------------------------- daemons
     def daemons(self) -> List[Daemon]:
+        """The running connection-synchronisation daemons (0 to 2)."""
         return self._live().daemons()  # type: ignore[no-any-return]
 
     def start_daemon(self, daemon: Daemon) -> None:
+        """Start a sync daemon as ``daemon`` describes. Raises
+        `DaemonExistsError` when one of that state runs, `InvalidRequestError`
+        for an unknown interface or settings the kernel refuses."""
         _need(Daemon, "daemon", daemon)
         self._live().start_daemon(daemon)
 
     def stop_daemon(self, state: Union[DaemonState, int, str]) -> None:
+        """Stop the MASTER or BACKUP sync daemon (a `DaemonState` or its
+        name). Raises `DaemonNotRunningError` when none of that state runs."""
         if isinstance(state, str):
             try:
                 state = DaemonState[state.strip().upper()]
@@ -469,7 +595,14 @@ class IPVS:
 
     # ---------------------------------------------------------------- bulk
     def batch(self) -> Batch:
-        """A context manager collecting calls, sent together on exit."""
+        """A context manager collecting calls, sent together on exit.
+
+        ``with lb.batch() as b:`` then ``b.add_service(...)`` and the other
+        add/update/delete methods; on leaving the block the calls go to the
+        kernel in as few system calls as possible (nothing is sent when the
+        block raises). Failures raise one `BatchError` listing each failed
+        call (with its ``index``) and its exception; the others stay
+        applied."""
         self._live()
         return Batch(self)
 
@@ -481,12 +614,33 @@ class IPVS:
             raise BatchError(failures, succeeded)
         return succeeded
 
-    def apply(self, desired: Mapping[Service, Iterable[Destination]], *, prune: bool = True,
-              dry_run: bool = False) -> Plan:
-        """Make the table equal to ``desired`` ({Service: [Destination]}) with
-        the fewest changes: one dump, a minimal plan, one batch."""
+    def apply(self, desired: Mapping[Service, Iterable[Destination]], *,
+              prune: PruneLike = True, dry_run: bool = False) -> Plan:
+        """Make the table match ``desired`` ({Service: [Destination]}) with
+        the fewest changes: one dump, a minimal plan, one batch.
+
+        Services and destinations in ``desired`` are added, or updated where
+        a setting differs. What is deleted depends on ``prune``:
+
+        * ``True`` (default): the whole table of the namespace becomes
+          ``desired``: every service not in it is deleted (also services
+          other tools made), and every destination not listed for its
+          service;
+        * ``"destinations"``: only destinations of the services in
+          ``desired`` that are not listed for them; services not in
+          ``desired`` are never touched;
+        * ``False``: nothing is deleted.
+
+        ``dry_run=True`` computes the plan and writes nothing. Returns the
+        `Plan` (its ``changes`` in the order they are sent). A destination
+        port of None means its service's port. Raises TypeError /
+        ValueError for bad input (a service or destination given twice),
+        `BatchError` when calls failed (the others stay applied)."""
         if not isinstance(desired, Mapping):
             raise TypeError("apply: desired must be a mapping of Service to destinations")
+        if not (prune is True or prune is False or prune == "destinations"):
+            raise ValueError("apply: prune must be True, False or \"destinations\", got %r"
+                             % (prune,))
         want: Dict[Any, Tuple[Service, Dict[Any, Destination]]] = {}
         for svc, dests in desired.items():
             _need(Service, "service", svc)
@@ -495,6 +649,8 @@ class IPVS:
             dests = list(dests)
             for d in dests:
                 _need(Destination, "destination", d)
+            if any(d.port is None for d in dests):
+                dests = [d.for_service(svc) for d in dests]
             dmap = _dest_map(dests)
             if len(dmap) != len(dests):
                 seen: Dict[Any, Destination] = {}
@@ -507,7 +663,8 @@ class IPVS:
         changes = plan_changes(current, want, prune=prune)
         plan = Plan(changes, applied=False)
         if changes and not dry_run:
-            self._run_batch([Call(c.action, c.service, c.destination) for c in changes])
+            self._run_batch([Call(c.action, c.service, c.destination, i)
+                             for i, c in enumerate(changes)])
             plan.applied = True
         return plan
 
@@ -533,11 +690,12 @@ def _dest_map(dests: Iterable[Destination], v4: Any = ipaddress.IPv4Address,
 
 def plan_changes(current: Mapping[Any, Tuple[Service, Mapping[Any, Destination]]],
                  want: Mapping[Any, Tuple[Service, Mapping[Any, Destination]]], *,
-                 prune: bool = True) -> List[Change]:
+                 prune: PruneLike = True) -> List[Change]:
     """The minimal ordered list of changes turning ``current`` into ``want``
-    (both {service key: (Service, {dest key: Destination})})."""
+    (both {service key: (Service, {dest key: Destination})}); ``prune`` as
+    `IPVS.apply` takes it."""
     changes: List[Change] = []
-    if prune:
+    if prune is True:
         for key, (svc, _) in current.items():
             if key not in want:
                 changes.append(Change("delete_service", svc))

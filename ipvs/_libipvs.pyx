@@ -70,7 +70,7 @@ cdef extern from *:
 
 cdef int _slot_offsets(object cls, Py_ssize_t *out, int n) except -1:
     cdef int i
-    fields = cls._fields
+    fields = cls._field_names
     if len(fields) != n:
         raise ImportError("ipvs._libipvs: %s has %d fields, expected %d"
                           % (cls.__name__, len(fields), n))
@@ -196,7 +196,7 @@ cdef int _addr_to_c(object addr, ipvs_addr *out) except -1:
 
 cdef object _stats(int kind, const ipvs_stats *s):
     if kind == IPVS_STATS_NONE:
-        return None
+        return _ZERO_STATS  # .stats is always a Stats (all zero when the kernel sent none)
     if (s.conns | s.inpkts | s.outpkts | s.inbytes | s.outbytes | s.cps | s.inpps
             | s.outpps | s.inbps | s.outbps) == 0:
         return _ZERO_STATS

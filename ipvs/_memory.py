@@ -80,9 +80,9 @@ def _with(rec: _R, **changes: Any) -> _R:
     """A copy of a record with ``changes``, unvalidated (as the C layer builds
     records from the kernel's values): a request the model would refuse
     (built with object.__setattr__ in tests) still reaches the checks."""
-    values = rec._asdict()
+    values = rec._asdict()     # every field, in field order
     values.update(changes)
-    made: _R = type(rec)._make(*(values[f] for f in rec._fields))
+    made: _R = type(rec)._make(*values.values())
     return made
 
 
@@ -499,16 +499,13 @@ class MemoryHandle:
 
     @staticmethod
     def _stored(svc: Service) -> Service:
-        """What the kernel reads back: the request's settings, no stats."""
-        return svc if svc.stats is None else _with(svc, stats=None)
+        """What the kernel keeps of a request: its settings (a read gives
+        the table's own stats and counters, whatever the request carried)."""
+        return svc
 
     @staticmethod
     def _stored_dest(dest: Destination) -> Destination:
-        if (dest.stats is None and not dest.active_connections and not dest.inactive_connections
-                and not dest.persistent_connections):
-            return dest
-        return _with(dest, active_connections=0, inactive_connections=0,
-                     persistent_connections=0, stats=None)
+        return dest
 
     @staticmethod
     def _drop_service(t: Table, s: _Svc) -> None:

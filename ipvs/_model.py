@@ -6,7 +6,7 @@ comparable, has a ``repr`` that reads like the constructor call and a
 their arguments and raise ``TypeError`` / ``ValueError`` naming the field,
 before anything reaches the kernel.
 
-Decisions where the kernel or API.md leave room (documented in README too):
+Decisions where the kernel leaves room (documented in README and docs/reference.md too):
 
 * ``Service.flags`` never carries ``HASHED`` as read back: the kernel sets it
   on every service in its table; it is internal state, stripped so that what
@@ -31,7 +31,7 @@ from typing import Any, Dict, Iterator, Optional, Tuple, TypeVar, Union
 __all__ = [
     "Protocol", "Forward", "ServiceFlags", "TunnelType", "TunnelFlags", "DaemonState",
     "Stats", "Service", "Destination", "Timeouts", "Info", "Daemon", "Connection",
-    "IPAddress", "AddressLike",
+    "IPAddress", "AddressLike", "Call",
 ]
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
@@ -225,9 +225,11 @@ class _Record:
     """Immutable record: __slots__, value equality, repr like the constructor."""
 
     __slots__ = ()
-    _fields: Tuple[str, ...] = ()
+    _field_names: Tuple[str, ...] = ()
     _compare: Tuple[str, ...] = ()     # the fields that equality and hash use
     _defaults: Dict[str, Any] = {}
+    # (no attribute may be called `_fields`: pydoc then lists every private
+    # name, taking the class for a namedtuple)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("%s is immutable; use replace()" % type(self).__name__)
@@ -255,15 +257,15 @@ class _Record:
 
     def __repr__(self) -> str:
         parts = []
-        for f in self._fields:
+        for f in self._field_names:
             v = getattr(self, f)
-            if f in self._defaults and v == self._defaults[f] and not isinstance(v, _Record):
+            if f in self._defaults and v == self._defaults[f]:
                 continue
             parts.append("%s=%s" % (f, _repr_value(v)))
         return "%s(%s)" % (type(self).__name__, ", ".join(parts))
 
     def __reduce__(self) -> Any:
-        return (_rebuild, (type(self), tuple(getattr(self, f) for f in self._fields)))
+        return (_rebuild, (type(self), tuple(getattr(self, f) for f in self._field_names)))
 
     def __copy__(self: R) -> R:
         return self
@@ -272,11 +274,11 @@ class _Record:
         return self
 
     def _asdict(self) -> Dict[str, Any]:
-        return {f: getattr(self, f) for f in self._fields}
+        return {f: getattr(self, f) for f in self._field_names}
 
     def replace(self: R, **changes: Any) -> R:
         """A copy with ``changes`` applied (validated like the constructor)."""
-        unknown = set(changes) - set(self._fields)
+        unknown = set(changes) - set(self._field_names)
         if unknown:
             raise TypeError("%s.replace() got unknown field(s): %s"
                             % (type(self).__name__, ", ".join(sorted(unknown))))
@@ -295,7 +297,7 @@ class _Record:
 
     @classmethod
     def _init_setters(cls) -> None:
-        cls._setters = tuple(getattr(cls, f).__set__ for f in cls._fields)  # type: ignore[attr-defined]
+        cls._setters = tuple(getattr(cls, f).__set__ for f in cls._field_names)  # type: ignore[attr-defined]
         # the compared fields as a tuple, in C (equality and hash are hot in
         # apply()); every record compares at least two fields, so attrgetter
         # always returns a tuple
@@ -347,7 +349,7 @@ class Stats(_Record):
 
     __slots__ = ("connections", "packets_in", "packets_out", "bytes_in", "bytes_out",
                  "cps", "pps_in", "pps_out", "bps_in", "bps_out")
-    _fields = __slots__
+    _field_names = __slots__
     _compare = __slots__
     _defaults = {f: 0 for f in __slots__}
 
@@ -367,22 +369,44 @@ class Stats(_Record):
                  pps_out: int = 0, bps_in: int = 0, bps_out: int = 0) -> None:
         values = (connections, packets_in, packets_out, bytes_in, bytes_out,
                   cps, pps_in, pps_out, bps_in, bps_out)
-        for f, v in zip(self._fields, values):
+        for f, v in zip(self._field_names, values):
             _set(self, f, _int("Stats", f, v, 0, U64))
 
     def __iter__(self) -> Iterator[int]:
         return iter(self._cmp())
 
 
+_ZERO_STATS = Stats()
+
+
 class Service(_Record):
-    """A virtual service: by address, port and protocol, or by firewall mark."""
+    """A virtual service: by address, port and protocol, or by firewall mark.
+
+    ``Service(address=None, port=0, protocol=Protocol.TCP, scheduler="wlc", *,
+    fwmark=0, family=None, flags=ServiceFlags.NONE, timeout=0, netmask=None,
+    pe_name=None)``
+
+    * exactly one of ``address`` (with ``port`` and ``protocol``: "tcp",
+      "udp", "sctp" or a `Protocol`) and ``fwmark`` (a firewall mark > 0;
+      ``family`` then says IPv4 or IPv6, default IPv4);
+    * ``scheduler``: the kernel scheduler's name ("rr", "wlc", "mh"...);
+    * ``flags``: `ServiceFlags`; ``timeout`` > 0 (persistence, seconds) sets
+      PERSISTENT, and PERSISTENT alone means 360 s;
+    * ``netmask``: the persistence granularity as a prefix length (an IPv4
+      dotted mask is accepted), default the whole address;
+    * ``pe_name``: a persistence engine ("sip") or None.
+
+    ``stats`` is a `Stats` (all zero on objects you build) and is not part
+    of equality. ``key`` is the identity the kernel looks a service up by.
+    Raises TypeError / ValueError naming the field on bad input.
+    """
 
     __slots__ = ("family", "protocol", "address", "port", "fwmark", "scheduler", "flags",
                  "timeout", "netmask", "pe_name", "stats")
-    _fields = __slots__
+    _field_names = __slots__
     _compare = __slots__[:-1]
     _defaults = {"protocol": Protocol.TCP, "port": 0, "fwmark": 0, "scheduler": "wlc",
-                 "flags": ServiceFlags.NONE, "timeout": 0, "pe_name": None, "stats": None}
+                 "flags": ServiceFlags.NONE, "timeout": 0, "pe_name": None}
 
     family: socket.AddressFamily
     protocol: Protocol
@@ -394,7 +418,7 @@ class Service(_Record):
     timeout: int
     netmask: int
     pe_name: Optional[str]
-    stats: Optional[Stats]
+    stats: Stats
 
     def __init__(self, address: Optional[AddressLike] = None, port: int = 0,
                  protocol: Union[Protocol, int, str] = Protocol.TCP, scheduler: str = "wlc", *,
@@ -402,6 +426,7 @@ class Service(_Record):
                  flags: Union[ServiceFlags, int] = ServiceFlags.NONE, timeout: int = 0,
                  netmask: Union[int, str, ipaddress.IPv4Address, None] = None,
                  pe_name: Optional[str] = None, stats: Optional[Stats] = None) -> None:
+        """Validate and build; see the class docstring for the fields."""
         C = "Service"
         fwmark = _int(C, "fwmark", fwmark, 0, U32)
         if (address is None) == (fwmark == 0):
@@ -448,7 +473,9 @@ class Service(_Record):
         if fam == socket.AF_INET6 and nm < 1:
             raise ValueError("Service.netmask: an IPv6 prefix length must be 1..128")
         pe = None if pe_name is None or pe_name == "" else _name(C, "pe_name", pe_name, 15)
-        if stats is not None and not isinstance(stats, Stats):
+        if stats is None:
+            stats = _ZERO_STATS
+        elif not isinstance(stats, Stats):
             raise TypeError("Service.stats must be a Stats or None")
         for f, v in (("family", fam), ("protocol", proto), ("address", addr), ("port", port),
                      ("fwmark", fwmark), ("scheduler", sched), ("flags", ServiceFlags(fl)),
@@ -485,7 +512,7 @@ class Service(_Record):
             parts.append("netmask=%d" % self.netmask)
         if self.pe_name:
             parts.append("pe_name=%r" % self.pe_name)
-        if self.stats is not None:
+        if self.stats != _ZERO_STATS:
             parts.append("stats=%r" % (self.stats,))
         return "Service(%s)" % ", ".join(parts)
 
@@ -498,21 +525,45 @@ class Service(_Record):
 
 
 class Destination(_Record):
-    """A real server of a virtual service."""
+    """A real server of a virtual service.
+
+    ``Destination(address, port=None, *, weight=1, forward=Forward.ROUTE,
+    upper_threshold=0, lower_threshold=0, tunnel_type=TunnelType.IPIP,
+    tunnel_port=0, tunnel_flags=TunnelFlags.NOCSUM, family=None)``
+
+    * ``address``: an IPv4 or IPv6 address (str, bytes or ipaddress object);
+      ``family`` follows from it (it may differ from the service's for
+      tunnels).
+    * ``port``: ``None`` (omitted) means the service's port, filled in by the
+      handle when the call is made (0 under a fwmark service); an explicit 0
+      stays 0.
+    * ``weight``: the share of new connections (0 drains the server).
+    * ``forward``: how packets reach the server (`Forward`); the default,
+      ROUTE, is direct routing, as ipvsadm's.
+    * ``upper_threshold`` / ``lower_threshold``: connection limits (0 = none).
+    * ``tunnel_type``, ``tunnel_port``, ``tunnel_flags``: the encapsulation of
+      a TUNNEL destination.
+
+    Read back from the kernel also ``active_connections``,
+    ``inactive_connections``, ``persistent_connections`` and ``stats`` (a
+    `Stats`, all zero on objects you build); none of these take part in
+    equality. Raises TypeError / ValueError naming the field on bad input.
+    """
 
     __slots__ = ("address", "port", "family", "weight", "forward", "upper_threshold",
                  "lower_threshold", "tunnel_type", "tunnel_port", "tunnel_flags",
                  "active_connections", "inactive_connections", "persistent_connections",
                  "stats")
-    _fields = __slots__
+    _field_names = __slots__
     _compare = __slots__[:10]
-    _defaults = {"port": 0, "weight": 1, "forward": Forward.ROUTE, "upper_threshold": 0,
+    _defaults = {"port": None, "upper_threshold": 0,
                  "lower_threshold": 0, "tunnel_type": TunnelType.IPIP, "tunnel_port": 0,
                  "tunnel_flags": TunnelFlags.NOCSUM, "active_connections": 0,
-                 "inactive_connections": 0, "persistent_connections": 0, "stats": None}
+                 "inactive_connections": 0, "persistent_connections": 0, "stats": _ZERO_STATS}
+    # weight and forward are always in the repr: they decide where traffic goes
 
     address: IPAddress
-    port: int
+    port: Optional[int]
     family: socket.AddressFamily
     weight: int
     forward: Forward
@@ -524,9 +575,9 @@ class Destination(_Record):
     active_connections: int
     inactive_connections: int
     persistent_connections: int
-    stats: Optional[Stats]
+    stats: Stats
 
-    def __init__(self, address: AddressLike, port: int = 0, *, weight: int = 1,
+    def __init__(self, address: AddressLike, port: Optional[int] = None, *, weight: int = 1,
                  forward: Union[Forward, int, str] = Forward.ROUTE,
                  upper_threshold: int = 0, lower_threshold: int = 0,
                  tunnel_type: Union[TunnelType, int, str] = TunnelType.IPIP,
@@ -534,6 +585,7 @@ class Destination(_Record):
                  family: Optional[int] = None, active_connections: int = 0,
                  inactive_connections: int = 0, persistent_connections: int = 0,
                  stats: Optional[Stats] = None) -> None:
+        """Validate and build; see the class docstring for the fields."""
         C = "Destination"
         if address is None:
             raise TypeError("Destination.address is required")
@@ -542,11 +594,13 @@ class Destination(_Record):
         if family is not None and _family(C, family) != fam:
             raise ValueError("Destination.family %s does not match address %s"
                              % (socket.AddressFamily(family).name, addr))
-        if stats is not None and not isinstance(stats, Stats):
+        if stats is None:
+            stats = _ZERO_STATS
+        elif not isinstance(stats, Stats):
             raise TypeError("Destination.stats must be a Stats or None")
         values = (
             addr,
-            _int(C, "port", port, 0, U16),
+            None if port is None else _int(C, "port", port, 0, U16),
             fam,
             _int(C, "weight", weight, I32_MIN, I32_MAX),
             _enum(C, "forward", Forward, forward),
@@ -560,13 +614,22 @@ class Destination(_Record):
             _int(C, "persistent_connections", persistent_connections, 0, U32),
             stats,
         )
-        for f, v in zip(self._fields, values):
+        for f, v in zip(self._field_names, values):
             _set(self, f, v)
 
     @property
     def key(self) -> Tuple[Any, ...]:
-        """The identity of a destination within its service."""
+        """The identity of a destination within its service: (family,
+        address, port); port None while it is still the service's."""
         return (self.family, self.address, self.port)
+
+    def for_service(self, service: "Service") -> "Destination":
+        """This destination with an omitted port (None) filled in from
+        ``service``: the service's port, 0 under a fwmark service. A port
+        that is set is kept (also 0)."""
+        if self.port is not None:
+            return self
+        return self.replace(port=0 if service.fwmark else service.port)
 
     def __repr__(self) -> str:
         text = _Record.__repr__(self)
@@ -575,6 +638,8 @@ class Destination(_Record):
 
     def __str__(self) -> str:
         host = "[%s]" % self.address if self.family == socket.AF_INET6 else str(self.address)
+        if self.port is None:
+            return "destination %s (the service's port)" % host
         return "destination %s:%d" % (host, self.port)
 
 
@@ -582,7 +647,7 @@ class Timeouts(_Record):
     """Connection timeouts in seconds (ipvsadm --set)."""
 
     __slots__ = ("tcp", "tcp_fin", "udp")
-    _fields = __slots__
+    _field_names = __slots__
     _compare = __slots__
 
     tcp: int
@@ -590,7 +655,7 @@ class Timeouts(_Record):
     udp: int
 
     def __init__(self, tcp: int, tcp_fin: int, udp: int) -> None:
-        for f, v in zip(self._fields, (tcp, tcp_fin, udp)):
+        for f, v in zip(self._field_names, (tcp, tcp_fin, udp)):
             _set(self, f, _int("Timeouts", f, v, 0, U32))
 
 
@@ -598,7 +663,7 @@ class Info(_Record):
     """Kernel IPVS version and connection hash table size."""
 
     __slots__ = ("version", "version_info", "conn_tab_size")
-    _fields = __slots__
+    _field_names = __slots__
     _compare = __slots__
 
     version: str
@@ -621,7 +686,7 @@ class Daemon(_Record):
 
     __slots__ = ("state", "interface", "sync_id", "max_len", "mcast_group", "mcast_port",
                  "mcast_ttl")
-    _fields = __slots__
+    _field_names = __slots__
     _compare = __slots__
     _defaults = {"sync_id": 0, "max_len": 0, "mcast_group": None, "mcast_port": 0, "mcast_ttl": 0}
 
@@ -651,7 +716,7 @@ class Daemon(_Record):
             _int(C, "mcast_port", mcast_port, 0, U16),
             _int(C, "mcast_ttl", mcast_ttl, 0, 255),
         )
-        for f, v in zip(self._fields, values):
+        for f, v in zip(self._field_names, values):
             _set(self, f, v)
 
 
@@ -660,7 +725,7 @@ class Connection(_Record):
 
     __slots__ = ("protocol", "client_address", "client_port", "virtual_address",
                  "virtual_port", "destination_address", "destination_port", "state", "expires")
-    _fields = __slots__
+    _field_names = __slots__
     _compare = __slots__
 
     protocol: Union[Protocol, str]
@@ -695,10 +760,56 @@ class Connection(_Record):
             str(state),
             _int(C, "expires", expires, 0, U32),
         )
-        for f, v in zip(self._fields, values):
+        for f, v in zip(self._field_names, values):
             _set(self, f, v)
 
 
 for _cls in (Stats, Service, Destination, Timeouts, Info, Daemon, Connection):
     _cls._init_setters()
 del _cls
+
+
+class Call:
+    """One call of a batch (`IPVS.batch`, `IPVS.apply`), as `BatchError.failures`
+    reports it: ``method`` (the IPVS method's name, e.g. "add_destination"),
+    ``service``, ``destination`` (None for service calls) and ``index``, its
+    position in the batch (0 for the first call). Immutable."""
+
+    __slots__ = ("method", "service", "destination", "index")
+
+    method: str
+    service: Service
+    destination: Optional[Destination]
+    index: int
+
+    def __init__(self, method: str, service: Service,
+                 destination: Optional[Destination] = None, index: int = 0) -> None:
+        _set(self, "method", method)
+        _set(self, "service", service)
+        _set(self, "destination", destination)
+        _set(self, "index", index)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Call is immutable")
+
+    def _key(self) -> Tuple[Any, ...]:
+        return (self.index, self.method, self.service, self.destination)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Call:
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __reduce__(self) -> Any:
+        return (Call, (self.method, self.service, self.destination, self.index))
+
+    def __repr__(self) -> str:
+        if self.destination is None:
+            return "#%d %s(%r)" % (self.index, self.method, self.service)
+        return "#%d %s(%r, %r)" % (self.index, self.method, self.service, self.destination)
+
+    def __str__(self) -> str:
+        return self.__repr__()

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import errno as _errno
 import os as _os
-from typing import Any, Dict, List, Optional, Tuple, Type
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Type
+
+if TYPE_CHECKING:
+    from ipvs._model import Call
 
 __all__ = [
     "IPVSError",
@@ -120,14 +123,15 @@ class InvalidRequestError(IPVSError, ValueError):
 class BatchError(IPVSError):
     """One or more calls of a batch failed.
 
-    ``failures`` is a list of ``(call, exception)`` in call order; ``succeeded``
+    ``failures`` is a list of ``(call, exception)`` in call order, each call
+    an `ipvs.Call` whose ``index`` is its position in the batch; ``succeeded``
     the number of calls the kernel applied.
     """
 
-    failures: List[Tuple[Any, IPVSError]]
+    failures: List[Tuple["Call", IPVSError]]
     succeeded: int
 
-    def __init__(self, failures: List[Tuple[Any, IPVSError]], succeeded: int,
+    def __init__(self, failures: List[Tuple["Call", IPVSError]], succeeded: int,
                  operation: str = "batch") -> None:
         first = failures[0][1] if failures else None
         n = len(failures)
@@ -281,3 +285,33 @@ def _why(err: int, svc: Any, dest: Any) -> Optional[str]:
     except (AttributeError, TypeError, ValueError):
         pass
     return None
+
+
+def ipvsadm_message(exc: BaseException) -> str:
+    """What ipvsadm 1.31 prints for a kernel error of an operation (the ``ipvs``
+    command line says the same); ``exc`` is an `IPVSError` (its ``errno``
+    and ``operation`` decide) or any exception (its text)."""
+    err = getattr(exc, "errno", None) or 0
+    op = getattr(exc, "operation", None) or ""
+    dest_ops = ("add_destination", "update_destination", "delete_destination")
+    if err == _errno.EEXIST and op == "add_service":
+        return "Service already exists"
+    if err == _errno.EEXIST and op == "add_destination":
+        return "Destination already exists"
+    if err == _errno.ESRCH and op in dest_ops:
+        return "Service not defined"
+    if err == _errno.ESRCH and op == "stop_daemon":
+        return "No daemon is running"
+    if err == _errno.ESRCH:
+        return "No such service"
+    if err == _errno.ENOENT and op in ("add_service", "update_service"):
+        return "Scheduler or persistence engine not found"
+    if err == _errno.ENOENT and op in dest_ops:
+        return "No such destination"
+    if err == _errno.EINVAL:
+        return "Invalid operation.  Possibly wrong module version, address not unicast, ..."
+    if err == _errno.EPERM:
+        return "Permission denied (you must be root)"
+    if err:
+        return _os.strerror(err)
+    return str(exc)

@@ -26,6 +26,11 @@ import secrets
 import socket
 import struct
 import threading
+from typing import Any, Callable, Dict, Iterator, Optional, TypeVar, Union
+
+T = TypeVar("T")
+#: what names a namespace: a name under /run/netns, a path, or an open fd
+NetnsTarget = Union[str, bytes, "os.PathLike[str]", int]
 
 __all__ = [
     "NETNS_RUN_DIR",
@@ -57,10 +62,10 @@ SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
 IFNAMSIZ = 16
 
-_libc = None
+_libc: Optional[ctypes.CDLL] = None
 
 
-def _lib():
+def _lib() -> ctypes.CDLL:
     global _libc
     if _libc is None:
         lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -73,25 +78,28 @@ def _lib():
     return _libc
 
 
-def _check(ret: int, what: str, filename=None):
+def _check(ret: int, what: str, filename: Optional[str] = None) -> None:
     if ret != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}", filename)
 
 
-def _mount(source, target, fstype, flags):
-    enc = lambda s: None if s is None else os.fsencode(s)  # noqa: E731
-    _check(_lib().mount(enc(source), enc(target), enc(fstype), flags, None),
+def _enc(s: Optional[str]) -> Optional[bytes]:
+    return None if s is None else os.fsencode(s)
+
+
+def _mount(source: Optional[str], target: str, fstype: Optional[str], flags: int) -> None:
+    _check(_lib().mount(_enc(source), _enc(target), _enc(fstype), flags, None),
            "mount", target)
 
 
-def _setns(fd: int, nstype: int = CLONE_NEWNET):
+def _setns(fd: int, nstype: int = CLONE_NEWNET) -> None:
     _check(_lib().setns(fd, nstype), "setns")
 
 
 # -- names -----------------------------------------------------------------
 
-def validate_name(name) -> str:
+def validate_name(name: object) -> str:
     """Return ``name`` if ``ip netns`` would accept it, else raise.
 
     TypeError for a non-str; ValueError for an empty name, '.', '..', a name
@@ -130,14 +138,14 @@ def names() -> list[str]:
 
 # -- helpers ---------------------------------------------------------------
 
-def _in_thread(fn, *args):
+def _in_thread(fn: Callable[..., T], *args: Any) -> Optional[T]:
     """Run fn(*args) in a fresh OS thread and return its result or raise.
 
     The thread may change its namespace freely: it ends right after.
     """
-    box = {}
+    box: Dict[str, Any] = {}
 
-    def target():
+    def target() -> None:
         try:
             box["result"] = fn(*args)
         except BaseException as e:  # re-raised in the caller
@@ -148,10 +156,11 @@ def _in_thread(fn, *args):
     t.join()
     if "error" in box:
         raise box["error"]
-    return box.get("result")
+    result: Optional[T] = box.get("result")
+    return result
 
 
-def _ensure_run_dir():
+def _ensure_run_dir() -> None:
     """Make /run/netns a shared bind mount of itself (like ``ip netns add``)."""
     os.makedirs(NETNS_RUN_DIR, mode=0o755, exist_ok=True)
     made_bind = False
@@ -166,7 +175,7 @@ def _ensure_run_dir():
         made_bind = True
 
 
-def open_netns(target) -> int:
+def open_netns(target: NetnsTarget) -> int:
     """Open a namespace given as a name, a path or an fd; return a new fd.
 
     A ``str`` without '/' is a name under /run/netns; one with '/' (or any
@@ -195,7 +204,7 @@ def current_id() -> tuple[int, int]:
 
 # -- create / remove -------------------------------------------------------
 
-def _unshare_and_bind(file: str):
+def _unshare_and_bind(file: str) -> None:
     _check(_lib().unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
     _mount(SELF_NS, file, "none", MS_BIND)
 
@@ -237,7 +246,7 @@ def remove(name: str) -> None:
 
 
 @contextlib.contextmanager
-def temporary(prefix: str = "ipvs-test-"):
+def temporary(prefix: str = "ipvs-test-") -> Iterator[str]:
     """Create a uniquely named namespace, yield its name, remove it after."""
     for _ in range(100):
         name = f"{prefix}{os.getpid()}-{secrets.token_hex(4)}"
@@ -258,7 +267,7 @@ def temporary(prefix: str = "ipvs-test-"):
 # -- switching -------------------------------------------------------------
 
 @contextlib.contextmanager
-def enter(target):
+def enter(target: NetnsTarget) -> Iterator[None]:
     """Switch the calling thread into a namespace; switch back on exit.
 
     ``target`` is a name, a path or an fd (see ``open_netns``).  If switching
@@ -285,7 +294,7 @@ def enter(target):
         os.close(saved)
 
 
-def _link_up(fd: int, ifname: str):
+def _link_up(fd: int, ifname: str) -> None:
     _setns(fd)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         name = ifname.encode()
@@ -297,7 +306,7 @@ def _link_up(fd: int, ifname: str):
             fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, req)
 
 
-def link_up(target, ifname: str = "lo") -> None:
+def link_up(target: NetnsTarget, ifname: str = "lo") -> None:
     """Bring interface ``ifname`` up in a namespace (name, path or fd).
 
     A fresh namespace's ``lo`` is down, and the kernel then rejects IPv4

@@ -35,6 +35,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 __all__ = [
@@ -253,9 +254,15 @@ def _inner_env(env: dict[str, str]) -> dict[str, str]:
 
 
 def _write_scripts(state: str, argv: list[str], cwd: str, env: dict[str, str],
-                   modules: list[str]) -> str:
+                   modules: list[str], *, stdin: bool = False, merged: bool = False) -> str:
+    """Write run.sh and init.sh into ``state``; return init.sh's path.
+
+    ``stdin``: the command reads the chunks that `_Feed` writes into
+    ``state``/in (else /dev/null). ``merged``: stdout and stderr go to one
+    file, ``state``/stdout, so their bytes keep the order they were written."""
     q = shlex.quote
-    out, err = os.path.join(state, "stdout"), os.path.join(state, "stderr")
+    out = os.path.join(state, "stdout")
+    err = out if merged else os.path.join(state, "stderr")
     status = os.path.join(state, "status")
     run_sh = os.path.join(state, "run.sh")
     init_sh = os.path.join(state, "init.sh")
@@ -299,12 +306,35 @@ def _write_scripts(state: str, argv: list[str], cwd: str, env: dict[str, str],
         "mkdir -p /lib/modules/$V",
         f"mount --bind {q(UML_MODULES_ROOT)}/$V /lib/modules/$V",
         # Problems the command should know about go to its stderr.
-        "modprobe -a " + " ".join(q(m) for m in modules) + ' 2>>"$W/stderr" || '
-        'echo "ipvs.sandbox: warning: modprobe failed" >>"$W/stderr"',
-        'ip link set lo up 2>>"$W/stderr"',
+        "modprobe -a " + " ".join(q(m) for m in modules) + f" 2>>{q(err)} || "
+        f'echo "ipvs.sandbox: warning: modprobe failed" >>{q(err)}',
+        f"ip link set lo up 2>>{q(err)}",
         "set +x",
-        f'env -i /bin/sh {q(run_sh)} </dev/null >>{q(out)} 2>>{q(err)}',
-        "rc=$?",
+    ]
+    if stdin:
+        # the caller's stdin arrives as numbered chunk files (hostfs shows new
+        # files at once); a reader in the sandbox feeds them to the command
+        # through a FIFO and ends at the "eof" marker, or when the command ends
+        init += [
+            "mkfifo /run/ipvs-sandbox/stdin",
+            "( i=1; n=0; while :; do f=$(printf '%s/in/%06d' \"$W\" $i); "
+            'if [ -e "$f" ]; then cat "$f" || exit 0; i=$((i+1)); n=0; '
+            'elif [ -e "$W/in/eof" ]; then [ -e "$f" ] || exit 0; '
+            "elif [ $n -lt 40 ]; then n=$((n+1)); sleep 0.05; else sleep 0.5; fi; "
+            "done ) >/run/ipvs-sandbox/stdin &",
+            "feeder=$!",
+            f"env -i /bin/sh {q(run_sh)} </run/ipvs-sandbox/stdin "
+            + (f">>{q(out)} 2>&1" if merged else f">>{q(out)} 2>>{q(err)}"),
+            "rc=$?",
+            'kill "$feeder" 2>/dev/null',
+        ]
+    else:
+        init += [
+            f"env -i /bin/sh {q(run_sh)} </dev/null "
+            + (f">>{q(out)} 2>&1" if merged else f">>{q(out)} 2>>{q(err)}"),
+            "rc=$?",
+        ]
+    init += [
         "sync",
         f'echo "$rc" > {q(status)}.tmp && mv {q(status)}.tmp {q(status)}',
         "poweroff -f",
@@ -348,6 +378,56 @@ class _Tail:
         self.f.close()
 
 
+class _Feed(threading.Thread):
+    """Copies the caller's stdin into numbered chunk files in ``folder`` (each
+    written under a temporary name, then renamed), then writes ``eof``."""
+
+    def __init__(self, folder: str, stream) -> None:
+        super().__init__(name="ipvs-sandbox-stdin", daemon=True)
+        self.folder = folder
+        self.stream = stream    # (also keeps a file object, and so its fd, open)
+        try:
+            self.fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            self.fd = None
+
+    def _read(self) -> bytes:
+        if self.fd is not None:
+            return os.read(self.fd, 1 << 16)
+        data = self.stream.read(1 << 16)
+        return data.encode() if isinstance(data, str) else (data or b"")
+
+    def run(self) -> None:
+        n = 0
+        try:
+            while True:
+                data = self._read()
+                if not data:
+                    break
+                n += 1
+                tmp = os.path.join(self.folder, ".part")
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.rename(tmp, os.path.join(self.folder, "%06d" % n))
+        except OSError:
+            pass            # stdin closed under us, or the state folder is gone
+        try:
+            open(os.path.join(self.folder, "eof"), "wb").close()
+        except OSError:
+            pass
+
+
+def _same_file(a, b) -> bool:
+    """Do the streams ``a`` and ``b`` write to the same file (or pipe)?"""
+    if a is b:
+        return True
+    try:
+        sa, sb = os.fstat(a.fileno()), os.fstat(b.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
 def _kill_group(proc: subprocess.Popen):
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -374,12 +454,15 @@ def _console_tail(path: str, lines: int = 20) -> str:
 # -- public API ------------------------------------------------------------
 
 def run(argv, *, cwd=None, env=None, mem=DEFAULT_MEM, timeout=None,
-        modules=(), stdout=None, stderr=None, keep=False) -> int:
+        modules=(), stdout=None, stderr=None, keep=False, stdin=None) -> int:
     """Run ``argv`` as root in a UML kernel with IPVS; return its exit status.
 
     ``cwd`` and ``env`` default to the caller's.  ``modules`` are loaded in
     addition to the defaults.  ``stdout``/``stderr`` are the streams that
-    receive the command's output (default ``sys.stdout``/``sys.stderr``).
+    receive the command's output (default ``sys.stdout``/``sys.stderr``);
+    when both are the same file, the command's bytes keep the order in
+    which it wrote them.  ``stdin``: a stream the command reads as its
+    standard input (None: /dev/null).
     Raises SandboxUnavailable, SandboxTimeout (``timeout`` seconds passed,
     the kernel was killed) or SandboxError (the kernel died before the
     command's status was written).
@@ -402,7 +485,12 @@ def run(argv, *, cwd=None, env=None, mem=DEFAULT_MEM, timeout=None,
     try:
         for name in ("stdout", "stderr", "init.log"):
             open(os.path.join(state, name), "wb").close()
-        init = _write_scripts(state, argv, cwd, env, mods)
+        merged = _same_file(stdout, stderr)
+        if stdin is not None:
+            os.mkdir(os.path.join(state, "in"))
+            _Feed(os.path.join(state, "in"), stdin).start()
+        init = _write_scripts(state, argv, cwd, env, mods, stdin=stdin is not None,
+                              merged=merged)
         console = os.path.join(state, "console.log")
         status_path = os.path.join(state, "status")
         cmd = [binary, f"mem={mem}", "rootfstype=hostfs", "rootflags=/", "rw",
@@ -411,8 +499,9 @@ def run(argv, *, cwd=None, env=None, mem=DEFAULT_MEM, timeout=None,
         if _needs_xstate_shim(_uml_version(binary)):
             preload = host_env.get("LD_PRELOAD", "")
             host_env["LD_PRELOAD"] = " ".join(p for p in (_xstate_shim(), preload) if p)
-        tails = [_Tail(os.path.join(state, "stdout"), stdout),
-                 _Tail(os.path.join(state, "stderr"), stderr)]
+        tails = [_Tail(os.path.join(state, "stdout"), stdout)]
+        if not merged:
+            tails.append(_Tail(os.path.join(state, "stderr"), stderr))
         with open(console, "wb") as log:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=log, cwd=state, env=host_env,
@@ -509,7 +598,7 @@ def main(args=None) -> int:
     modules = [m for chunk in ns.modules for m in chunk.split(",") if m.strip()]
     try:
         return run(command, mem=ns.mem, timeout=ns.timeout, modules=modules,
-                   keep=ns.keep)
+                   keep=ns.keep, stdin=sys.stdin)
     except SandboxTimeout as e:
         print(f"ipvs.sandbox: {e}", file=sys.stderr)
         return 124

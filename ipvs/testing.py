@@ -57,7 +57,8 @@ __all__ = [
 ]
 
 REQUIRE_ENV = "IPVS_REQUIRE_KERNEL"
-HOW_TO = "run them with `python -m ipvs.sandbox -- ...` or scripts/test.sh"
+HOW_TO = ("run them in the sandbox kernel: `python -m ipvs.sandbox -- python -m pytest ...` "
+          "(needs Debian's user-mode-linux package)")
 NO_IPVS_REASON = f"no IPVS in this kernel: {HOW_TO}"
 NOT_ROOT_REASON = f"kernel tests need root (CAP_NET_ADMIN, CAP_SYS_ADMIN): {HOW_TO}"
 

@@ -2,6 +2,8 @@
 # Build and verify ipvs wheels locally, without a container engine.
 #
 #   wheels/build.sh [--python X.Y]... [--python-exe PATH]... [--kernel] [--no-typing] [--keep]
+#   wheels/build.sh --arch aarch64 [--keep]   (cp311 manylinux aarch64, cross-built and
+#                                             tested under qemu: wheels/build-aarch64.sh)
 #
 # What cibuildwheel does in manylinux/musllinux containers ([tool.cibuildwheel]
 # in pyproject.toml), done here for every CPython 3.9-3.13 found
@@ -44,6 +46,7 @@ versions=()
 exes=()
 kernel=0
 typing=1
+arch=
 keep=0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -54,11 +57,19 @@ while [ $# -gt 0 ]; do
         --kernel) kernel=1 ;;
         --no-typing) typing=0 ;;
         --keep) keep=1 ;;
-        -h|--help) sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --arch) arch=${2:?--arch needs x86_64 or aarch64}; shift ;;
+        --arch=*) arch=${1#*=} ;;
+        -h|--help) sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "build.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
+
+case $arch in
+    ""|x86_64|"$(uname -m)") ;;
+    aarch64) exec "$ROOT/wheels/build-aarch64.sh" $( [ "$keep" = 1 ] && echo --keep ) ;;
+    *) echo "build.sh: --arch $arch: only x86_64 (native) and aarch64 (cross) are built here" >&2; exit 2 ;;
+esac
 
 say() { printf '\n==> [%3ds] %s\n' "$SECONDS" "$*" >&2; }
 die() { printf '\n!!! build.sh: %s\n' "$*" >&2; exit 2; }
@@ -171,7 +182,8 @@ for n in names:
     top = n.split("/", 1)[0]
     if not (top == "ipvs" or (top.startswith("ipvs-") and top.endswith(".dist-info"))):
         problems.append("unexpected top-level entry: " + n)   # e.g. ipvs.libs/, tests/, build/
-    elif n.endswith((".c", ".o", ".a", ".pyc")) or "/__pycache__/" in n or "/build/" in n:
+    elif (n.endswith((".c", ".o", ".a", ".pyc")) and n != "ipvs/_uml_xstate.c") \
+            or "/__pycache__/" in n or "/build/" in n:
         problems.append("build leftover: " + n)
     elif n.endswith(".so") and n not in ext:
         problems.append("extra shared object: " + n)

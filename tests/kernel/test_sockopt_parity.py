@@ -511,7 +511,7 @@ def test_sockopt_invalid_protocol_is_invalid_request(handles):
     values = dict(family=socket.AF_INET, protocol=GRE(47), address=V4.address, port=80,
                   fwmark=0, scheduler="rr", flags=F(0), timeout=0, netmask=32, pe_name=None,
                   stats=None)
-    for setter, field in zip(Service._setters, Service._fields):
+    for setter, field in zip(Service._setters, Service._field_names):
         setter(bad, values[field])
     with pytest.raises(ipvs.InvalidRequestError) as e:
         so.add_service(bad)

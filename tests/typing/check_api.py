@@ -106,8 +106,17 @@ def bulk(lb: IPVS, svc: Service, dests: List[Destination]) -> int:
     except BatchError as e:
         for call, exc in e.failures:
             err: IPVSError = exc
-            print(call, err.errno, err.operation)
+            position: int = call.index
+            method: str = call.method
+            where: Optional[Destination] = call.destination
+            print(call.service, position, method, where, err.errno, err.operation)
         return e.succeeded
+    lb.modify_service(svc, scheduler="rr")
+    lb.modify_destination(svc, dests[0], weight=0)
+    connections: int = svc.stats.connections + dests[0].stats.connections
+    port: Optional[int] = Destination("192.168.1.1").port
+    print(connections, port)
+    lb.apply({svc: dests}, prune="destinations")
     plan: Plan = lb.apply({svc: dests, svc.replace(port=443): []}, prune=False, dry_run=True)
     changes: List[Change] = plan.changes
     for c in changes:
@@ -143,6 +152,9 @@ def namespaces() -> List[str]:
     name: str = ipvs.netns.create("blue")
     assert ipvs.netns.exists(name)
     names: List[str] = ipvs.netns.names()
+    with ipvs.netns.temporary() as tmp:
+        tmp_name: str = tmp
+        ipvs.netns.link_up(tmp_name)
     ipvs.netns.remove("blue")
     return names
 

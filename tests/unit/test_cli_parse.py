@@ -14,6 +14,7 @@ import socket
 import pytest
 
 from ipvs import Forward, Protocol, ServiceFlags, TunnelFlags, TunnelType
+import ipvs.errors
 from ipvs import cli
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
@@ -122,11 +123,18 @@ def test_tunnels():
     assert d.port == 80 and d.family == socket.AF_INET6
 
 
-def test_restore_names_the_line(monkeypatch):
-    monkeypatch.setattr(cli, "_open", lambda *a: (_ for _ in ()).throw(AssertionError("no kernel")))
-    rc, out, err = _run(["-R"], "-A -t 10.0.0.65:80 -s rr\n\n-a -t 10.0.0.65:80 -r 300.0.0.1\n")
-    assert rc == 2 and err == "line 3: illegal real server address[:port] specified\n"
+def test_restore_parse_error_stops_there_like_ipvsadm(monkeypatch):
+    # ipvsadm -R runs the lines before a bad one, prints only the bad line's
+    # message and exits with its status
+    lb = FakeLB()
+    monkeypatch.setattr(cli, "_open", lambda *a: lb)
+    rc, out, err = _run(["-R"], "-A -t 10.0.0.65:80 -s rr\n\n-a -t 10.0.0.65:80 -r 300.0.0.1\n"
+                                "-A -t 10.0.0.66:80 -s rr\n")
+    assert rc == 2 and err == "illegal real server address[:port] specified\n"
+    assert [c[0] for c in lb.calls] == ["batch", "close"]
     rc, out, err = _run(["-R"], "-A -t 10.0.0.1:80\n-R\n")
+    assert rc == 255 and err == "Try `ipvsadm -h' or 'ipvsadm --help' for more information.\n"
+    rc, out, err = _run(["-R", "--line-numbers"], "-A -t 10.0.0.1:80\n-R\n")
     assert rc == 255 and err.startswith("line 2: Try `ipvsadm -h'")
 
 
@@ -134,9 +142,9 @@ def test_help_and_version():
     rc, out, err = _run(["-h"])
     assert rc == 0 and "--json" in out and out.startswith("ipvsadm v1.31")
     golden = open(os.path.join(GOLDEN, "help.txt")).read()
-    # ipvsadm's help plus the two extra options
+    # ipvsadm's help plus the three extra options
     extra = [l for l in out.splitlines() if l not in golden.splitlines()]
-    assert len(extra) == 2
+    assert len(extra) == 3
     rc, out, err = _run(["--version"])
     assert rc == 0 and out.startswith("ipvsadm v1.31")
 
@@ -150,7 +158,17 @@ class FakeLB:
     def __getattr__(self, name):
         def call(*a, **k):
             self.calls.append((name, a, k))
+            if name == "batch":
+                return FakeBatch()
         return call
+
+
+class FakeBatch(FakeLB):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
 
 
 def test_commands_reach_the_handle(monkeypatch):
@@ -170,7 +188,7 @@ def test_kernel_error_messages():
     import errno
     from ipvs.errors import IPVSError
     def m(op, err):
-        return cli.kernel_message(IPVSError(err, "x", op))
+        return ipvs.errors.ipvsadm_message(IPVSError(err, "x", op))
     assert m("add_service", errno.EEXIST) == "Service already exists"
     assert m("update_service", errno.ESRCH) == "No such service"
     assert m("add_destination", errno.ESRCH) == "Service not defined"

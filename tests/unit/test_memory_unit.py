@@ -330,3 +330,15 @@ def test_async_ipvs_on_memory(ipvs_memory):
 
     asyncio.run(main())
     assert len(ipvs_memory.destinations(SVC)) == 2
+
+
+def test_modify_on_memory(ipvs_memory):
+    lb = ipvs_memory
+    lb.add_service(SVC)
+    lb.add_destination(SVC, D1.replace(weight=5))
+    lb.modify_service(SVC, scheduler="wlc")
+    assert lb.get_service(SVC).scheduler == "wlc"
+    lb.modify_destination(SVC, D1, weight=0)
+    assert lb.destinations(SVC)[0].weight == 0
+    with pytest.raises(ipvs.DestinationNotFoundError):
+        lb.modify_destination(SVC, D2, weight=1)

@@ -16,7 +16,7 @@ def test_service_defaults_and_inference():
     assert s.protocol is Protocol.TCP and s.scheduler == "wlc"
     assert s.address == ipaddress.IPv4Address("10.0.0.1")
     assert s.fwmark == 0 and s.timeout == 0 and s.netmask == 32 and s.pe_name is None
-    assert s.flags == ServiceFlags.NONE and s.stats is None
+    assert s.flags == ServiceFlags.NONE and s.stats == Stats() and isinstance(s.stats, Stats)
     s6 = Service(address="2001:db8::1", port=443, protocol="udp")
     assert s6.family == socket.AF_INET6 and s6.netmask == 128 and s6.protocol is Protocol.UDP
 

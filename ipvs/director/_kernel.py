@@ -1,0 +1,125 @@
+"""All kernel access of the director, in one place.
+
+Uses ``ipvs.AsyncIPVS`` where the library has it; else the blocking
+``ipvs.IPVS`` in a worker thread (asyncio.to_thread).  Only three things
+are needed: read the table, send one batch of calls, reopen after the
+module went away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import ipvs
+
+Call = Tuple[str, ipvs.Service, Optional[ipvs.Destination]]
+
+
+class Kernel:
+    """The IPVS table of one namespace, from asyncio."""
+
+    def __init__(self, netns: Optional[str] = None) -> None:
+        self.netns = netns
+        self._h: Any = None
+        self._async = hasattr(ipvs, "AsyncIPVS")
+
+    async def _handle(self) -> Any:
+        if self._h is None:
+            if self._async:
+                self._h = ipvs.AsyncIPVS(netns=self.netns)
+            else:
+                self._h = await asyncio.to_thread(ipvs.IPVS, netns=self.netns)
+        return self._h
+
+    async def reopen(self) -> None:
+        """Drop the handle (after an error); the next call opens a new one."""
+        h, self._h = self._h, None
+        if h is not None:
+            try:
+                if self._async:
+                    await h.close()
+                else:
+                    h.close()
+            except Exception:
+                pass
+
+    async def close(self) -> None:
+        await self.reopen()
+
+    async def table(self) -> Dict[ipvs.Service, List[ipvs.Destination]]:
+        """{Service: [Destination]} of the whole namespace, with counters."""
+        h = await self._handle()
+        if self._async:
+            return await h.table()
+        return await asyncio.to_thread(h.table)
+
+    async def run(self, calls: Sequence[Call]) -> None:
+        """Send ``calls`` ([(method, service, destination or None)]) as one
+        batch; a failure raises ``ipvs.BatchError``."""
+        if not calls:
+            return
+        h = await self._handle()
+
+        def queue(b: Any) -> None:
+            for method, svc, dest in calls:
+                if dest is None:
+                    getattr(b, method)(svc)
+                else:
+                    getattr(b, method)(svc, dest)
+        if self._async:
+            async with h.batch() as b:
+                queue(b)
+        else:
+            def work() -> None:
+                with h.batch() as b:
+                    queue(b)
+            await asyncio.to_thread(work)
+
+
+class MemoryKernel:
+    """A stand-in kernel for unit tests of the director's logic: a dict
+    table, the same two calls, and a record of every batch sent."""
+
+    def __init__(self) -> None:
+        self.tables: Dict[Any, Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]] = {}
+        self.batches: List[List[Call]] = []
+        self.fail: Optional[BaseException] = None
+
+    async def table(self) -> Dict[ipvs.Service, List[ipvs.Destination]]:
+        if self.fail is not None:
+            raise self.fail
+        return {svc: list(d.values()) for svc, d in self.tables.values()}
+
+    async def run(self, calls: Sequence[Call]) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.batches.append(list(calls))
+        for method, svc, dest in calls:
+            if method == "add_service":
+                assert svc.key not in self.tables, "exists"
+                self.tables[svc.key] = (svc, {})
+            elif method == "update_service":
+                self.tables[svc.key] = (svc, self.tables[svc.key][1])
+            elif method == "delete_service":
+                del self.tables[svc.key]
+            else:
+                assert dest is not None
+                dests = self.tables[svc.key][1]
+                if method == "add_destination":
+                    assert dest.key not in dests, "exists"
+                    dests[dest.key] = dest
+                elif method == "update_destination":
+                    old = dests[dest.key]
+                    dests[dest.key] = dest.replace(
+                        active_connections=old.active_connections,
+                        inactive_connections=old.inactive_connections,
+                        persistent_connections=old.persistent_connections)
+                else:
+                    del dests[dest.key]
+
+    async def reopen(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass

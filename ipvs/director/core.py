@@ -1,0 +1,816 @@
+"""The director's engine: probes, the state machine, quorum, draining and
+the kernel writer, on one asyncio loop.
+
+* A :class:`Probe` is one check of one target (a resolved ``CheckConfig``):
+  identical checks of one real server behind several services are one probe.
+  Each probe runs in its own task, so at most one run of it is in flight; the
+  first run of each starts at a random point of its interval.
+* A real server's state follows its probes: ``up`` when all are up,
+  ``falling`` while one of them is confirming a failure (still weighted),
+  ``rising`` while it is confirming a recovery (weight 0), ``down``; or
+  ``draining`` (removed from the file or drained through the API).
+* The writer runs in rounds: one table dump, a plan limited to the
+  director's own services, one batch.  Changes coming close together fall
+  into one round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import random
+import signal
+import sys
+import time
+from typing import Any, Dict, List, Optional, Set, Tuple
+
+import ipvs
+from ipvs.director import checks as _checks
+from ipvs.director.config import (CheckConfig, Config, ConfigError, RealServerConfig,
+                                  ServiceConfig, load)
+
+__all__ = ["Director", "NotFound", "Probe"]
+
+log = logging.getLogger("ipvs.director")
+
+HEALTHY = ("up", "falling")
+NOTIFY_TIMEOUT = 30.0
+DRAIN_POLL = 1.0
+WATCH_INTERVAL = 2.0
+
+
+class NotFound(LookupError):
+    """An unknown service or real server (the control API's 404)."""
+
+
+class Probe:
+    """One check of one target, shared by every real server using it."""
+
+    def __init__(self, check: CheckConfig) -> None:
+        self.check = check
+        # a server without a check (type none) is up from the start
+        self.state = "up" if check.initial == "up" or check.type == "none" else "down"
+        self.count = 0            # successes while rising, failures while falling
+        self.last: Optional[_checks.CheckResult] = None
+        self.last_time: Optional[float] = None
+        self.weight: Optional[int] = None   # asked for by exec/file checks
+        self.task: Optional["asyncio.Task[None]"] = None
+        self.fresh = True         # made by this config load, never run yet
+
+    @property
+    def healthy(self) -> bool:
+        return self.state in HEALTHY
+
+    def feed(self, result: _checks.CheckResult) -> bool:
+        """Apply one result; True when the state changed."""
+        c = self.check
+        old = self.state
+        ok = result.ok
+        if ok:
+            self.weight = result.weight
+        if self.state == "down":
+            if ok:
+                self.count = 1
+                self.state = "up" if c.rise <= 1 else "rising"
+        elif self.state == "rising":
+            if ok:
+                self.count += 1
+                if self.count >= c.rise:
+                    self.state = "up"
+            else:
+                self.state, self.count = "down", 0
+        elif self.state == "up":
+            if not ok:
+                self.count = 1
+                self.state = "down" if c.fall <= 1 else "falling"
+        elif self.state == "falling":
+            if ok:
+                self.state, self.count = "up", 0
+            else:
+                self.count += 1
+                if self.count >= c.fall:
+                    self.state = "down"
+        if self.state in ("up", "down"):
+            self.count = 0
+        return self.state != old
+
+
+@dataclasses.dataclass
+class RealServer:
+    """A real server of one service at run time."""
+    key: Tuple[Any, ...]
+    destination: ipvs.Destination          # as configured (configured weight)
+    cfg: Optional[RealServerConfig]        # None: not (any more) in the file
+    probes: List[Probe] = dataclasses.field(default_factory=list)
+    manual_drain: bool = False
+    weight_override: Optional[int] = None
+    draining_since: Optional[float] = None
+    gone: bool = False                     # drained and deleted
+    state: str = "down"
+
+    @property
+    def draining(self) -> bool:
+        return self.draining_since is not None
+
+    def health(self) -> str:
+        states = [p.state for p in self.probes] or ["up"]
+        if all(s == "up" for s in states):
+            return "up"
+        if "down" in states:
+            return "down"
+        if "rising" in states:
+            return "rising"
+        return "falling"
+
+    def weight(self) -> int:
+        w = self.weight_override if self.weight_override is not None else self.destination.weight
+        asked = [p.weight for p in self.probes if p.weight is not None]
+        if asked:
+            w = min(asked)
+        return w
+
+
+@dataclasses.dataclass
+class ServiceState:
+    """A service at run time."""
+    service: ipvs.Service
+    name: str
+    cfg: Optional[ServiceConfig]           # None: removed from the file, draining
+    real_servers: Dict[Tuple[Any, ...], RealServer] = dataclasses.field(default_factory=dict)
+    quorum_up: Optional[bool] = None
+    sorry_active: bool = False
+
+
+def _end_stream(q: "asyncio.Queue[Optional[dict]]") -> None:
+    """Tell an events stream to end (dropping what it did not send yet)."""
+    while not q.empty():
+        q.get_nowait()
+    q.put_nowait(None)
+
+
+def _now() -> float:
+    return time.time()
+
+
+class Director:
+    """Keeps the services of a configuration in one namespace's IPVS table.
+
+    ``kernel`` is an object with the coroutines ``table()``, ``run(calls)``,
+    ``reopen()`` and ``close()`` (see ``_kernel``); by default the real one
+    of the configuration's namespace.
+    """
+
+    def __init__(self, config: Config, *, path: Optional[str] = None, kernel: Any = None,
+                 log_format: str = "text", stream: Any = None) -> None:
+        self.config = config
+        self.path = path
+        self.log_format = log_format
+        self.stream = stream if stream is not None else sys.stderr
+        if kernel is None:
+            from ipvs.director._kernel import Kernel
+            kernel = Kernel(config.director.netns)
+        self.kernel = kernel
+        self.services: Dict[Tuple[Any, ...], ServiceState] = {}
+        self.probes: Dict[CheckConfig, Probe] = {}
+        self.table: Dict[Tuple[Any, ...], Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]] = {}
+        self.subscribers: List["asyncio.Queue[Optional[dict]]"] = []
+        self.metrics: Any = None
+        self.rounds = 0
+        self.last_round_error: Optional[str] = None
+        self._dirty: Optional[asyncio.Event] = None
+        self._lock: Optional[asyncio.Lock] = None
+        self._tasks: List["asyncio.Task[Any]"] = []
+        self._notify_tasks: Set["asyncio.Task[Any]"] = set()
+        self._stopped: Optional[asyncio.Event] = None
+        self._next_resync = 0.0
+        self._closing = False
+        self._build(config, first=True)
+
+    # ------------------------------------------------------------ building
+    def _build(self, config: Config, first: bool) -> Dict[str, List[str]]:
+        """Make the run-time state of ``config``, carrying over the probes,
+        drains and weights of what did not change.  Returns what changed."""
+        now = time.monotonic()
+        old_probes = self.probes
+        probes: Dict[CheckConfig, Probe] = {}
+        changes: Dict[str, List[str]] = {"added": [], "removed": [], "changed": []}
+        wanted: Set[Tuple[Any, ...]] = set()
+        for sc in config.services:
+            key = sc.service.key
+            wanted.add(key)
+            st = self.services.get(key)
+            if st is None:
+                st = ServiceState(sc.service, sc.name, sc)
+                self.services[key] = st
+                if not first:
+                    changes["added"].append(sc.name)
+            else:
+                if st.cfg != sc:
+                    changes["changed"].append(sc.name)
+                st.service, st.cfg = sc.service, sc
+            seen: Set[Tuple[Any, ...]] = set()
+            for rc in sc.real_servers:
+                seen.add(rc.key)
+                plist = []
+                for chk in rc.checks:
+                    p = probes.get(chk) or old_probes.get(chk)
+                    if p is None:
+                        p = Probe(chk)
+                    probes[chk] = p
+                    plist.append(p)
+                rs = st.real_servers.get(rc.key)
+                if rs is None:
+                    rs = RealServer(rc.key, rc.destination, rc, plist)
+                    rs.state = rs.health()
+                    st.real_servers[rc.key] = rs
+                    if not first:
+                        self.emit("added", sc.name, rc.destination.address, rc.destination.port,
+                                  state=rs.state)
+                else:
+                    rs.destination, rs.cfg, rs.probes = rc.destination, rc, plist
+                    rs.gone = False
+                    if rs.draining and not rs.manual_drain:
+                        rs.draining_since = None  # back in the file: drain ends
+            for rkey, rs in st.real_servers.items():
+                if rkey not in seen and rs.cfg is not None:
+                    rs.cfg, rs.probes = None, []
+                    if not rs.draining:
+                        rs.draining_since = now
+        for key, st in self.services.items():
+            if key not in wanted and st.cfg is not None:
+                st.cfg = None
+                changes["removed"].append(st.name)
+                for rs in st.real_servers.values():
+                    rs.cfg, rs.probes = None, []
+                    if not rs.draining:
+                        rs.draining_since = now
+        self.probes = probes
+        return changes
+
+    def _own(self) -> Set[Tuple[Any, ...]]:
+        return set(self.services)
+
+    # ------------------------------------------------------------ events
+    def emit(self, event: str, service: Optional[str] = None, address: Any = None,
+             port: Optional[int] = None, **extra: Any) -> dict:
+        """Send an event to the log, the /events subscribers and notify."""
+        ev: Dict[str, Any] = {"time": round(_now(), 3), "event": event}
+        if service is not None:
+            ev["service"] = service
+        if address is not None:
+            ev["address"] = str(address)
+            ev["port"] = port
+        ev.update(extra)
+        if self.log_format == "json":
+            line = json.dumps(ev, sort_keys=False)
+        else:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ev["time"]))
+            parts = [stamp, event]
+            if service is not None:
+                parts.append(service)
+            if address is not None:
+                host = "[%s]" % address if ":" in str(address) else str(address)
+                parts.append("%s:%s" % (host, port))
+            parts += ["%s=%s" % (k, v) for k, v in extra.items()]
+            line = " ".join(parts)
+        try:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+        for q in list(self.subscribers):
+            try:
+                q.put_nowait(ev)
+            except asyncio.QueueFull:  # a reader that does not keep up is dropped
+                self.subscribers.remove(q)
+                _end_stream(q)
+        return ev
+
+    def subscribe(self) -> "asyncio.Queue[Optional[dict]]":
+        q: "asyncio.Queue[Optional[dict]]" = asyncio.Queue(maxsize=10000)
+        self.subscribers.append(q)
+        return q
+
+    def unsubscribe(self, q: "asyncio.Queue[Optional[dict]]") -> None:
+        if q in self.subscribers:
+            self.subscribers.remove(q)
+
+    def _notify(self, argv: Optional[Tuple[str, ...]], st: ServiceState, rs: RealServer,
+                state: str) -> None:
+        if not argv:
+            return
+
+        async def run() -> None:
+            env = dict(os.environ)
+            env.update(IPVS_DIRECTOR_SERVICE=st.name, IPVS_DIRECTOR_ADDRESS=str(rs.destination.address),
+                       IPVS_DIRECTOR_PORT=str(rs.destination.port), IPVS_DIRECTOR_STATE=state)
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *argv, stdin=asyncio.subprocess.DEVNULL, start_new_session=True, env=env)
+            except OSError as e:
+                log.warning("notify %s: %s", argv[0], e)
+                return
+            try:
+                await asyncio.wait_for(proc.wait(), NOTIFY_TIMEOUT)
+            except asyncio.TimeoutError:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                await proc.wait()
+        task = asyncio.get_running_loop().create_task(run())
+        self._notify_tasks.add(task)
+        task.add_done_callback(self._notify_tasks.discard)
+
+    # ------------------------------------------------------------ probes
+    def _on_result(self, probe: Probe, result: _checks.CheckResult) -> None:
+        probe.last, probe.last_time = result, _now()
+        probe.fresh = False
+        old_weight = probe.weight
+        if self.metrics is not None:
+            self.metrics.check_done(probe.check.type, result)
+        changed = probe.feed(result)
+        if changed or probe.weight != old_weight:
+            self._refresh_states(result)
+            self.wake()
+
+    def _refresh_states(self, result: Optional[_checks.CheckResult] = None) -> None:
+        for st in self.services.values():
+            for rs in st.real_servers.values():
+                if rs.cfg is None or rs.draining:
+                    continue
+                new = rs.health()
+                if new != rs.state:
+                    old, rs.state = rs.state, new
+                    extra: Dict[str, Any] = {"previous": old}
+                    if result is not None:
+                        extra["message"] = result.message
+                    self.emit(new, st.name, rs.destination.address, rs.destination.port, **extra)
+                    if new == "up" and old not in HEALTHY:
+                        self._notify(rs.cfg.notify_up, st, rs, new)
+                    elif new == "down" and old in HEALTHY:
+                        self._notify(rs.cfg.notify_down, st, rs, new)
+                    if self.metrics is not None:
+                        self.metrics.server_state(st, rs)
+
+    async def _probe_loop(self, probe: Probe) -> None:
+        loop = asyncio.get_running_loop()
+        c = probe.check
+        await asyncio.sleep(random.uniform(0, min(c.interval, c.retry_interval)))
+        while not self._closing:
+            start = loop.time()
+            result = await _checks.run_check(c)
+            if self.probes.get(c) is not probe or self._closing:
+                return
+            self._on_result(probe, result)
+            period = c.retry_interval if probe.state in ("rising", "falling") else c.interval
+            await asyncio.sleep(max(0.0, start + period - loop.time()))
+
+    def _start_probes(self) -> None:
+        loop = asyncio.get_running_loop()
+        for p in self.probes.values():
+            if p.task is None or p.task.done():
+                p.task = loop.create_task(self._probe_loop(p))
+
+    def _stop_unused_probes(self, old: Dict[CheckConfig, Probe]) -> None:
+        for chk, p in old.items():
+            if self.probes.get(chk) is not p and p.task is not None:
+                p.task.cancel()
+
+    # ------------------------------------------------------------ desired
+    def _quorum(self, st: ServiceState) -> None:
+        sc = st.cfg
+        if sc is None:
+            st.sorry_active = False
+            return
+        total = sum(rs.weight() for rs in st.real_servers.values()
+                    if rs.cfg is not None and not rs.draining and rs.state in HEALTHY)
+        was = st.quorum_up
+        if st.quorum_up is None:
+            st.quorum_up = total >= sc.quorum
+        elif st.quorum_up and total < sc.quorum - sc.hysteresis:
+            st.quorum_up = False
+        elif not st.quorum_up and total >= sc.quorum + sc.hysteresis:
+            st.quorum_up = True
+        if was is not None and was != st.quorum_up:
+            self.emit("quorum_gained" if st.quorum_up else "quorum_lost", st.name,
+                      healthy_weight=total, quorum=sc.quorum)
+        elif was is None and not st.quorum_up:
+            self.emit("quorum_lost", st.name, healthy_weight=total, quorum=sc.quorum)
+        sorry = sc.sorry_server is not None and not st.quorum_up
+        if sorry != st.sorry_active:
+            st.sorry_active = sorry
+        if self.metrics is not None:
+            self.metrics.quorum(st)
+
+    def desired(self) -> Dict[Tuple[Any, ...], Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]]:
+        """{service key: (Service, {dest key: Destination})} of every own
+        service that must be in the kernel now."""
+        out = {}
+        for key, st in self.services.items():
+            self._quorum(st)
+            dests: Dict[Any, ipvs.Destination] = {}
+            for rkey, rs in st.real_servers.items():
+                if rs.gone:
+                    continue
+                if rs.draining:
+                    dests[rkey] = rs.destination.replace(weight=0)
+                    continue
+                if rs.cfg is None:
+                    continue
+                if rs.state in HEALTHY:
+                    w = 0 if st.sorry_active else rs.weight()
+                    dests[rkey] = rs.destination.replace(weight=w)
+                elif rs.cfg.on_failure == "quiesce":
+                    dests[rkey] = rs.destination.replace(weight=0)
+            if st.sorry_active and st.cfg is not None and st.cfg.sorry_server is not None:
+                dests[st.cfg.sorry_server.key] = st.cfg.sorry_server
+            if st.cfg is None and not dests:
+                continue  # a removed service, drained: delete it
+            out[key] = (st.service, dests)
+        return out
+
+    def plan(self, current: Dict[Tuple[Any, ...], Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]],
+             want: Dict[Tuple[Any, ...], Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]]
+             ) -> List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]]:
+        """The calls turning ``current`` into ``want`` for own services only."""
+        head: List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]] = []
+        adds: List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]] = []
+        updates: List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]] = []
+        deletes: List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]] = []
+        tail: List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]] = []
+        for key in self._own():
+            have = current.get(key)
+            if key not in want:
+                if have is not None:
+                    tail.append(("delete_service", have[0], None))
+                continue
+            svc, dests = want[key]
+            if have is None:
+                head.append(("add_service", svc, None))
+                adds += [("add_destination", svc, d) for d in dests.values()]
+                continue
+            if have[0] != svc:
+                head.append(("update_service", svc, None))
+            for dkey, d in have[1].items():
+                if dkey not in dests:
+                    deletes.append(("delete_destination", svc, d))
+            for dkey, d in dests.items():
+                cd = have[1].get(dkey)
+                if cd is None:
+                    adds.append(("add_destination", svc, d))
+                elif cd.replace(active_connections=0, inactive_connections=0,
+                                persistent_connections=0, stats=None) != d:
+                    updates.append(("update_destination", svc, d))
+        # new weights first, removals last: no moment without a destination
+        return head + adds + updates + deletes + tail
+
+    # ------------------------------------------------------------ rounds
+    def wake(self) -> None:
+        """Ask for a round of kernel writes soon."""
+        if self._dirty is not None:
+            self._dirty.set()
+
+    async def _read(self) -> None:
+        table = await self.kernel.table()
+        own = self._own()
+        self.table = {}
+        for svc, dests in table.items():
+            if svc.key in own:
+                self.table[svc.key] = (svc, {d.key: d for d in dests})
+
+    def _written(self, want: Dict[Tuple[Any, ...], Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]]
+                 ) -> None:
+        """The table as this round left it (counters as last read)."""
+        table = {}
+        for key, (svc, dests) in want.items():
+            cur = self.table.get(key, (None, {}))[1]
+            out = {}
+            for dkey, d in dests.items():
+                c = cur.get(dkey)
+                out[dkey] = d if c is None else d.replace(
+                    active_connections=c.active_connections,
+                    inactive_connections=c.inactive_connections,
+                    persistent_connections=c.persistent_connections)
+            table[key] = (svc, out)
+        self.table = table
+
+    def _adopt(self) -> None:
+        """Real servers found in the kernel with a weight above 0 are trusted
+        up when their probes have not run yet; destinations of own services
+        that the file does not name are drained."""
+        now = time.monotonic()
+        for key, (svc, dests) in self.table.items():
+            st = self.services[key]
+            sorry = st.cfg.sorry_server.key if st.cfg and st.cfg.sorry_server else None
+            for dkey, d in dests.items():
+                rs = st.real_servers.get(dkey)
+                if rs is None:
+                    if dkey == sorry:
+                        if d.weight > 0:
+                            st.quorum_up = False  # it was serving: keep it until quorum
+                        continue
+                    rs = RealServer(dkey, d.replace(active_connections=0, inactive_connections=0,
+                                                    persistent_connections=0, stats=None),
+                                    None, [], draining_since=now, state="draining")
+                    st.real_servers[dkey] = rs
+                    self.emit("drain", st.name, d.address, d.port, reason="not in the file")
+                    continue
+                if d.weight > 0 and rs.cfg is not None and not rs.draining:
+                    for p in rs.probes:
+                        if p.fresh and p.state != "up":
+                            p.state, p.count = "up", 0
+        for st in self.services.values():
+            for rs in st.real_servers.values():
+                if rs.cfg is not None and not rs.draining:
+                    rs.state = rs.health()
+
+    def _drains(self) -> bool:
+        """Finish drains whose connections are gone or whose time is up;
+        True while some drain goes on."""
+        now = time.monotonic()
+        timeout = self.config.director.drain_timeout
+        busy = False
+        for key, st in list(self.services.items()):
+            cur = self.table.get(key, (None, {}))[1]
+            for rkey, rs in list(st.real_servers.items()):
+                if not rs.draining or rs.gone:
+                    continue
+                d = cur.get(rkey)
+                conns = 0 if d is None else (d.active_connections + d.inactive_connections
+                                             + d.persistent_connections)
+                expired = now - (rs.draining_since or now) >= timeout
+                if (d is not None and d.weight == 0 and conns == 0) or d is None or expired:
+                    if rs.cfg is None:
+                        del st.real_servers[rkey]
+                    else:
+                        rs.gone = True
+                    self.emit("removed", st.name, rs.destination.address, rs.destination.port,
+                              reason="drain timeout" if expired and conns else "drained",
+                              connections=conns)
+                else:
+                    busy = True
+            if st.cfg is None and not st.real_servers:
+                pass  # deleted by this round's plan, forgotten after it
+        return busy
+
+    async def round(self) -> List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]]:
+        """One round: read the own services back, finish drains, write the
+        difference as one batch.  Returns the calls sent."""
+        assert self._lock is not None
+        async with self._lock:
+            await self._read()
+            self._drains()
+            want = self.desired()
+            calls = self.plan(self.table, want)
+            if calls:
+                await self.kernel.run(calls)
+                self._written(want)
+            for key in [k for k, st in self.services.items()
+                        if st.cfg is None and k not in want]:
+                self.emit("removed", self.services.pop(key).name)
+            self.rounds += 1
+            if self.metrics is not None:
+                self.metrics.after_round(self)
+            return calls
+
+    async def _writer(self) -> None:
+        assert self._dirty is not None
+        loop = asyncio.get_running_loop()
+        resync = self.config.director.resync_interval
+        self._next_resync = loop.time() + resync
+        failures = 0
+        while not self._closing:
+            timeout = self._next_resync - loop.time()
+            if any(rs.draining and not rs.gone for st in self.services.values()
+                   for rs in st.real_servers.values()):
+                timeout = min(timeout, DRAIN_POLL)
+            if failures:
+                timeout = min(timeout, min(2.0, 0.5 * failures))
+            try:
+                await asyncio.wait_for(self._dirty.wait(), max(0.0, timeout))
+            except asyncio.TimeoutError:
+                pass
+            self._dirty.clear()
+            if loop.time() >= self._next_resync:
+                self._next_resync = loop.time() + self.config.director.resync_interval
+            try:
+                await self.round()
+                if failures:
+                    self.emit("resync", reason="kernel reachable again")
+                failures = 0
+                self.last_round_error = None
+            except (ipvs.IPVSError, OSError) as e:
+                failures += 1
+                self.last_round_error = str(e)
+                if failures == 1:
+                    self.emit("error", message=str(e))
+                await self.kernel.reopen()
+
+    async def _watch(self) -> None:
+        """Notice an IPVS module reload (the table of the own services gone
+        at once) sooner than the resync interval: a cheap listing of the
+        services every few seconds."""
+        while not self._closing:
+            await asyncio.sleep(min(WATCH_INTERVAL, self.config.director.resync_interval))
+            try:
+                table = await self.kernel.table()
+            except (ipvs.IPVSError, OSError):
+                await self.kernel.reopen()
+                self.wake()
+                continue
+            keys = {s.key for s in table}
+            if any(k not in keys for k in self.table) or not table and self.table:
+                self.wake()
+
+    # ------------------------------------------------------------ life
+    @property
+    def started(self) -> bool:
+        """True once start() has run (the control API and reloads work)."""
+        return bool(self._tasks)
+
+    async def start(self) -> None:
+        """Adopt the live table, write the first round, start the probes."""
+        self._dirty = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._stopped = asyncio.Event()
+        await self._read()
+        self._adopt()
+        await self.round()
+        loop = asyncio.get_running_loop()
+        self._start_probes()
+        self._tasks.append(loop.create_task(self._writer()))
+        self._tasks.append(loop.create_task(self._watch()))
+        self.emit("started", services=len(self.services))
+
+    async def stop(self) -> None:
+        """Stop every task; the kernel table stays as it is."""
+        self._closing = True
+        tasks = [p.task for p in self.probes.values() if p.task] + self._tasks
+        tasks += list(self._notify_tasks)
+        # asyncio.wait_for of Python < 3.12 may swallow a cancellation that
+        # meets a finishing check: cancel again until every task is done
+        for _ in range(50):
+            pending = [t for t in tasks if not t.done()]
+            if not pending:
+                break
+            for t in pending:
+                t.cancel()
+            await asyncio.wait(pending, timeout=0.1)
+        self._tasks = []
+        for q in list(self.subscribers):
+            _end_stream(q)
+        await self.kernel.close()
+        if self._stopped is not None:
+            self._stopped.set()
+
+    async def reload(self, config: Optional[Config] = None) -> Dict[str, Any]:
+        """Read the file again (or take ``config``) and bring the kernel to
+        it; a file that does not validate raises ConfigError and changes
+        nothing."""
+        try:
+            if config is None:
+                if self.path is None:
+                    raise ConfigError("no configuration file to reload")
+                config = load(self.path)
+            if config.director.netns != self.config.director.netns:
+                raise ConfigError("netns cannot change on reload (restart the director)",
+                                  filename=config.filename, key="director.netns")
+        except ConfigError as e:
+            self.emit("reload_failed", message=str(e))
+            if self.metrics is not None:
+                self.metrics.reload(False)
+            raise
+        old = self.probes
+        self.config = config
+        changes = self._build(config, first=False)
+        self._stop_unused_probes(old)
+        assert self._lock is not None
+        async with self._lock:
+            await self._read()
+            self._adopt_new()
+        self._refresh_states()
+        calls = await self.round()
+        self._start_probes()
+        self.emit("reload", **changes, calls=len(calls))
+        if self.metrics is not None:
+            self.metrics.reload(True)
+        return {"reloaded": True, **changes, "calls": len(calls)}
+
+    def _adopt_new(self) -> None:
+        for key, (svc, dests) in self.table.items():
+            st = self.services[key]
+            for dkey, d in dests.items():
+                rs = st.real_servers.get(dkey)
+                if rs is not None and rs.cfg is not None and not rs.draining and d.weight > 0:
+                    for p in rs.probes:
+                        if p.fresh and p.last is None and p.state != "up":
+                            p.state, p.count = "up", 0
+
+    # ------------------------------------------------------------ control
+    def _find(self, service: Any, address: Any, port: Any) -> Tuple[ServiceState, RealServer]:
+        if not isinstance(service, str):
+            raise ValueError('"service" must be a service string such as "TCP 10.0.0.1:80"')
+        st = next((s for s in self.services.values() if s.name == service.strip()), None)
+        if st is None:
+            raise NotFound("unknown service %r" % service)
+        try:
+            import ipaddress
+            addr = ipaddress.ip_address(address)
+        except (ValueError, TypeError):
+            raise ValueError('"address" must be an IP address') from None
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+            raise ValueError('"port" must be an integer 0..65535')
+        for rs in st.real_servers.values():
+            if rs.destination.address == addr and rs.destination.port == port:
+                return st, rs
+        raise NotFound("no real server %s port %d in %s" % (addr, port, st.name))
+
+    async def drain(self, service: Any, address: Any, port: Any) -> Dict[str, Any]:
+        st, rs = self._find(service, address, port)
+        if rs.cfg is None:
+            raise ValueError("that real server is already leaving (not in the file)")
+        if not rs.manual_drain:
+            rs.manual_drain = True
+            rs.draining_since = time.monotonic()
+            rs.gone = False
+            self.emit("drain", st.name, rs.destination.address, rs.destination.port)
+            await self.round()
+        return self.server_status(st, rs)
+
+    async def undrain(self, service: Any, address: Any, port: Any) -> Dict[str, Any]:
+        st, rs = self._find(service, address, port)
+        if rs.cfg is None:
+            raise ValueError("that real server is not in the file any more")
+        if rs.manual_drain:
+            rs.manual_drain = False
+            rs.draining_since = None
+            rs.gone = False
+            rs.state = rs.health()
+            self.emit("undrain", st.name, rs.destination.address, rs.destination.port,
+                      state=rs.state)
+            await self.round()
+        return self.server_status(st, rs)
+
+    async def set_weight(self, service: Any, address: Any, port: Any,
+                         weight: Any) -> Dict[str, Any]:
+        st, rs = self._find(service, address, port)
+        if not isinstance(weight, int) or isinstance(weight, bool) or not 0 <= weight <= 0x7FFFFFFF:
+            raise ValueError('"weight" must be an integer 0..2147483647')
+        if rs.cfg is None:
+            raise ValueError("that real server is not in the file any more")
+        rs.weight_override = weight
+        self.emit("weight", st.name, rs.destination.address, rs.destination.port, weight=weight)
+        await self.round()
+        return self.server_status(st, rs)
+
+    def server_status(self, st: ServiceState, rs: RealServer) -> Dict[str, Any]:
+        cur = self.table.get(st.service.key, (None, {}))[1].get(rs.key)
+        state = "draining" if rs.draining else rs.state
+        last = None
+        checks = []
+        for p in rs.probes:
+            item = {"type": p.check.type, "state": p.state, "target": "%s:%d" % (
+                "[%s]" % p.check.address if ":" in p.check.address else p.check.address,
+                p.check.port)}
+            if p.last is not None:
+                item.update(p.last.as_dict())
+                item["time"] = round(p.last_time or 0, 3)
+                if last is None or (p.last_time or 0) > last["time"]:
+                    last = item
+            checks.append(item)
+        out = {"address": str(rs.destination.address), "port": rs.destination.port,
+               "weight": cur.weight if cur is not None else None,
+               "configured_weight": rs.destination.weight,
+               "state": state, "last_check": last, "checks": checks,
+               "in_file": rs.cfg is not None}
+        if rs.weight_override is not None:
+            out["weight_override"] = rs.weight_override
+        if cur is not None:
+            out["connections"] = {"active": cur.active_connections,
+                                  "inactive": cur.inactive_connections,
+                                  "persistent": cur.persistent_connections}
+        return out
+
+    def status(self) -> Dict[str, Any]:
+        out = []
+        for st in self.services.values():
+            sc = st.cfg
+            item: Dict[str, Any] = {
+                "service": st.name, "in_file": sc is not None,
+                "in_kernel": st.service.key in self.table,
+                "scheduler": st.service.scheduler,
+                "quorum": sc.quorum if sc else None,
+                "hysteresis": sc.hysteresis if sc else None,
+                "quorum_up": st.quorum_up,
+                "sorry_server": ("%s:%d" % (sc.sorry_server.address, sc.sorry_server.port)
+                                 if sc and sc.sorry_server else None),
+                "sorry_active": st.sorry_active,
+                "real_servers": [self.server_status(st, rs) for rs in st.real_servers.values()],
+            }
+            out.append(item)
+        return {"services": out, "config": self.path, "rounds": self.rounds,
+                "kernel_error": self.last_round_error, "event_streams": len(self.subscribers)}
