@@ -16,7 +16,7 @@ import warnings
 from typing import (Any, Dict, Iterable, Iterator, List, Literal, Mapping,
                     NamedTuple, Optional, Sequence, Tuple, Union)
 
-from ipvs import _libipvs
+from ipvs import _libipvs, _memory
 from ipvs._model import (Call, Connection, Daemon, DaemonState, Destination, Info, Protocol,
                          Service, Stats, Timeouts)
 from ipvs.errors import (BatchError, DestinationNotFoundError, InconsistentDumpError,
@@ -251,24 +251,29 @@ class IPVS:
     """
 
     def __init__(self, *, backend: str = "auto", netns: NetnsLike = None,
-                 timeout: Optional[float] = 5.0) -> None:
+                 timeout: Optional[float] = 5.0, kernel: Optional[str] = None) -> None:
         self._h: Any = None
         if not isinstance(backend, str):
             raise TypeError("backend must be a str, not %s" % type(backend).__name__)
-        if backend not in _libipvs.BACKENDS:
-            raise ValueError("backend must be 'auto', 'netlink' or 'sockopt', got %r" % backend)
-        ms = self._timeout_ms(timeout)
-        fd, owned = _open_netns(netns)
-        try:
-            self._h = _libipvs.Handle(_libipvs.BACKENDS[backend], fd, ms)
-        except IPVSError as e:
-            why = _netns_problem(fd) if fd >= 0 else None
-            if why is None:
-                raise
-            raise type(e)(e.errno or 0, "netns %r is %s" % (netns, why), e.operation) from None
-        finally:
-            if owned:
-                os.close(fd)
+        if backend == "memory" or kernel is not None or (backend == "auto" and _memory.auto_enabled()):
+            # the memory backend (ipvs/_memory.py): kernel= picks whose behaviour it follows
+            self._h = _memory.open_handle(netns, kernel, self._timeout_ms(timeout), backend)
+        else:
+            if backend not in _libipvs.BACKENDS:
+                raise ValueError("backend must be 'auto', 'netlink', 'sockopt' or 'memory', "
+                                 "got %r" % backend)
+            ms = self._timeout_ms(timeout)
+            fd, owned = _open_netns(netns)
+            try:
+                self._h = _libipvs.Handle(_libipvs.BACKENDS[backend], fd, ms)
+            except IPVSError as e:
+                why = _netns_problem(fd) if fd >= 0 else None
+                if why is None:
+                    raise
+                raise type(e)(e.errno or 0, "netns %r is %s" % (netns, why), e.operation) from None
+            finally:
+                if owned:
+                    os.close(fd)
         self._timeout = timeout
         self._netns = netns if not isinstance(netns, int) else None
         # held across the read and the write of modify_service/modify_destination

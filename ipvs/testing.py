@@ -9,6 +9,15 @@ Fixtures
                      that same namespace and returns its stdout (raises
                      ``IpvsadmError`` with its stderr on failure);
                      ``ipvsadm.run(*args)`` returns the CompletedProcess.
+    ``ipvs_memory``  an ``ipvs.IPVS(backend="memory")`` handle on fresh,
+                     empty memory tables (no root, no kernel needed). While
+                     the test runs, ``IPVS()`` / ``AsyncIPVS()`` opened with
+                     backend "auto" (the default) by the code under test
+                     are memory handles on the same tables.
+
+Functions for tests on the memory backend: ``reset_memory()``,
+``set_counters(service, dest=None, *, netns=None, active=, inactive=,
+persistent=, stats=)`` and ``add_interface(name, *, netns=None)``.
 
 Marker
     ``@pytest.mark.kernel``: the test needs root and a kernel with IPVS.
@@ -23,12 +32,15 @@ Run kernel tests where the host has no IPVS with
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
 import socket
 import struct
 import subprocess
+
+from typing import Any, Iterator, Optional
 
 import pytest
 
@@ -38,6 +50,10 @@ __all__ = [
     "require_kernel",
     "IpvsadmError",
     "Ipvsadm",
+    "reset_memory",
+    "set_counters",
+    "add_interface",
+    "memory_auto",
 ]
 
 REQUIRE_ENV = "IPVS_REQUIRE_KERNEL"
@@ -238,3 +254,67 @@ def ipvsadm(ipvs_netns):
             pytest.fail(msg, pytrace=False)
         pytest.skip(msg)
     return tool
+
+
+# -- the memory backend ----------------------------------------------------
+
+def reset_memory() -> None:
+    """Empty every memory table of this process (all ``netns`` values):
+    services, destinations, counters, timeouts, sync daemons."""
+    from ipvs import _memory
+
+    _memory.reset()
+
+
+def set_counters(service: Any, dest: Any = None, *, netns: Any = None,
+                 active: Optional[int] = None, inactive: Optional[int] = None,
+                 persistent: Optional[int] = None, stats: Any = None) -> None:
+    """Set the counters that a memory table reports, so that drain and
+    metrics logic can be tested: a service's ``stats`` (an ``ipvs.Stats`` or
+    a dict of its fields), or one destination's ``active``, ``inactive``,
+    ``persistent`` connection counts and ``stats``. None leaves a value as it
+    is; ``zero()`` clears stats as the kernel does (not connection counts).
+    The service and destination must exist in the table of ``netns``."""
+    from ipvs import _memory
+
+    _memory.set_counters(service, dest, netns=netns, active=active, inactive=inactive,
+                         persistent=persistent, stats=stats)
+
+
+def add_interface(name: str, *, netns: Any = None, mtu: int = 1500) -> None:
+    """Let a memory namespace have interface ``name`` (a fresh one has only
+    ``lo``), e.g. for ``start_daemon(Daemon("master", "eth0"))``."""
+    from ipvs import _memory
+
+    _memory.add_interface(name, netns=netns, mtu=mtu)
+
+
+@contextlib.contextmanager
+def memory_auto(kernel: Optional[str] = None) -> Iterator[None]:
+    """Within the block, ``IPVS()`` / ``AsyncIPVS()`` with backend "auto"
+    open memory handles (what the ``ipvs_memory`` fixture does); ``kernel``
+    ("6.1", "6.12", "7") is the profile of memory handles opened without
+    one (default "6.12")."""
+    from ipvs import _memory
+
+    _memory.enable_auto(True, kernel)
+    try:
+        yield
+    finally:
+        _memory.enable_auto(False)
+
+
+@pytest.fixture
+def ipvs_memory() -> Iterator[Any]:
+    """A memory handle (netns None) on fresh tables; backend "auto" means
+    memory until the test ends. Needs neither root nor IPVS."""
+    import ipvs
+
+    reset_memory()
+    with memory_auto():
+        handle = ipvs.IPVS(backend="memory")
+        try:
+            yield handle
+        finally:
+            handle.close()
+            reset_memory()

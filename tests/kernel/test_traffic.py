@@ -1,6 +1,6 @@
 """Real traffic through IPVS configured by ``ipvs``.
 
-One lab (ipvs._lab) for the module: a client, a director and three real
+One lab (ipvs.lab) for the module: a client, a director and three real
 servers in their own network namespaces, joined by veth pairs on private
 addresses (10.200.0.0/16, fd00:200::/48).  Each test configures the
 director's IPVS table through ``ipvs``, sends real TCP/UDP traffic from the
@@ -18,7 +18,7 @@ import pytest
 
 import ipvs
 from ipvs import netns
-from ipvs._lab import Lab, wait_for
+from ipvs.lab import Lab, wait_for
 
 pytestmark = pytest.mark.kernel
 
