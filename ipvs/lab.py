@@ -50,7 +50,7 @@ HTTP refused, UDP unanswered, its open connections closed);
 ``start_server(name)`` brings it back. The servers run in one thread of
 this process (their sockets were made in the servers' namespaces; the
 thread switches namespace only to make them again on ``start_server``) and
-stop by themselves after ``lifetime`` seconds at the latest.
+stop by themselves after ``lifetime`` seconds at the latest. ::
 
     import ipvs
     from ipvs.lab import Lab
