@@ -542,11 +542,13 @@ static int family_cb(void *ctx, const struct nlp_msg *m)
     return nlp_parse_family_msg(m, (uint16_t *)ctx);
 }
 
-/* TEST-ONLY hook: IPVS_TEST_NETLINK_FAMILY names the genetlink family to
- * resolve instead of "IPVS" (1..15 characters; anything else is ignored), so
- * a test can make the family look missing (e.g. "IPVS_NOPE") and exercise
- * the AUTO -> sockopt fallback while ip_vs is loaded. Used by
- * tests/kernel/test_fallback.py; never set it in production. */
+#ifdef IPVS_TEST_HOOKS
+/* Test builds only (-DIPVS_TEST_HOOKS, `make test-hooks`): the environment
+ * variable IPVS_TEST_NETLINK_FAMILY names the genetlink family to resolve
+ * instead of "IPVS" (1..15 characters; anything else is ignored), so a test
+ * can make the family look missing (e.g. "IPVS_NOPE") and exercise the AUTO
+ * -> sockopt fallback while ip_vs is loaded (tests/kernel/test_fallback.py).
+ * Release builds have no such switch. */
 static const char *ipvs_family_name(void)
 {
     const char *name = getenv("IPVS_TEST_NETLINK_FAMILY");
@@ -554,6 +556,9 @@ static const char *ipvs_family_name(void)
         return name;
     return K_IPVS_GENL_NAME;
 }
+#else
+static const char *ipvs_family_name(void) { return K_IPVS_GENL_NAME; }
+#endif
 
 static int resolve_family(ipvs_handle *h, uint16_t *id)
 {
