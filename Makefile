@@ -3,7 +3,8 @@
 # needed for them. What each target runs, and the figures, are in
 # docs/hardening.md.
 #
-#   make fuzz            libFuzzer (ASan+UBSan) on the C reply parsers, FUZZ_TIME s each
+#   make fuzz            libFuzzer (ASan+UBSan) on the C reply parsers and the
+#                        request builder's build->parse round trips, FUZZ_TIME s each
 #   make fuzz-ci         the same, 20 s per target
 #   make fuzz-coverage   llvm-cov line/branch coverage of the parsers by the corpus
 #   make capture         re-record the seed corpus from the sandbox kernel
@@ -60,12 +61,21 @@ $(OUT)/fuzz_soparse: fuzz/fuzz_soparse.c csrc/soparse.c csrc/soparse.h csrc/sock
 	@mkdir -p $(OUT)
 	$(CLANG) $(FUZZ_CFLAGS) fuzz/fuzz_soparse.c csrc/soparse.c -o $@
 
-fuzz-build: $(OUT)/fuzz_nlparse $(OUT)/fuzz_soparse
+# build -> parse round trips: every request the builder makes parses back
+$(OUT)/fuzz_nlbuild: fuzz/fuzz_nlbuild.c csrc/nlbuild.c csrc/nlbuild.h csrc/nlparse.c csrc/nlparse.h csrc/uapi.h csrc/libipvs.h
+	@mkdir -p $(OUT)
+	$(CLANG) $(FUZZ_CFLAGS) fuzz/fuzz_nlbuild.c csrc/nlbuild.c csrc/nlparse.c -o $@
+
+FUZZ_TARGETS := nlparse soparse nlbuild
+# the C files the round-trip target covers (fuzz-coverage)
+FUZZ_SRC_nlbuild := csrc/nlbuild.c csrc/nlparse.c
+
+fuzz-build: $(addprefix $(OUT)/fuzz_,$(FUZZ_TARGETS))
 
 # New inputs go to $(OUT)/work-TARGET (the committed corpus is only read);
 # a crash leaves $(OUT)/crash-TARGET-* and fails the target.
 fuzz: fuzz-build
-	@for t in nlparse soparse; do \
+	@for t in $(FUZZ_TARGETS); do \
 	    mkdir -p $(OUT)/work-$$t || exit 1; \
 	    echo "==> fuzz_$$t: $(FUZZ_TIME) s"; \
 	    ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \
@@ -86,9 +96,10 @@ fuzz-ci:
 # `make fuzz` found ($(OUT)/work-*): llvm-cov report.
 fuzz-coverage:
 	@mkdir -p $(OUT)/cov
-	@for t in nlparse soparse; do \
+	@for t in $(FUZZ_TARGETS); do \
+	    case $$t in nlbuild) src="$(FUZZ_SRC_nlbuild)";; *) src=csrc/$$t.c;; esac; \
 	    $(CLANG) -g -O0 -fsanitize=fuzzer -fprofile-instr-generate -fcoverage-mapping \
-	        -std=gnu11 -Icsrc fuzz/fuzz_$$t.c csrc/$$t.c -o $(OUT)/cov/fuzz_$$t || exit 1; \
+	        -std=gnu11 -Icsrc fuzz/fuzz_$$t.c $$src -o $(OUT)/cov/fuzz_$$t || exit 1; \
 	    mkdir -p $(OUT)/work-$$t; \
 	    LLVM_PROFILE_FILE=$(OUT)/cov/$$t.profraw $(OUT)/cov/fuzz_$$t -runs=0 \
 	        fuzz/corpus/$$t $(OUT)/work-$$t > $(OUT)/cov/$$t.log 2>&1 || exit 1; \
