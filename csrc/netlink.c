@@ -56,17 +56,24 @@ static int grow_finish(struct growable *g, int r, void **out, size_t *n)
     return 0;
 }
 
-static int simple_cmd(ipvs_handle *h, uint8_t cmd, const struct ipvs_service *svc)
+/* A request of cmd, about svc (its key) when svc, completed as mode says:
+ * WAIT_ACK asks for an ack, WAIT_DUMP for a dump, WAIT_REPLY for one reply. */
+static int svc_cmd(ipvs_handle *h, uint8_t cmd, int mode, const struct ipvs_service *svc,
+                   nl_cb cb, void *ctx)
 {
+    static const uint16_t flags[] = {
+        [WAIT_ACK] = K_NLM_F_REQUEST | K_NLM_F_ACK,
+        [WAIT_REPLY] = K_NLM_F_REQUEST,
+        [WAIT_DUMP] = K_NLM_F_REQUEST | K_NLM_F_DUMP,
+    };
     struct nlb b = nl_tx_begin(h);
-    size_t start = nlb_msg_begin(&b, h->family_id, K_NLM_F_REQUEST | K_NLM_F_ACK, 0, cmd,
-                                 K_IPVS_GENL_VERSION);
+    size_t start = nlb_msg_begin(&b, h->family_id, flags[mode], 0, cmd, K_IPVS_GENL_VERSION);
     if (svc)
         nlb_service(&b, svc, 0);
     nlb_msg_end(&b, start);
     if (b.full)
         return -EMSGSIZE;
-    return nl_txn(h, b.len, WAIT_ACK, NULL, NULL);
+    return nl_txn(h, b.len, mode, cb, ctx);
 }
 
 static int do_op(ipvs_handle *h, int opcode, const struct ipvs_service *svc,
@@ -87,21 +94,6 @@ static int do_op(ipvs_handle *h, int opcode, const struct ipvs_service *svc,
     if (b.full)
         return -EMSGSIZE;
     return nl_txn(h, b.len, WAIT_ACK, NULL, NULL);
-}
-
-/* A dump request (flags DUMP) of cmd, for svc's destinations when svc. */
-static int dump_cmd(ipvs_handle *h, uint8_t cmd, const struct ipvs_service *svc,
-                    nl_cb cb, void *ctx)
-{
-    struct nlb b = nl_tx_begin(h);
-    size_t start = nlb_msg_begin(&b, h->family_id, K_NLM_F_REQUEST | K_NLM_F_DUMP, 0, cmd,
-                                 K_IPVS_GENL_VERSION);
-    if (svc)
-        nlb_service(&b, svc, 0);
-    nlb_msg_end(&b, start);
-    if (b.full)
-        return -EMSGSIZE;
-    return nl_txn(h, b.len, WAIT_DUMP, cb, ctx);
 }
 
 int nl_open(ipvs_handle *h)
@@ -165,19 +157,10 @@ static int info_cb(void *ctx, const struct nlp_msg *m)
     return nlp_parse_info_msg(m, ctx);
 }
 
-static int get_cmd(ipvs_handle *h, uint8_t cmd, nl_cb cb, void *ctx)
-{
-    struct nlb b = nl_tx_begin(h);
-    size_t start = nlb_msg_begin(&b, h->family_id, K_NLM_F_REQUEST, 0, cmd,
-                                 K_IPVS_GENL_VERSION);
-    nlb_msg_end(&b, start);
-    return nl_txn(h, b.len, WAIT_REPLY, cb, ctx);
-}
-
 int nl_get_info(ipvs_handle *h, struct ipvs_info *out)
 {
     memset(out, 0, sizeof(*out));
-    return get_cmd(h, K_IPVS_CMD_GET_INFO, info_cb, out);
+    return svc_cmd(h, K_IPVS_CMD_GET_INFO, WAIT_REPLY, NULL, info_cb, out);
 }
 
 int nl_add_service(ipvs_handle *h, const struct ipvs_service *svc)
@@ -208,18 +191,8 @@ static int svc_one_cb(void *ctx, const struct nlp_msg *m)
 
 int nl_get_service(ipvs_handle *h, const struct ipvs_service *key, struct ipvs_service *out)
 {
-    struct nlb b = nl_tx_begin(h);
     struct svc_one c = { out, 0 };
-    size_t start;
-    int r;
-
-    start = nlb_msg_begin(&b, h->family_id, K_NLM_F_REQUEST, 0, K_IPVS_CMD_GET_SERVICE,
-                          K_IPVS_GENL_VERSION);
-    nlb_service(&b, key, 0);
-    nlb_msg_end(&b, start);
-    if (b.full)
-        return -EMSGSIZE;
-    r = nl_txn(h, b.len, WAIT_REPLY, svc_one_cb, &c);
+    int r = svc_cmd(h, K_IPVS_CMD_GET_SERVICE, WAIT_REPLY, key, svc_one_cb, &c);
     if (r == 0 && !c.got)
         r = -EBADMSG;
     return r;
@@ -243,7 +216,7 @@ int nl_get_services(ipvs_handle *h, struct ipvs_service **out, size_t *n)
     struct growable g = { NULL, 0, 0, sizeof(struct ipvs_service), 64 };
     *out = NULL;
     *n = 0;
-    return grow_finish(&g, dump_cmd(h, K_IPVS_CMD_GET_SERVICE, NULL, svc_list_cb, &g),
+    return grow_finish(&g, svc_cmd(h, K_IPVS_CMD_GET_SERVICE, WAIT_DUMP, NULL, svc_list_cb, &g),
                        (void **)out, n);
 }
 
@@ -282,18 +255,18 @@ int nl_get_dests(ipvs_handle *h, const struct ipvs_service *svc, struct ipvs_des
     struct dest_list l = { { NULL, 0, 0, sizeof(struct ipvs_dest), 16 }, svc->af };
     *out = NULL;
     *n = 0;
-    return grow_finish(&l.g, dump_cmd(h, K_IPVS_CMD_GET_DEST, svc, dest_list_cb, &l),
+    return grow_finish(&l.g, svc_cmd(h, K_IPVS_CMD_GET_DEST, WAIT_DUMP, svc, dest_list_cb, &l),
                        (void **)out, n);
 }
 
 int nl_flush(ipvs_handle *h)
 {
-    return simple_cmd(h, K_IPVS_CMD_FLUSH, NULL);
+    return svc_cmd(h, K_IPVS_CMD_FLUSH, WAIT_ACK, NULL, NULL, NULL);
 }
 
 int nl_zero(ipvs_handle *h, const struct ipvs_service *svc)
 {
-    return simple_cmd(h, K_IPVS_CMD_ZERO, svc);
+    return svc_cmd(h, K_IPVS_CMD_ZERO, WAIT_ACK, svc, NULL, NULL);
 }
 
 static int config_cb(void *ctx, const struct nlp_msg *m)
@@ -304,7 +277,7 @@ static int config_cb(void *ctx, const struct nlp_msg *m)
 int nl_get_timeouts(ipvs_handle *h, struct ipvs_timeouts *out)
 {
     memset(out, 0, sizeof(*out));
-    return get_cmd(h, K_IPVS_CMD_GET_CONFIG, config_cb, out);
+    return svc_cmd(h, K_IPVS_CMD_GET_CONFIG, WAIT_REPLY, NULL, config_cb, out);
 }
 
 int nl_set_timeouts(ipvs_handle *h, const struct ipvs_timeouts *to)
@@ -344,7 +317,7 @@ int nl_get_daemons(ipvs_handle *h, struct ipvs_daemon *out, size_t *n)
 
     *n = 0;
     memset(out, 0, 2 * sizeof(*out));
-    r = dump_cmd(h, K_IPVS_CMD_GET_DAEMON, NULL, daemon_cb, &l);
+    r = svc_cmd(h, K_IPVS_CMD_GET_DAEMON, WAIT_DUMP, NULL, daemon_cb, &l);
     if (r < 0)
         return r;
     *n = l.n;

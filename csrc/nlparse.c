@@ -77,37 +77,22 @@ static int get_str(const struct nlp_attr *a, char *dst, size_t cap)
     return 0;
 }
 
-static int get_u8(const struct nlp_attr *a, uint8_t *v)
-{
-    if (a->len < 1)
-        return -EBADMSG;
-    *v = a->data[0];
-    return 0;
-}
+static uint8_t ld8(const uint8_t *p) { return p[0]; }
 
-static int get_u16(const struct nlp_attr *a, uint16_t *v)
-{
-    if (a->len < 2)
-        return -EBADMSG;
-    *v = ld16(a->data);
-    return 0;
-}
-
-static int get_be16(const struct nlp_attr *a, uint16_t *v)
-{
-    if (a->len < 2)
-        return -EBADMSG;
-    *v = ldbe16(a->data);
-    return 0;
-}
-
-static int get_u32(const struct nlp_attr *a, uint32_t *v)
-{
-    if (a->len < 4)
-        return -EBADMSG;
-    *v = ld32(a->data);
-    return 0;
-}
+/* get_X(a, &v): the attribute's fixed-size value, or -EBADMSG when its
+ * payload is shorter than the value. */
+#define NLP_GETTER(name, type, load)                            \
+    static int name(const struct nlp_attr *a, type *v)          \
+    {                                                           \
+        if (a->len < sizeof(type))                              \
+            return -EBADMSG;                                    \
+        *v = load(a->data);                                     \
+        return 0;                                               \
+    }
+NLP_GETTER(get_u8, uint8_t, ld8)
+NLP_GETTER(get_u16, uint16_t, ld16)
+NLP_GETTER(get_be16, uint16_t, ldbe16)
+NLP_GETTER(get_u32, uint32_t, ld32)
 
 static int get_addr(const struct nlp_attr *a, union ipvs_addr *v)
 {
