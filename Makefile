@@ -198,6 +198,7 @@ clean-hardening:
 ctest:
 	mkdir -p build/ctest
 	gcc -Wall -Wextra -Werror -O2 -pthread -Icsrc csrc/libipvs.c csrc/sockopt.c \
-	    csrc/soparse.c csrc/alloc.c csrc/test_sockopt.c -o build/ctest/test_sockopt
+	    csrc/soparse.c csrc/alloc.c csrc/test_sockopt.c csrc/test_sockopt_util.c \
+	    -o build/ctest/test_sockopt
 	PYTHONPATH=$(CURDIR) $(PYTHON) -m ipvs.sandbox -- sh -c \
 	    'ip netns add ctest && ip -n ctest link set lo up && ip netns exec ctest build/ctest/test_sockopt'
