@@ -180,7 +180,7 @@ cdef class _AddrCache:
     cdef object get(self, int af, const ipvs_addr *a):
         cdef uint32_t ip
         if af == C_AF_INET6:
-            key = PyBytes_FromStringAndSize(<const char *>a.bytes, 16)
+            key = PyBytes_FromStringAndSize(<const char *>a.bytes, sizeof(ipvs_addr))
             r = self.v6.get(key)
             if r is None:
                 r = self.v6[key] = IPv6Address(key)
@@ -195,7 +195,7 @@ cdef class _AddrCache:
 
 cdef object _addr(int af, const ipvs_addr *a):
     if af == C_AF_INET6:
-        return IPv6Address(PyBytes_FromStringAndSize(<const char *>a.bytes, 16))
+        return IPv6Address(PyBytes_FromStringAndSize(<const char *>a.bytes, sizeof(ipvs_addr)))
     return _v4(ntohl(a.ip))
 
 
