@@ -54,6 +54,14 @@ static int so_get(ipvs_handle *h, int cmd, void *buf, socklen_t *len)
     return 0;
 }
 
+/* A GET of a fixed-size reply into a zeroed buf; *len its length. */
+static int so_get_fixed(ipvs_handle *h, int cmd, void *buf, socklen_t size, socklen_t *len)
+{
+    memset(buf, 0, size);
+    *len = size;
+    return so_get(h, cmd, buf, len);
+}
+
 static int so_set(ipvs_handle *h, int cmd, const void *buf, socklen_t len)
 {
     if (setsockopt(h->fd, IPPROTO_IP, cmd, buf, len) < 0)
@@ -158,13 +166,10 @@ static void encode_dest(const struct ipvs_dest *d, struct so_dest_req *r)
 static int get_info_raw(ipvs_handle *h, struct ipvs_info *info, uint32_t *nsvc)
 {
     struct so_info in;
-    socklen_t len = sizeof(in);
-    memset(&in, 0, sizeof(in));
-    int rc = so_get(h, SO_IPVS_GET_INFO, &in, &len);
-    if (rc < 0)
-        return rc;
     struct ipvs_info tmp;
-    return soparse_info(&in, len, info ? info : &tmp, nsvc);
+    socklen_t len;
+    int rc = so_get_fixed(h, SO_IPVS_GET_INFO, &in, sizeof(in), &len);
+    return rc < 0 ? rc : soparse_info(&in, len, info ? info : &tmp, nsvc);
 }
 
 int so_open(ipvs_handle *h)
@@ -477,12 +482,9 @@ int so_zero(ipvs_handle *h, const struct ipvs_service *svc)
 int so_get_timeouts(ipvs_handle *h, struct ipvs_timeouts *out)
 {
     struct so_timeouts t;
-    socklen_t len = sizeof(t);
-    memset(&t, 0, sizeof(t));
-    int rc = so_get(h, SO_IPVS_GET_TIMEOUT, &t, &len);
-    if (rc < 0)
-        return rc;
-    return soparse_timeouts(&t, len, out);
+    socklen_t len;
+    int rc = so_get_fixed(h, SO_IPVS_GET_TIMEOUT, &t, sizeof(t), &len);
+    return rc < 0 ? rc : soparse_timeouts(&t, len, out);
 }
 
 int so_set_timeouts(ipvs_handle *h, const struct ipvs_timeouts *to)
@@ -502,13 +504,11 @@ int so_set_timeouts(ipvs_handle *h, const struct ipvs_timeouts *to)
 int so_get_daemons(ipvs_handle *h, struct ipvs_daemon *out, size_t *n)
 {
     struct so_daemon d[2];
-    socklen_t len = sizeof(d);
+    socklen_t len;
+    int rc;
     *n = 0;
-    memset(d, 0, sizeof(d));
-    int rc = so_get(h, SO_IPVS_GET_DAEMON, d, &len);
-    if (rc < 0)
-        return rc;
-    return soparse_daemons(d, sizeof(d), out, n);
+    rc = so_get_fixed(h, SO_IPVS_GET_DAEMON, d, sizeof(d), &len);
+    return rc < 0 ? rc : soparse_daemons(d, sizeof(d), out, n);
 }
 
 int so_start_daemon(ipvs_handle *h, const struct ipvs_daemon *dm)

@@ -197,44 +197,49 @@ static int dest_entry(const void *e, void *out, size_t i)
     return 0;
 }
 
+/* A table reply: a header of hdrsize bytes holding count, then count
+ * entries of esize bytes, size bytes in all. */
+static int parse_table(const void *buf, size_t len, size_t hdrsize, uint32_t count,
+                       size_t size, size_t esize, so_entry_fn fn, void *out, size_t cap,
+                       size_t *n, size_t *slots)
+{
+    int r;
+    if (size != len)
+        return -EPROTO;
+    r = walk_table((const unsigned char *)buf + hdrsize, count, esize, fn, out, cap, n);
+    if (r == 0)
+        *slots = count;
+    return r;
+}
+
 int soparse_services(const void *buf, size_t len, struct ipvs_service *out,
                      size_t cap, size_t *n, size_t *slots)
 {
     struct so_get_services hdr;
-    int r;
 
     *n = 0;
     *slots = 0;
     if (!buf || len < sizeof(hdr))
         return -EPROTO;
     memcpy(&hdr, buf, sizeof(hdr));
-    if (soparse_services_size(hdr.num_services) != len)
-        return -EPROTO;
-    r = walk_table((const unsigned char *)buf + sizeof(hdr), hdr.num_services,
-                   sizeof(struct so_svc_entry), svc_entry, out, cap, n);
-    if (r == 0)
-        *slots = hdr.num_services;
-    return r;
+    return parse_table(buf, len, sizeof(hdr), hdr.num_services,
+                       soparse_services_size(hdr.num_services), sizeof(struct so_svc_entry),
+                       svc_entry, out, cap, n, slots);
 }
 
 int soparse_dests(const void *buf, size_t len, struct ipvs_dest *out,
                   size_t cap, size_t *n, size_t *slots)
 {
     struct so_get_dests hdr;
-    int r;
 
     *n = 0;
     *slots = 0;
     if (!buf || len < sizeof(hdr))
         return -EPROTO;
     memcpy(&hdr, buf, sizeof(hdr));
-    if (soparse_dests_size(hdr.num_dests) != len)
-        return -EPROTO;
-    r = walk_table((const unsigned char *)buf + sizeof(hdr), hdr.num_dests,
-                   sizeof(struct so_dest_entry), dest_entry, out, cap, n);
-    if (r == 0)
-        *slots = hdr.num_dests;
-    return r;
+    return parse_table(buf, len, sizeof(hdr), hdr.num_dests,
+                       soparse_dests_size(hdr.num_dests), sizeof(struct so_dest_entry),
+                       dest_entry, out, cap, n, slots);
 }
 
 int soparse_timeouts(const void *buf, size_t len, struct ipvs_timeouts *out)
