@@ -3,7 +3,8 @@
 # needed for them. What each target runs, and the figures, are in
 # docs/hardening.md.
 #
-#   make fuzz            libFuzzer (ASan+UBSan) on the C reply parsers, FUZZ_TIME s each
+#   make fuzz            libFuzzer (ASan+UBSan) on the C reply parsers and the
+#                        request builder's build->parse round trips, FUZZ_TIME s each
 #   make fuzz-ci         the same, 20 s per target
 #   make fuzz-coverage   llvm-cov line/branch coverage of the parsers by the corpus
 #   make capture         re-record the seed corpus from the sandbox kernel
@@ -12,6 +13,7 @@
 #   make valgrind        memcheck over the core kernel tests in the sandbox
 #   make alloc-check     -DIPVS_DEBUG_ALLOC build, kernel tests, allocs == frees
 #   make ctest           the C-level sockopt exerciser (csrc/test_sockopt.c) in the sandbox
+#   make test-hooks      -DIPVS_TEST_HOOKS build, the kernel tests that need its hooks (CI)
 #
 # Sanitizer/debug builds are made in private copies under build/hardening/
 # (never in place), so they do not disturb the checkout's own extension.
@@ -39,7 +41,7 @@ ASAN_CFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                -fno-omit-frame-pointer -O1 -g
 UBSAN_CFLAGS := -fsanitize=undefined -fno-sanitize-recover=undefined -O1 -g
 
-.PHONY: fuzz fuzz-ci fuzz-coverage fuzz-build capture asan ubsan-kernel valgrind alloc-check ctest clean-hardening
+.PHONY: fuzz fuzz-ci fuzz-coverage fuzz-build capture asan ubsan-kernel valgrind alloc-check ctest test-hooks clean-hardening
 
 # A private copy of the work tree in $(1) (sources only; the extension is
 # rebuilt there).
@@ -59,12 +61,21 @@ $(OUT)/fuzz_soparse: fuzz/fuzz_soparse.c csrc/soparse.c csrc/soparse.h csrc/sock
 	@mkdir -p $(OUT)
 	$(CLANG) $(FUZZ_CFLAGS) fuzz/fuzz_soparse.c csrc/soparse.c -o $@
 
-fuzz-build: $(OUT)/fuzz_nlparse $(OUT)/fuzz_soparse
+# build -> parse round trips: every request the builder makes parses back
+$(OUT)/fuzz_nlbuild: fuzz/fuzz_nlbuild.c csrc/nlbuild.c csrc/nlbuild.h csrc/nlparse.c csrc/nlparse.h csrc/uapi.h csrc/libipvs.h
+	@mkdir -p $(OUT)
+	$(CLANG) $(FUZZ_CFLAGS) fuzz/fuzz_nlbuild.c csrc/nlbuild.c csrc/nlparse.c -o $@
+
+FUZZ_TARGETS := nlparse soparse nlbuild
+# the C files the round-trip target covers (fuzz-coverage)
+FUZZ_SRC_nlbuild := csrc/nlbuild.c csrc/nlparse.c
+
+fuzz-build: $(addprefix $(OUT)/fuzz_,$(FUZZ_TARGETS))
 
 # New inputs go to $(OUT)/work-TARGET (the committed corpus is only read);
 # a crash leaves $(OUT)/crash-TARGET-* and fails the target.
 fuzz: fuzz-build
-	@for t in nlparse soparse; do \
+	@for t in $(FUZZ_TARGETS); do \
 	    mkdir -p $(OUT)/work-$$t || exit 1; \
 	    echo "==> fuzz_$$t: $(FUZZ_TIME) s"; \
 	    ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \
@@ -85,9 +96,10 @@ fuzz-ci:
 # `make fuzz` found ($(OUT)/work-*): llvm-cov report.
 fuzz-coverage:
 	@mkdir -p $(OUT)/cov
-	@for t in nlparse soparse; do \
+	@for t in $(FUZZ_TARGETS); do \
+	    case $$t in nlbuild) src="$(FUZZ_SRC_nlbuild)";; *) src=csrc/$$t.c;; esac; \
 	    $(CLANG) -g -O0 -fsanitize=fuzzer -fprofile-instr-generate -fcoverage-mapping \
-	        -std=gnu11 -Icsrc fuzz/fuzz_$$t.c csrc/$$t.c -o $(OUT)/cov/fuzz_$$t || exit 1; \
+	        -std=gnu11 -Icsrc fuzz/fuzz_$$t.c $$src -o $(OUT)/cov/fuzz_$$t || exit 1; \
 	    mkdir -p $(OUT)/work-$$t; \
 	    LLVM_PROFILE_FILE=$(OUT)/cov/$$t.profraw $(OUT)/cov/fuzz_$$t -runs=0 \
 	        fuzz/corpus/$$t $(OUT)/work-$$t > $(OUT)/cov/$$t.log 2>&1 || exit 1; \
@@ -167,6 +179,17 @@ alloc-check:
 	cd $(HB)/alloc && IPVS_REQUIRE_KERNEL=1 IPVS_REQUIRE_ALLOC_COUNTERS=1 \
 	    $(SANDBOX) -- $(PY) -m pytest -q -p no:cacheprovider $(KTESTS)
 
+# The test build: run-time switches for tests exist only with -DIPVS_TEST_HOOKS
+# (today IPVS_TEST_NETLINK_FAMILY, csrc/netlink.c), never in a release wheel.
+# The tests that need them run here; in the normal build they skip after
+# asserting that this target runs them (tests/kernel/test_fallback.py).
+test-hooks:
+	$(call private_copy,$(HB)/hooks)
+	cd $(HB)/hooks && IPVS_CFLAGS="-DIPVS_TEST_HOOKS" $(PY) setup.py build_ext --inplace -q
+	cd $(HB)/hooks && $(PY) -c 'import ipvs._libipvs as m, os; assert m.TEST_BUILD and m.__file__.startswith(os.getcwd()), m.__file__'
+	cd $(HB)/hooks && IPVS_REQUIRE_KERNEL=1 IPVS_REQUIRE_TEST_BUILD=1 \
+	    $(SANDBOX) -- $(PY) -m pytest -q -p no:cacheprovider tests/kernel/test_fallback.py
+
 clean-hardening:
 	rm -rf $(OUT) $(HB)
 
@@ -175,6 +198,7 @@ clean-hardening:
 ctest:
 	mkdir -p build/ctest
 	gcc -Wall -Wextra -Werror -O2 -pthread -Icsrc csrc/libipvs.c csrc/sockopt.c \
-	    csrc/soparse.c csrc/alloc.c csrc/test_sockopt.c -o build/ctest/test_sockopt
+	    csrc/soparse.c csrc/alloc.c csrc/test_sockopt.c csrc/test_sockopt_util.c \
+	    -o build/ctest/test_sockopt
 	PYTHONPATH=$(CURDIR) $(PYTHON) -m ipvs.sandbox -- sh -c \
 	    'ip netns add ctest && ip -n ctest link set lo up && ip netns exec ctest build/ctest/test_sockopt'

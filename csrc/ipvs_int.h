@@ -12,6 +12,10 @@ struct ipvs_handle {
     int backend;                 /* IPVS_BACKEND_NETLINK / SOCKOPT */
     int fd;                      /* the transport's socket, SOCK_CLOEXEC */
     int netns_fd;                /* dup of the namespace fd given, or -1 */
+    int home_ns_fd;              /* the namespace the socket was made in (a dup
+                                    of netns_fd, or the opener's own): a child
+                                    process reopens the socket there */
+    unsigned long fork_gen;      /* ipvs_fork_gen when the socket was made */
     int timeout_ms;              /* <= 0: no timeout */
     /* netlink */
     uint16_t family_id;

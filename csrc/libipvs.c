@@ -5,11 +5,14 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -80,6 +83,110 @@ static int open_transport(ipvs_handle *h, int backend)
     return rc;
 }
 
+/*
+ * fork safety. A handle inherited by a child process over fork() must not
+ * share the parent's socket: both would read each other's replies. Done here
+ * in C, below every caller (Python, threads, signal handlers alike): a
+ * pthread_atfork child handler bumps ipvs_fork_gen (no syscall on the hot
+ * path, unlike comparing getpid() on every call); a handle whose fork_gen is
+ * behind, used in the child, first drops its copy of the parent's socket
+ * (closing the child's descriptor only: the parent's socket stays open and
+ * untouched) and opens its own in the namespace it was opened in
+ * (home_ns_fd). Its lock is initialised afresh: a parent thread that held it
+ * at fork time does not exist in the child. Child threads racing to be first
+ * are serialised by fork_lock.
+ */
+static unsigned long ipvs_fork_gen;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t fork_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void after_fork_in_child(void)
+{
+    __atomic_add_fetch(&ipvs_fork_gen, 1, __ATOMIC_RELAXED);
+    pthread_mutex_init(&fork_lock, NULL);
+}
+
+static void atfork_register(void)
+{
+    (void)pthread_atfork(NULL, NULL, after_fork_in_child);
+}
+
+static int init_lock(ipvs_handle *h)
+{
+    /* error-checking: a signal handler that calls the same handle while the
+     * interrupted call holds the lock gets EDEADLK instead of hanging */
+    pthread_mutexattr_t ma;
+    int rc;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ERRORCHECK);
+    rc = pthread_mutex_init(&h->lock, &ma);
+    pthread_mutexattr_destroy(&ma);
+    return rc;
+}
+
+/* Same network namespace? (compared by the nsfs inode) */
+static int same_ns(int a_fd, const char *b_path)
+{
+    struct stat a, b;
+    if (fstat(a_fd, &a) < 0 || stat(b_path, &b) < 0)
+        return 0;
+    return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/* In a child process: a socket of its own, in the handle's namespace. */
+static int reopen_after_fork(ipvs_handle *h)
+{
+    int rc, rc2, saved = -1;
+    if (h->fd >= 0) {
+        close(h->fd);            /* the child's descriptor only */
+        h->fd = -1;
+    }
+    h->rx_pending = 0;           /* a datagram of the parent's, never ours */
+    if (h->home_ns_fd >= 0 && !same_ns(h->home_ns_fd, "/proc/thread-self/ns/net")) {
+        rc = enter_netns(h->home_ns_fd, &saved);
+        if (rc < 0)
+            return rc;
+    }
+    rc = open_transport(h, h->backend);
+    rc2 = leave_netns(saved);
+    if (rc2 < 0)
+        rc = rc2;
+    if (rc < 0 && h->fd >= 0) {
+        close(h->fd);
+        h->fd = -1;
+    }
+    return rc;
+}
+
+/* Lock h; in a child process first make the handle its own. */
+static int lock_handle(ipvs_handle *h)
+{
+    if (__atomic_load_n(&ipvs_fork_gen, __ATOMIC_RELAXED) != h->fork_gen) {
+        int rc = 0;
+        pthread_mutex_lock(&fork_lock);
+        unsigned long gen = __atomic_load_n(&ipvs_fork_gen, __ATOMIC_RELAXED);
+        if (gen != h->fork_gen) {
+            /* no thread of this process has locked h yet (every locker
+             * comes through here first): initialising it afresh is safe */
+            pthread_mutex_destroy(&h->lock);
+            if (init_lock(h) != 0)
+                rc = -ENOMEM;
+            else {
+                /* on failure fork_gen stays behind: the next call tries again */
+                rc = reopen_after_fork(h);
+                if (rc >= 0)
+                    h->fork_gen = gen;
+            }
+        }
+        pthread_mutex_unlock(&fork_lock);
+        if (rc < 0)
+            return rc;
+    }
+    if (pthread_mutex_lock(&h->lock) != 0)
+        return -EDEADLK;
+    return 0;
+}
+
 static __thread char open_errmsg[IPVS_ERRMSG_MAX];
 
 const char *ipvs_open_errmsg(void) { return open_errmsg; }
@@ -98,15 +205,11 @@ int ipvs_open(ipvs_handle **out, int backend, int netns_fd, int timeout_ms)
         return -ENOMEM;
     h->fd = -1;
     h->netns_fd = -1;
+    h->home_ns_fd = -1;
     h->timeout_ms = timeout_ms;
-    /* error-checking: a signal handler that calls the same handle while the
-     * interrupted call holds the lock gets EDEADLK instead of hanging */
-    pthread_mutexattr_t ma;
-    pthread_mutexattr_init(&ma);
-    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ERRORCHECK);
-    rc = pthread_mutex_init(&h->lock, &ma);
-    pthread_mutexattr_destroy(&ma);
-    if (rc != 0) {
+    pthread_once(&atfork_once, atfork_register);
+    h->fork_gen = __atomic_load_n(&ipvs_fork_gen, __ATOMIC_RELAXED);
+    if (init_lock(h) != 0) {
         ipvs_xfree(h);
         return -ENOMEM;
     }
@@ -116,6 +219,13 @@ int ipvs_open(ipvs_handle **out, int backend, int netns_fd, int timeout_ms)
             rc = -errno;
             goto fail;
         }
+        h->home_ns_fd = fcntl(netns_fd, F_DUPFD_CLOEXEC, 0);
+    } else {
+        h->home_ns_fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    }
+    if (h->home_ns_fd < 0) {
+        rc = -errno;
+        goto fail;
     }
     rc = enter_netns(h->netns_fd, &saved);
     if (rc < 0)
@@ -148,6 +258,8 @@ void ipvs_close(ipvs_handle *h)
         close(h->fd);
     if (h->netns_fd >= 0)
         close(h->netns_fd);
+    if (h->home_ns_fd >= 0)
+        close(h->home_ns_fd);
     ipvs_xfree(h->rxbuf);
     ipvs_xfree(h->txbuf);
     pthread_mutex_destroy(&h->lock);
@@ -160,13 +272,45 @@ int ipvs_fd(const ipvs_handle *h) { return h->fd; }
 
 int ipvs_set_interrupt_check(ipvs_handle *h, int (*cb)(void *arg), void *arg)
 {
-    pthread_mutex_lock(&h->lock);
+    int rc = lock_handle(h);
+    if (rc < 0)
+        return rc;
     h->intr_cb = cb;
     h->intr_arg = arg;
     pthread_mutex_unlock(&h->lock);
     return 0;
 }
 
+int ipvs_set_timeout(ipvs_handle *h, int timeout_ms)
+{
+    int rc = lock_handle(h);
+    if (rc < 0)
+        return rc;
+    h->timeout_ms = timeout_ms;
+    pthread_mutex_unlock(&h->lock);
+    return 0;
+}
+
+int ipvs_link_up(ipvs_handle *h, const char *ifname)
+{
+    struct ifreq ifr;
+    int rc = lock_handle(h);
+    if (rc < 0)
+        return rc;
+    memset(&ifr, 0, sizeof(ifr));
+    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+    /* the socket's own namespace answers: no setns needed */
+    if (h->fd < 0)
+        rc = -EBADF;
+    else if (ioctl(h->fd, SIOCGIFFLAGS, &ifr) < 0)
+        rc = -errno;
+    else
+        rc = (ifr.ifr_flags & IFF_UP) ? 1 : 0;
+    pthread_mutex_unlock(&h->lock);
+    return rc;
+}
+
+#ifdef IPVS_TEST_HOOKS
 int ipvs_test_swap_fd(ipvs_handle *h, int fd)
 {
     int old;
@@ -176,23 +320,16 @@ int ipvs_test_swap_fd(ipvs_handle *h, int fd)
     pthread_mutex_unlock(&h->lock);
     return old;
 }
-
-int ipvs_set_timeout(ipvs_handle *h, int timeout_ms)
-{
-    pthread_mutex_lock(&h->lock);
-    h->timeout_ms = timeout_ms;
-    pthread_mutex_unlock(&h->lock);
-    return 0;
-}
+#endif
 
 void ipvs_free(void *p) { ipvs_xfree(p); }
 
 /* Lock, clear the message, call the transport's function, unlock. */
 #define DISPATCH(name, ...)                                        \
     do {                                                           \
-        int rc_;                                                   \
-        if (pthread_mutex_lock(&h->lock) != 0)                     \
-            return -EDEADLK;                                       \
+        int rc_ = lock_handle(h);                                  \
+        if (rc_ < 0)                                               \
+            return rc_;                                            \
         h->errmsg[0] = '\0';                                       \
         if (h->fd < 0)                                             \
             rc_ = -EBADF;                                          \
@@ -247,7 +384,9 @@ int ipvs_read_proc_net(ipvs_handle *h, const char *name, char **out, size_t *len
     if (strchr(name, '/') || strlen(name) > 64)
         return -EINVAL;
     snprintf(path, sizeof(path), "/proc/thread-self/net/%s", name);
-    pthread_mutex_lock(&h->lock);
+    rc = lock_handle(h);
+    if (rc < 0)
+        return rc;
     rc = enter_netns(h->netns_fd, &saved);
     if (rc < 0) {
         pthread_mutex_unlock(&h->lock);

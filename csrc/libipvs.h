@@ -13,6 +13,9 @@
  *  - A handle serializes its callers with an internal mutex, so one handle may
  *    be shared by threads. No function touches Python; all may run without
  *    the GIL.
+ *  - fork(): a handle inherited by a child process opens its own socket, in
+ *    the namespace the handle was opened in, on its first use in the child;
+ *    the child never reads or writes the parent's socket (libipvs.c).
  */
 #ifndef LIBIPVS_H
 #define LIBIPVS_H
@@ -51,6 +54,14 @@ enum {
 #define IPVS_FWD_ROUTE  3
 #define IPVS_FWD_BYPASS 4
 #define IPVS_FWD_MASK   0x7
+
+/* tunnel types (IP_VS_CONN_F_TUNNEL_TYPE_*) and encapsulation flags */
+#define IPVS_TUN_TYPE_IPIP 0
+#define IPVS_TUN_TYPE_GUE  1
+#define IPVS_TUN_TYPE_GRE  2
+#define IPVS_TUN_FLAG_NOCSUM   0x0000
+#define IPVS_TUN_FLAG_CSUM     0x0001
+#define IPVS_TUN_FLAG_REMCSUM  0x0002
 
 /* daemon states */
 #define IPVS_STATE_NONE   0
@@ -173,6 +184,9 @@ int ipvs_fd(const ipvs_handle *h);
  * later request skips the abandoned request's replies by sequence number).
  * Without a check, or when it returns 0, EINTR is retried until the deadline. */
 int ipvs_set_interrupt_check(ipvs_handle *h, int (*cb)(void *arg), void *arg);
+/* Is network interface ifname up in the handle's namespace? 1 / 0, or a
+ * negative errno (-ENODEV: no such interface). For error messages. */
+int ipvs_link_up(ipvs_handle *h, const char *ifname);
 
 int ipvs_get_info(ipvs_handle *h, struct ipvs_info *out);
 
@@ -216,10 +230,12 @@ int ipvs_read_proc_net(ipvs_handle *h, const char *name, char **out, size_t *len
 
 void ipvs_free(void *p);
 
-/* --- testing only: not part of the API, for the test suite's fault injection */
-/* Put fd in place of the handle's socket (the handle then owns fd); returns
- * the previous one, which the caller now owns. */
-int ipvs_test_swap_fd(ipvs_handle *h, int fd);
+#ifdef IPVS_TEST_HOOKS
+/* --- test builds only (make test-hooks): never in a release wheel.
+ * The family name netlink resolves instead of "IPVS" is read from the
+ * environment variable IPVS_TEST_NETLINK_FAMILY (netlink.c), so that a test
+ * can simulate a kernel without the family. */
+#endif
 
 /* Debug builds (-DIPVS_DEBUG_ALLOC, see alloc.h): the number of blocks the
  * library allocated and freed so far. Other builds: -ENOSYS (both set to 0). */

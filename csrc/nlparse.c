@@ -3,6 +3,7 @@
  * See nlparse.h. Written from the kernel's uapi numbers.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -24,14 +25,14 @@ int nlp_next_msg(const uint8_t *buf, size_t len, size_t *off, struct nlp_msg *m)
     rest = len - o;
     if (rest < K_NLMSG_HDRLEN)
         return -EBADMSG;
-    mlen = ld32(buf + o);
+    mlen = ld32(buf + o + offsetof(struct k_nlmsghdr, nlmsg_len));
     if (mlen < K_NLMSG_HDRLEN || mlen > rest)
         return -EBADMSG;
     m->len = mlen;
-    m->type = ld16(buf + o + 4);
-    m->flags = ld16(buf + o + 6);
-    m->seq = ld32(buf + o + 8);
-    m->pid = ld32(buf + o + 12);
+    m->type = ld16(buf + o + offsetof(struct k_nlmsghdr, nlmsg_type));
+    m->flags = ld16(buf + o + offsetof(struct k_nlmsghdr, nlmsg_flags));
+    m->seq = ld32(buf + o + offsetof(struct k_nlmsghdr, nlmsg_seq));
+    m->pid = ld32(buf + o + offsetof(struct k_nlmsghdr, nlmsg_pid));
     m->data = buf + o + K_NLMSG_HDRLEN;
     m->datalen = mlen - K_NLMSG_HDRLEN;
     /* the last message may lack its alignment padding */
@@ -50,10 +51,10 @@ int nlp_next_attr(const uint8_t *buf, size_t len, size_t *off, struct nlp_attr *
     rest = len - o;
     if (rest < K_NLA_HDRLEN)
         return -EBADMSG;
-    alen = ld16(buf + o);
+    alen = ld16(buf + o + offsetof(struct k_nlattr, nla_len));
     if (alen < K_NLA_HDRLEN || alen > rest)
         return -EBADMSG;
-    a->type = ld16(buf + o + 2) & K_NLA_TYPE_MASK;
+    a->type = ld16(buf + o + offsetof(struct k_nlattr, nla_type)) & K_NLA_TYPE_MASK;
     a->data = buf + o + K_NLA_HDRLEN;
     a->len = alen - K_NLA_HDRLEN;
     o += K_NLA_ALIGN((size_t)alen);
@@ -76,37 +77,22 @@ static int get_str(const struct nlp_attr *a, char *dst, size_t cap)
     return 0;
 }
 
-static int get_u8(const struct nlp_attr *a, uint8_t *v)
-{
-    if (a->len < 1)
-        return -EBADMSG;
-    *v = a->data[0];
-    return 0;
-}
+static uint8_t ld8(const uint8_t *p) { return p[0]; }
 
-static int get_u16(const struct nlp_attr *a, uint16_t *v)
-{
-    if (a->len < 2)
-        return -EBADMSG;
-    *v = ld16(a->data);
-    return 0;
-}
-
-static int get_be16(const struct nlp_attr *a, uint16_t *v)
-{
-    if (a->len < 2)
-        return -EBADMSG;
-    *v = ldbe16(a->data);
-    return 0;
-}
-
-static int get_u32(const struct nlp_attr *a, uint32_t *v)
-{
-    if (a->len < 4)
-        return -EBADMSG;
-    *v = ld32(a->data);
-    return 0;
-}
+/* get_X(a, &v): the attribute's fixed-size value, or -EBADMSG when its
+ * payload is shorter than the value. */
+#define NLP_GETTER(name, type, load)                            \
+    static int name(const struct nlp_attr *a, type *v)          \
+    {                                                           \
+        if (a->len < sizeof(type))                              \
+            return -EBADMSG;                                    \
+        *v = load(a->data);                                     \
+        return 0;                                               \
+    }
+NLP_GETTER(get_u8, uint8_t, ld8)
+NLP_GETTER(get_u16, uint16_t, ld16)
+NLP_GETTER(get_be16, uint16_t, ldbe16)
+NLP_GETTER(get_u32, uint32_t, ld32)
 
 static int get_addr(const struct nlp_attr *a, union ipvs_addr *v)
 {
@@ -123,27 +109,28 @@ int nlp_parse_error(const struct nlp_msg *m, int *error, char *msg, size_t msgsz
 
     if (msg && msgsz)
         msg[0] = '\0';
-    if (m->datalen < 4)
+    if (m->datalen < sizeof(e))
         return -EBADMSG;
-    memcpy(&e, m->data, 4);
+    memcpy(&e, m->data + offsetof(struct k_nlmsgerr, error), sizeof(e));
     if (e > 0 || e < -4095)
         return -EBADMSG;
     *error = e;
     if (m->type == K_NLMSG_ERROR) {
         /* struct nlmsgerr: int error; struct nlmsghdr msg; then the rest of
          * the request unless capped, then the TLVs. */
-        if (m->datalen < 4 + K_NLMSG_HDRLEN)
+        if (m->datalen < sizeof(struct k_nlmsgerr))
             return -EBADMSG;
         if (m->flags & K_NLM_F_CAPPED) {
-            tlv = 4 + K_NLMSG_HDRLEN;
+            tlv = sizeof(struct k_nlmsgerr);
         } else {
-            uint32_t olen = ld32(m->data + 4);
+            uint32_t olen = ld32(m->data + offsetof(struct k_nlmsgerr, msg)
+                                 + offsetof(struct k_nlmsghdr, nlmsg_len));
             if (olen < K_NLMSG_HDRLEN)
                 return -EBADMSG;
-            tlv = 4 + (size_t)olen;
+            tlv = offsetof(struct k_nlmsgerr, msg) + (size_t)olen;
         }
     } else {
-        tlv = 4;  /* NLMSG_DONE: int error, then TLVs */
+        tlv = sizeof(e);  /* NLMSG_DONE: int error, then TLVs */
     }
     if (!(m->flags & K_NLM_F_ACK_TLVS))
         return 0;

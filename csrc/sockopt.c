@@ -54,6 +54,14 @@ static int so_get(ipvs_handle *h, int cmd, void *buf, socklen_t *len)
     return 0;
 }
 
+/* A GET of a fixed-size reply into a zeroed buf; *len its length. */
+static int so_get_fixed(ipvs_handle *h, int cmd, void *buf, socklen_t size, socklen_t *len)
+{
+    memset(buf, 0, size);
+    *len = size;
+    return so_get(h, cmd, buf, len);
+}
+
 static int so_set(ipvs_handle *h, int cmd, const void *buf, socklen_t len)
 {
     if (setsockopt(h->fd, IPPROTO_IP, cmd, buf, len) < 0)
@@ -158,13 +166,10 @@ static void encode_dest(const struct ipvs_dest *d, struct so_dest_req *r)
 static int get_info_raw(ipvs_handle *h, struct ipvs_info *info, uint32_t *nsvc)
 {
     struct so_info in;
-    socklen_t len = sizeof(in);
-    memset(&in, 0, sizeof(in));
-    int rc = so_get(h, SO_IPVS_GET_INFO, &in, &len);
-    if (rc < 0)
-        return rc;
     struct ipvs_info tmp;
-    return soparse_info(&in, len, info ? info : &tmp, nsvc);
+    socklen_t len;
+    int rc = so_get_fixed(h, SO_IPVS_GET_INFO, &in, sizeof(in), &len);
+    return rc < 0 ? rc : soparse_info(&in, len, info ? info : &tmp, nsvc);
 }
 
 int so_open(ipvs_handle *h)
@@ -269,6 +274,87 @@ int so_get_service(ipvs_handle *h, const struct ipvs_service *key,
     return get_service_raw(h, key, out, NULL);
 }
 
+/* ---- the two tables read by count: services and destinations ---- */
+
+/* How one table is read: its GET command and the size of one result. */
+struct so_table {
+    int cmd;                                  /* SO_IPVS_GET_SERVICES / _DESTS */
+    size_t elem;
+    size_t (*size)(size_t n);                 /* reply size for n entries */
+};
+
+/* The request: how many slots, and for destinations whose. */
+static void table_request(const struct so_table *t, void *buf, uint32_t slots,
+                          const struct ipvs_service *svc)
+{
+    if (t->cmd == SO_IPVS_GET_SERVICES) {
+        ((struct so_get_services *)buf)->num_services = slots;
+    } else {
+        struct so_get_dests *q = buf;
+        q->protocol = wire_protocol(svc);
+        q->addr = svc->addr.ip;
+        q->port = htons(svc->port);
+        q->fwmark = svc->fwmark;
+        q->num_dests = slots;
+    }
+}
+
+static int table_parse(const struct so_table *t, const void *buf, size_t len, void *out,
+                       size_t cap, size_t *n, size_t *slots)
+{
+    if (t->cmd == SO_IPVS_GET_SERVICES)
+        return soparse_services(buf, len, out, cap, n, slots);
+    return soparse_dests(buf, len, out, cap, n, slots);
+}
+
+/* One read of a table the kernel counted count entries of, into count + 1
+ * slots (the extra one detects growth between count and read). 1 = it grew
+ * (read again), 0 = *out (malloc'ed, *got entries), < 0 = error. */
+static int read_table(ipvs_handle *h, const struct so_table *t, const struct ipvs_service *svc,
+                      uint32_t count, void **out, size_t *got)
+{
+    size_t slots = (size_t)count + 1, size = t->size(slots), n = 0, nslots = 0;
+    void *buf, *res;
+    socklen_t len;
+    int rc;
+
+    if (size == 0)
+        return -ENOMEM;
+    buf = ipvs_calloc(1, size);
+    res = ipvs_calloc(slots, t->elem);
+    if (!buf || !res) {
+        ipvs_xfree(buf);
+        ipvs_xfree(res);
+        return -ENOMEM;
+    }
+    table_request(t, buf, (uint32_t)slots, svc);
+    len = (socklen_t)size;
+    rc = so_get(h, t->cmd, buf, &len);
+    if (rc == 0)
+        rc = table_parse(t, buf, size, res, slots, &n, &nslots);
+    ipvs_xfree(buf);
+    if (rc == -EAGAIN || (rc == 0 && n >= slots)) {
+        ipvs_xfree(res);
+        return 1;
+    }
+    if (rc < 0) {
+        ipvs_xfree(res);
+        return rc;
+    }
+    if (n > 0) {
+        void *shrunk = ipvs_realloc(res, n * t->elem);
+        if (shrunk)
+            res = shrunk;
+    }
+    *out = res;
+    *got = n;
+    return 0;
+}
+
+static const struct so_table services_table = {
+    SO_IPVS_GET_SERVICES, sizeof(struct ipvs_service), soparse_services_size,
+};
+
 /* IPv6 services do not exist for this interface: the kernel's sockopt
  * service count (GET_INFO) leaves them out too (verified on 6.1), so they can
  * be neither listed nor detected here. */
@@ -281,41 +367,9 @@ int so_get_services(ipvs_handle *h, struct ipvs_service **out, size_t *n)
         int rc = get_info_raw(h, NULL, &count);
         if (rc < 0)
             return rc;
-        size_t slots = (size_t)count + 1;    /* +1: detects growth */
-        size_t size = soparse_services_size(slots);
-        if (size == 0)
-            return -ENOMEM;
-        struct so_get_services *buf = ipvs_calloc(1, size);
-        struct ipvs_service *res = ipvs_calloc(slots, sizeof(*res));
-        if (!buf || !res) {
-            ipvs_xfree(buf);
-            ipvs_xfree(res);
-            return -ENOMEM;
-        }
-        buf->num_services = (uint32_t)slots;
-        socklen_t len = (socklen_t)size;
-        rc = so_get(h, SO_IPVS_GET_SERVICES, buf, &len);
-        size_t got = 0, nslots = 0;
-        if (rc == 0)
-            rc = soparse_services(buf, size, res, slots, &got, &nslots);
-        ipvs_xfree(buf);
-        if (rc == -EAGAIN || (rc == 0 && got >= slots)) {
-            /* the table grew between count and read: again, larger */
-            ipvs_xfree(res);
-            continue;
-        }
-        if (rc < 0) {
-            ipvs_xfree(res);
+        rc = read_table(h, &services_table, NULL, count, (void **)out, n);
+        if (rc <= 0)
             return rc;
-        }
-        if (got < slots && got > 0) {
-            struct ipvs_service *shrunk = ipvs_realloc(res, got * sizeof(*res));
-            if (shrunk)
-                res = shrunk;
-        }
-        *out = res;
-        *n = got;
-        return 0;
     }
     ipvs_set_errmsg(h, "service table kept changing while being read");
     return -EAGAIN;
@@ -356,51 +410,33 @@ int so_del_dest(ipvs_handle *h, const struct ipvs_service *svc,
     return dest_op(h, SO_IPVS_SET_DELDEST, svc, d, 0);
 }
 
+static const struct so_table dests_table = {
+    SO_IPVS_GET_DESTS, sizeof(struct ipvs_dest), soparse_dests_size,
+};
+
 int so_get_dests(ipvs_handle *h, const struct ipvs_service *svc,
                  struct ipvs_dest **out, size_t *n)
 {
-    *out = NULL;
-    *n = 0;
     size_t prev_gap = 0;
     int rc = check_svc_key(h, svc);
+
+    *out = NULL;
+    *n = 0;
     if (rc < 0)
         return rc;
     for (int attempt = 0; attempt < SO_RETRIES; attempt++) {
         uint32_t count;
         struct ipvs_service cur;
+        struct ipvs_dest *res = NULL;
+        size_t got = 0;
         rc = get_service_raw(h, svc, &cur, &count);
         if (rc < 0)
             return rc;
-        size_t slots = (size_t)count + 1;
-        size_t size = soparse_dests_size(slots);
-        if (size == 0)
-            return -ENOMEM;
-        struct so_get_dests *buf = ipvs_calloc(1, size);
-        struct ipvs_dest *res = ipvs_calloc(slots, sizeof(*res));
-        if (!buf || !res) {
-            ipvs_xfree(buf);
-            ipvs_xfree(res);
-            return -ENOMEM;
-        }
-        buf->protocol = wire_protocol(svc);
-        buf->addr = svc->addr.ip;
-        buf->port = htons(svc->port);
-        buf->fwmark = svc->fwmark;
-        buf->num_dests = (uint32_t)slots;
-        socklen_t len = (socklen_t)size;
-        rc = so_get(h, SO_IPVS_GET_DESTS, buf, &len);
-        size_t got = 0, nslots = 0;
-        if (rc == 0)
-            rc = soparse_dests(buf, size, res, slots, &got, &nslots);
-        ipvs_xfree(buf);
-        if (rc == -EAGAIN || (rc == 0 && got >= slots)) {
-            ipvs_xfree(res);
-            continue;
-        }
-        if (rc < 0) {
-            ipvs_xfree(res);
+        rc = read_table(h, &dests_table, svc, count, (void **)&res, &got);
+        if (rc < 0)
             return rc;   /* ESRCH: the service went away meanwhile */
-        }
+        if (rc > 0)
+            continue;
         if (got < count) {
             /* IPv6 (tunnel) destinations are counted but not listed */
             size_t gap = count - got;
@@ -412,11 +448,6 @@ int so_get_dests(ipvs_handle *h, const struct ipvs_service *svc,
             }
             prev_gap = gap;
             continue;
-        }
-        if (got < slots && got > 0) {
-            struct ipvs_dest *shrunk = ipvs_realloc(res, got * sizeof(*res));
-            if (shrunk)
-                res = shrunk;
         }
         *out = res;
         *n = got;
@@ -451,12 +482,9 @@ int so_zero(ipvs_handle *h, const struct ipvs_service *svc)
 int so_get_timeouts(ipvs_handle *h, struct ipvs_timeouts *out)
 {
     struct so_timeouts t;
-    socklen_t len = sizeof(t);
-    memset(&t, 0, sizeof(t));
-    int rc = so_get(h, SO_IPVS_GET_TIMEOUT, &t, &len);
-    if (rc < 0)
-        return rc;
-    return soparse_timeouts(&t, len, out);
+    socklen_t len;
+    int rc = so_get_fixed(h, SO_IPVS_GET_TIMEOUT, &t, sizeof(t), &len);
+    return rc < 0 ? rc : soparse_timeouts(&t, len, out);
 }
 
 int so_set_timeouts(ipvs_handle *h, const struct ipvs_timeouts *to)
@@ -476,13 +504,11 @@ int so_set_timeouts(ipvs_handle *h, const struct ipvs_timeouts *to)
 int so_get_daemons(ipvs_handle *h, struct ipvs_daemon *out, size_t *n)
 {
     struct so_daemon d[2];
-    socklen_t len = sizeof(d);
+    socklen_t len;
+    int rc;
     *n = 0;
-    memset(d, 0, sizeof(d));
-    int rc = so_get(h, SO_IPVS_GET_DAEMON, d, &len);
-    if (rc < 0)
-        return rc;
-    return soparse_daemons(d, sizeof(d), out, n);
+    rc = so_get_fixed(h, SO_IPVS_GET_DAEMON, d, sizeof(d), &len);
+    return rc < 0 ? rc : soparse_daemons(d, sizeof(d), out, n);
 }
 
 int so_start_daemon(ipvs_handle *h, const struct ipvs_daemon *dm)

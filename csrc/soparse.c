@@ -128,40 +128,6 @@ int soparse_service_entry(const void *buf, size_t len, struct ipvs_service *out,
     return 0;
 }
 
-int soparse_services(const void *buf, size_t len, struct ipvs_service *out,
-                     size_t cap, size_t *n, size_t *slots)
-{
-    struct so_get_services hdr;
-    const unsigned char *p = buf;
-    size_t i, filled = 0;
-
-    *n = 0;
-    *slots = 0;
-    if (!buf || len < sizeof(hdr))
-        return -EPROTO;
-    memcpy(&hdr, buf, sizeof(hdr));
-    if (soparse_services_size(hdr.num_services) != len)
-        return -EPROTO;
-    p += sizeof(hdr);
-    for (i = 0; i < hdr.num_services; i++, p += sizeof(struct so_svc_entry)) {
-        struct so_svc_entry e;
-        memcpy(&e, p, sizeof(e));
-        if (all_zero(&e, sizeof(e)))
-            break;                      /* the kernel fills from the start */
-        if (e.sched_name[0] == '\0')
-            return -EPROTO;             /* the kernel always names one ("none") */
-        if (filled < cap)
-            decode_service(&e, &out[filled]);
-        filled++;
-    }
-    for (; i < hdr.num_services; i++, p += sizeof(struct so_svc_entry))
-        if (!all_zero(p, sizeof(struct so_svc_entry)))
-            return -EPROTO;             /* a hole: not a kernel reply */
-    *n = filled;
-    *slots = hdr.num_services;
-    return 0;
-}
-
 static void decode_dest(const struct so_dest_entry *e, struct ipvs_dest *out)
 {
     memset(out, 0, sizeof(*out));
@@ -182,36 +148,98 @@ static void decode_dest(const struct so_dest_entry *e, struct ipvs_dest *out)
     decode_stats(&e->stats, &out->stats);
 }
 
-int soparse_dests(const void *buf, size_t len, struct ipvs_dest *out,
-                  size_t cap, size_t *n, size_t *slots)
+/* One filled entry (an aligned copy) into out[i] (out NULL: past the
+ * caller's room, only checked); < 0 refuses the whole reply. */
+typedef int (*so_entry_fn)(const void *e, void *out, size_t i);
+
+/* The entry table of a GET_SERVICES / GET_DESTS reply: count entries of
+ * esize bytes at p. The kernel fills them from the start and leaves the rest
+ * zero; a nonzero entry after a zero one is not a kernel reply (-EPROTO).
+ * *filled = the number of filled entries (also beyond cap). */
+static int walk_table(const unsigned char *p, size_t count, size_t esize, so_entry_fn fn,
+                      void *out, size_t cap, size_t *filled)
 {
-    struct so_get_dests hdr;
-    const unsigned char *p = buf;
-    size_t i, filled = 0;
+    union { struct so_svc_entry s; struct so_dest_entry d; } e;
+    size_t i, k = 0;
+
+    for (i = 0; i < count; i++, p += esize) {
+        int r;
+        memcpy(&e, p, esize);
+        if (all_zero(&e, esize))
+            break;
+        r = fn(&e, k < cap ? out : NULL, k);
+        if (r < 0)
+            return r;
+        k++;
+    }
+    for (; i < count; i++, p += esize)
+        if (!all_zero(p, esize))
+            return -EPROTO;             /* a hole */
+    *filled = k;
+    return 0;
+}
+
+static int svc_entry(const void *e, void *out, size_t i)
+{
+    const struct so_svc_entry *s = e;
+    if (s->sched_name[0] == '\0')
+        return -EPROTO;                 /* the kernel always names one ("none") */
+    if (out)
+        decode_service(s, (struct ipvs_service *)out + i);
+    return 0;
+}
+
+/* (a real destination never has address 0.0.0.0: no filled one is all zero) */
+static int dest_entry(const void *e, void *out, size_t i)
+{
+    if (out)
+        decode_dest(e, (struct ipvs_dest *)out + i);
+    return 0;
+}
+
+/* A table reply: a header of hdrsize bytes holding count, then count
+ * entries of esize bytes, size bytes in all. */
+static int parse_table(const void *buf, size_t len, size_t hdrsize, uint32_t count,
+                       size_t size, size_t esize, so_entry_fn fn, void *out, size_t cap,
+                       size_t *n, size_t *slots)
+{
+    int r;
+    if (size != len)
+        return -EPROTO;
+    r = walk_table((const unsigned char *)buf + hdrsize, count, esize, fn, out, cap, n);
+    if (r == 0)
+        *slots = count;
+    return r;
+}
+
+int soparse_services(const void *buf, size_t len, struct ipvs_service *out,
+                     size_t cap, size_t *n, size_t *slots)
+{
+    struct so_get_services hdr;
 
     *n = 0;
     *slots = 0;
     if (!buf || len < sizeof(hdr))
         return -EPROTO;
     memcpy(&hdr, buf, sizeof(hdr));
-    if (soparse_dests_size(hdr.num_dests) != len)
+    return parse_table(buf, len, sizeof(hdr), hdr.num_services,
+                       soparse_services_size(hdr.num_services), sizeof(struct so_svc_entry),
+                       svc_entry, out, cap, n, slots);
+}
+
+int soparse_dests(const void *buf, size_t len, struct ipvs_dest *out,
+                  size_t cap, size_t *n, size_t *slots)
+{
+    struct so_get_dests hdr;
+
+    *n = 0;
+    *slots = 0;
+    if (!buf || len < sizeof(hdr))
         return -EPROTO;
-    p += sizeof(hdr);
-    for (i = 0; i < hdr.num_dests; i++, p += sizeof(struct so_dest_entry)) {
-        struct so_dest_entry e;
-        memcpy(&e, p, sizeof(e));
-        if (all_zero(&e, sizeof(e)))
-            break;        /* a real destination never has address 0.0.0.0 */
-        if (filled < cap)
-            decode_dest(&e, &out[filled]);
-        filled++;
-    }
-    for (; i < hdr.num_dests; i++, p += sizeof(struct so_dest_entry))
-        if (!all_zero(p, sizeof(struct so_dest_entry)))
-            return -EPROTO;
-    *n = filled;
-    *slots = hdr.num_dests;
-    return 0;
+    memcpy(&hdr, buf, sizeof(hdr));
+    return parse_table(buf, len, sizeof(hdr), hdr.num_dests,
+                       soparse_dests_size(hdr.num_dests), sizeof(struct so_dest_entry),
+                       dest_entry, out, cap, n, slots);
 }
 
 int soparse_timeouts(const void *buf, size_t len, struct ipvs_timeouts *out)

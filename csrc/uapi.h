@@ -28,6 +28,12 @@ struct k_nlattr {
     uint16_t nla_type;
 };
 
+/* payload of NLMSG_ERROR: the errno, then the request's header */
+struct k_nlmsgerr {
+    int32_t error;
+    struct k_nlmsghdr msg;
+};
+
 struct k_genlmsghdr {
     uint8_t cmd;
     uint8_t version;

@@ -6,7 +6,6 @@ reaches C; the Cython layer converts and raises the mapped kernel errors.
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import operator
 import os
@@ -19,8 +18,8 @@ from typing import (Any, Dict, Iterable, Iterator, List, Literal, Mapping,
 from ipvs import _libipvs, _memory
 from ipvs._model import (Call, Connection, Daemon, DaemonState, Destination, Info, Protocol,
                          Service, Stats, Timeouts)
-from ipvs.errors import (BatchError, DestinationNotFoundError, InconsistentDumpError,
-                         IPVSError)
+from ipvs.errors import (BatchError, IPVSError, IPVSUnavailableError, destination_missing,
+                         inconsistent_dump)
 
 __all__ = ["IPVS", "Batch", "Change", "Plan", "Call"]
 
@@ -59,8 +58,8 @@ def _open_netns(netns: NetnsLike) -> Tuple[int, bool]:
         path = text if "/" in text else os.path.join("/run/netns", text)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise FileNotFoundError(2, "network namespace %r not found" % text, path) from None
+        except FileNotFoundError as e:
+            raise FileNotFoundError(e.errno, "network namespace %r not found" % text, path) from None
         return fd, True
     raise TypeError("netns must be a name, a path or a file descriptor, not %s"
                     % type(netns).__name__)
@@ -381,9 +380,7 @@ class IPVS:
             if prev is not None and cur == prev:
                 return cur
             prev = cur
-        raise InconsistentDumpError(
-            errno.EAGAIN, "%s: the IPVS table kept changing: no two consecutive dumps "
-            "agreed in %d tries (consistent=True)" % (op, self.CONSISTENT_TRIES), op)
+        raise inconsistent_dump(op, self.CONSISTENT_TRIES)
 
     def get_service(self, service: Service) -> Service:
         """The kernel's record of ``service`` (looked up by its key fields:
@@ -499,9 +496,7 @@ class IPVS:
                 if current.key == dest.key:
                     break
             else:
-                raise DestinationNotFoundError(
-                    errno.ENOENT, "modify_destination: no %s in %s" % (dest, service),
-                    "modify_destination")
+                raise destination_missing("modify_destination", dest, service)
             self.update_destination(service, current.replace(**changes))
 
     def table(self, *, consistent: bool = False) -> Dict[Service, List[Destination]]:
@@ -582,16 +577,16 @@ class IPVS:
     # --------------------------------------------------------- connections
     def connections(self) -> List[Connection]:
         """The connection table of the handle's namespace (/proc/net/ip_vs_conn)."""
-        text = self._live().read_proc_net("ip_vs_conn")
-        return parse_connections(text or "")
+        try:
+            text = self._live().read_proc_net("ip_vs_conn", "connections")
+        except IPVSUnavailableError:    # no /proc/net/ip_vs_conn: no IPVS, no connections
+            return []
+        return parse_connections(text)
 
     def stats(self) -> Stats:
         """Totals over the whole table of the handle's namespace
         (/proc/net/ip_vs_stats)."""
-        text = self._live().read_proc_net("ip_vs_stats")
-        if text is None:
-            raise IPVSError(2, "stats: /proc/net/ip_vs_stats is missing (IPVS not loaded?)", "stats")
-        return parse_global_stats(text)
+        return parse_global_stats(self._live().read_proc_net("ip_vs_stats", "stats"))
 
     # ---------------------------------------------------------------- bulk
     def batch(self) -> Batch:

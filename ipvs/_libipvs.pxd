@@ -6,6 +6,27 @@ cdef extern from "libipvs.h" nogil:
         IPVS_SCHED_NAME_MAX
         IPVS_PE_NAME_MAX
         IPVS_IFNAME_MAX
+        IPVS_ERRMSG_MAX
+        IPVS_SVC_F_PERSISTENT
+        IPVS_SVC_F_HASHED
+        IPVS_SVC_F_ONEPACKET
+        IPVS_SVC_F_SCHED1
+        IPVS_SVC_F_SCHED2
+        IPVS_SVC_F_SCHED3
+        IPVS_FWD_MASQ
+        IPVS_FWD_LOCAL
+        IPVS_FWD_TUNNEL
+        IPVS_FWD_ROUTE
+        IPVS_FWD_BYPASS
+        IPVS_TUN_TYPE_IPIP
+        IPVS_TUN_TYPE_GUE
+        IPVS_TUN_TYPE_GRE
+        IPVS_TUN_FLAG_NOCSUM
+        IPVS_TUN_FLAG_CSUM
+        IPVS_TUN_FLAG_REMCSUM
+        IPVS_STATE_NONE
+        IPVS_STATE_MASTER
+        IPVS_STATE_BACKUP
         IPVS_BACKEND_AUTO
         IPVS_BACKEND_NETLINK
         IPVS_BACKEND_SOCKOPT
@@ -35,8 +56,8 @@ cdef extern from "libipvs.h" nogil:
         ipvs_addr addr
         uint16_t port
         uint32_t fwmark
-        char sched_name[16]
-        char pe_name[16]
+        char sched_name[IPVS_SCHED_NAME_MAX]
+        char pe_name[IPVS_PE_NAME_MAX]
         uint32_t flags
         uint32_t flags_mask
         uint32_t timeout
@@ -74,7 +95,7 @@ cdef extern from "libipvs.h" nogil:
 
     struct ipvs_daemon:
         int state
-        char mcast_ifn[16]
+        char mcast_ifn[IPVS_IFNAME_MAX]
         uint32_t syncid
         uint16_t sync_maxlen
         uint16_t mcast_af
@@ -99,7 +120,7 @@ cdef extern from "libipvs.h" nogil:
     int ipvs_set_timeout(ipvs_handle *h, int timeout_ms)
     int ipvs_fd(const ipvs_handle *h)
     int ipvs_set_interrupt_check(ipvs_handle *h, int (*cb)(void *arg) noexcept, void *arg)
-    int ipvs_test_swap_fd(ipvs_handle *h, int fd)
+    int ipvs_link_up(ipvs_handle *h, const char *ifname)
     int ipvs_get_info(ipvs_handle *h, ipvs_info *out)
     int ipvs_add_service(ipvs_handle *h, const ipvs_service *svc)
     int ipvs_update_service(ipvs_handle *h, const ipvs_service *svc)

@@ -34,6 +34,10 @@ OPS: Dict[str, int]
 """Method name of a table-changing call -> libipvs IPVS_OP_* number."""
 
 
+TEST_BUILD: bool
+"""True only in a -DIPVS_TEST_HOOKS build (make test-hooks)."""
+
+
 def debug_alloc_counts() -> Optional[Tuple[int, int]]:
     """(allocations, frees) of the C layer in a -DIPVS_DEBUG_ALLOC build, else None."""
 
@@ -48,8 +52,8 @@ class Handle:
     @property
     def backend(self) -> str: ...
     def fileno(self) -> int: ...
-    def _test_swap_fd(self, fd: int) -> int:
-        """Testing only: put fd in place of the kernel socket; returns the old fd."""
+    def link_up(self, name: str) -> Optional[bool]:
+        """Whether interface ``name`` is up in the handle's namespace (None: unknown)."""
     def set_timeout(self, timeout_ms: int) -> None: ...
 
     def info(self) -> Tuple[int, int]:
@@ -70,5 +74,6 @@ class Handle:
     def batch(self, calls: List[Tuple[_OpName, Service, Optional[Destination]]]
               ) -> List[Optional[IPVSError]]:
         """Per call, None (applied) or its exception, in call order."""
-    def read_proc_net(self, name: str) -> Optional[str]:
-        """/proc/net/NAME of the handle's namespace; None when it is missing."""
+    def read_proc_net(self, name: str, op: Optional[str] = None) -> str:
+        """/proc/net/NAME of the handle's namespace; a failure (a missing file
+        included) raises the exception of operation ``op``."""

@@ -7,14 +7,20 @@ kernel reuses errno values: ENOENT means "scheduler not found" for
 ``add_service`` but "no such destination" for ``delete_destination``.
 
 The mapping is table driven (``_TABLE``); :func:`from_errno` is the only place
-that turns an errno into an exception.
+that turns a return code into an exception, and this module is the only one
+in the package that knows errno values: the Cython layer hands over the C
+layer's return code, the kernel's message and what the call was about, and
+never words a message itself. :func:`ipvsadm_message` gives ipvsadm's wording
+of an exception, for the command line.
 """
 
 from __future__ import annotations
 
 import errno as _errno
+import ipaddress as _ipaddress
 import os as _os
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Type
+import socket as _socket
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Type
 
 if TYPE_CHECKING:
     from ipvs._model import Call
@@ -37,6 +43,7 @@ __all__ = [
     "BatchError",
     "InconsistentDumpError",
     "from_errno",
+    "ipvsadm_message",
 ]
 
 
@@ -165,7 +172,9 @@ class InconsistentDumpError(IPVSError):
 # --------------------------------------------------------------------------
 
 _E = _errno
-_AF_INET6 = 10
+_AF_INET6 = int(_socket.AF_INET6)
+_FWD_TUNNEL = 2          # Forward.TUNNEL (IP_VS_CONN_F_TUNNEL)
+_TUN_GUE = 1             # TunnelType.GUE
 _SVC_OPS = ("add_service", "update_service", "delete_service", "get_service", "zero")
 _DEST_OPS = ("add_destination", "update_destination", "delete_destination")
 
@@ -198,14 +207,18 @@ _TABLE: Dict[Tuple[str, int], Tuple[Type[IPVSError], str]] = {
     # destinations
     ("add_destination", _E.EEXIST): (DestinationExistsError, "add_destination: {destination} already exists in {service}"),
     ("add_destination", _E.ENOENT): (DestinationNotFoundError, "add_destination: {destination} not found in {service}"),
-    ("update_destination", _E.ENOENT): (DestinationNotFoundError, "update_destination: no such destination {destination} in {service}"),
-    ("delete_destination", _E.ENOENT): (DestinationNotFoundError, "delete_destination: no such destination {destination} in {service}"),
+    ("update_destination", _E.ENOENT): (DestinationNotFoundError, "update_destination: no such {destination} in {service}"),
+    ("delete_destination", _E.ENOENT): (DestinationNotFoundError, "delete_destination: no such {destination} in {service}"),
+    ("modify_destination", _E.ENOENT): (DestinationNotFoundError, "modify_destination: no such {destination} in {service}"),
     # daemons
     ("start_daemon", _E.EEXIST): (DaemonExistsError, "start_daemon: a {state} sync daemon is already running"),
     ("start_daemon", _E.ENETUNREACH): (InvalidRequestError, "start_daemon: the multicast group cannot be reached through {interface!r} (network unreachable; an IPv6 group needs an interface with IPv6 multicast routes, not lo)"),
     ("start_daemon", _E.ENODEV): (InvalidRequestError, "start_daemon: no such interface {interface!r}"),
     ("start_daemon", _E.EINVAL): (InvalidRequestError, "start_daemon: the kernel refused the daemon settings (invalid argument; a destination whose family differs from its service's also prevents sync)"),
     ("stop_daemon", _E.ESRCH): (DaemonNotRunningError, "stop_daemon: no {state} sync daemon is running"),
+    # /proc/net files of the handle's namespace (stats, connections)
+    ("stats", _E.ENOENT): (IPVSUnavailableError, "stats: {target} is missing (IPVS not loaded?)"),
+    ("connections", _E.ENOENT): (IPVSUnavailableError, "connections: {target} is missing (IPVS not loaded?)"),
 }
 
 # The persistence-engine variant of ENOENT on add/update_service (see from_errno).
@@ -224,12 +237,19 @@ class _Default(dict):  # type: ignore[type-arg]
 
 def from_errno(operation: str, err: int, *, kernel_message: Optional[str] = None,
                **context: Any) -> IPVSError:
-    """Build the exception for ``err`` (a positive errno) in ``operation``.
+    """Build the exception for a failed ``operation``.
 
-    ``context`` fills the message: target, service, destination, scheduler,
-    pe, interface, state.
+    ``err`` is the errno, positive, or the C layer's negative return code
+    (the sign is ignored). ``kernel_message`` is the kernel's extended-ack
+    text, or for ``"open"`` and for EOPNOTSUPP the C layer's description of
+    what failed. ``context`` fills the message: target, service, destination,
+    scheduler, pe, interface, state, tries; ``_service`` / ``_dest`` (the
+    request's objects) and ``_lo_up`` (a callable answering whether ``lo`` is
+    up in the handle's namespace, None when unknown) let EINVAL and ERANGE
+    say which of the kernel's reasons applies.
     """
     err = abs(err)
+    kernel_message = kernel_message or None
     entry = _TABLE.get((operation, err)) or _TABLE.get(("*", err))
     if err == _E.ENOENT and operation in ("add_service", "update_service") and context.get("pe"):
         # The kernel answers ENOENT both for a missing scheduler and for a
@@ -243,6 +263,16 @@ def from_errno(operation: str, err: int, *, kernel_message: Optional[str] = None
         template = "{operation}: {strerror} ({target})" if context.get("target") else "{operation}: {strerror}"
     else:
         cls, template = entry
+    if kernel_message and err == _E.EOPNOTSUPP:
+        # the C layer names the feature the backend or kernel lacks
+        template, kernel_message = "{operation}: %s is not supported by this backend or kernel" % (
+            kernel_message.replace("{", "{{").replace("}", "}}")), None
+    elif operation == "open":
+        # the table's text for open errors already says what to do; the C
+        # layer's message is used only where the table has nothing specific
+        if kernel_message and entry is None:
+            template = "open: " + kernel_message.replace("{", "{{").replace("}", "}}")
+        kernel_message = None
     fill = _Default(context)
     fill["operation"] = operation
     fill["strerror"] = _os.strerror(err) if err else "error"
@@ -251,15 +281,42 @@ def from_errno(operation: str, err: int, *, kernel_message: Optional[str] = None
         message = template.format_map(fill)
     except (ValueError, KeyError, IndexError):  # a malformed context value
         message = "%s: %s" % (operation, fill["strerror"])
-    why = _why(err, context.get("_service"), context.get("_dest"))
+    why = _why(err, context.get("_service"), context.get("_dest"), context.get("_lo_up"))
     if why:
         message = "%s: %s" % (message, why)
     return cls(err, message, operation, kernel_message)
 
 
-def _why(err: int, svc: Any, dest: Any) -> Optional[str]:
+def destination_missing(operation: str, destination: Any, service: Any) -> IPVSError:
+    """The exception of an ``operation`` that found no ``destination`` in
+    ``service`` by itself (not the kernel's answer): ENOENT, as the kernel's
+    update_destination says it."""
+    return from_errno(operation, _E.ENOENT, destination=destination, service=service)
+
+
+def inconsistent_dump(operation: str, tries: int) -> InconsistentDumpError:
+    """The exception of a consistent read (``consistent=True``) that gave up
+    after ``tries`` dumps (errno EAGAIN)."""
+    return InconsistentDumpError(
+        _E.EAGAIN, "%s: the IPVS table kept changing: no two consecutive dumps agreed in "
+        "%d tries (consistent=True)" % (operation, tries), operation)
+
+
+def _lo_state(lo_up: Optional[Callable[[], Optional[bool]]]) -> Optional[bool]:
+    if lo_up is None:
+        return None
+    try:
+        return lo_up()
+    except Exception:  # the handle is gone or the question failed: unknown
+        return None
+
+
+def _why(err: int, svc: Any, dest: Any,
+         lo_up: Optional[Callable[[], Optional[bool]]] = None) -> Optional[str]:
     """Which of the kernel's reasons for EINVAL / ERANGE applies (the kernel
-    itself says nothing but the errno), judged from the request's values."""
+    itself says nothing but the errno), judged from the request's values and,
+    for an address the kernel would not take as unicast, from the state of
+    ``lo`` in the handle's namespace."""
     try:
         if dest is not None and svc is not None:
             if err == _E.ERANGE:
@@ -269,16 +326,16 @@ def _why(err: int, svc: Any, dest: Any) -> Optional[str]:
                     return "lower threshold %d is above upper threshold %d" % (
                         dest.lower_threshold, dest.upper_threshold)
             elif err == _E.EINVAL:
-                if dest.family != svc.family and int(dest.forward) != 2:
+                if dest.family != svc.family and int(dest.forward) != _FWD_TUNNEL:
                     return ("the destination's address family differs from the service's, "
                             "which only TUNNEL destinations may do")
                 if dest.family != svc.family:
                     return ("a destination of another address family is refused while a "
                             "sync daemon runs")
-                if int(dest.forward) == 2 and int(dest.tunnel_type) == 1 and not dest.tunnel_port:
+                if int(dest.forward) == _FWD_TUNNEL and int(dest.tunnel_type) == _TUN_GUE \
+                        and not dest.tunnel_port:
                     return "a GUE tunnel needs a tunnel port"
-                return ("the address is not a unicast address here "
-                        "(is the namespace's lo up?)")
+                return _not_unicast(dest.address, lo_up)
         elif svc is not None and err == _E.EINVAL:
             if int(svc.family) == _AF_INET6 and not 1 <= svc.netmask <= 128:
                 return "an IPv6 persistence netmask must be a prefix length 1..128, got %d" % svc.netmask
@@ -287,31 +344,70 @@ def _why(err: int, svc: Any, dest: Any) -> Optional[str]:
     return None
 
 
+def _not_unicast(address: Any, lo_up: Optional[Callable[[], Optional[bool]]]) -> str:
+    """Why the kernel did not take ``address`` as a unicast address."""
+    addr = _ipaddress.ip_address(address)
+    if addr.is_multicast:
+        return "%s is not a unicast address (a multicast address)" % addr
+    if addr.is_unspecified:
+        return "%s is not a unicast address (the unspecified address)" % addr
+    if addr.version == 4 and int(addr) == 0xFFFFFFFF:
+        return "%s is not a unicast address (the broadcast address)" % addr
+    if addr.version == 4 and _lo_state(lo_up) is False:
+        # with lo down the namespace has no local routes, and the kernel
+        # takes no IPv4 address for a unicast one
+        return ("%s is not a unicast address in the handle's namespace while its lo is "
+                "down (bring it up: ip link set lo up)" % addr)
+    return ("the kernel does not take %s as a unicast address in the handle's namespace "
+            "(a broadcast address of a local subnet, or an address it has no route for?)" % addr)
+
+
+# --------------------------------------------------------------------------
+# ipvsadm's wording, for the command line: ipvsadm prints its own text for
+# the errno values it knows (libipvs's ipvs_strerror) and strerror otherwise.
+# Keys as in _TABLE.
+# --------------------------------------------------------------------------
+
+_IPVSADM: Dict[Tuple[str, int], str] = {
+    ("add_service", _E.EEXIST): "Service already exists",
+    ("add_destination", _E.EEXIST): "Destination already exists",
+    ("stop_daemon", _E.ESRCH): "No daemon is running",
+    ("add_service", _E.ENOENT): "Scheduler or persistence engine not found",
+    ("update_service", _E.ENOENT): "Scheduler or persistence engine not found",
+    ("*", _E.ESRCH): "No such service",
+    ("*", _E.EINVAL): "Invalid operation.  Possibly wrong module version, address not unicast, ...",
+    ("*", _E.EPERM): "Permission denied (you must be root)",
+}
+for _op in _DEST_OPS:
+    _IPVSADM[(_op, _E.ESRCH)] = "Service not defined"
+    _IPVSADM[(_op, _E.ENOENT)] = "No such destination"
+
+# ipvsadm's text when no IPVS socket can be opened at all
+_IPVSADM_NO_IPVS = ("Can't initialize ipvs: %s\nAre you sure that IP Virtual Server is "
+                    "built in the kernel or as module?" % _os.strerror(_E.ENOPROTOOPT))
+
+
 def ipvsadm_message(exc: BaseException) -> str:
-    """What ipvsadm 1.31 prints for a kernel error of an operation (the ``ipvs``
-    command line says the same); ``exc`` is an `IPVSError` (its ``errno``
-    and ``operation`` decide) or any exception (its text)."""
+    """The message ipvsadm prints for ``exc`` (an exception of a call).
+
+    Kernel errors get ipvsadm's own wording where it has one, else the C
+    library's strerror text of the errno; an :class:`IPVSUnavailableError`
+    from opening gets ipvsadm's two "Can't initialize ipvs" lines; anything
+    without an errno its ``str()``.
+    """
     err = getattr(exc, "errno", None) or 0
     op = getattr(exc, "operation", None) or ""
-    dest_ops = ("add_destination", "update_destination", "delete_destination")
-    if err == _errno.EEXIST and op == "add_service":
-        return "Service already exists"
-    if err == _errno.EEXIST and op == "add_destination":
-        return "Destination already exists"
-    if err == _errno.ESRCH and op in dest_ops:
-        return "Service not defined"
-    if err == _errno.ESRCH and op == "stop_daemon":
-        return "No daemon is running"
-    if err == _errno.ESRCH:
-        return "No such service"
-    if err == _errno.ENOENT and op in ("add_service", "update_service"):
-        return "Scheduler or persistence engine not found"
-    if err == _errno.ENOENT and op in dest_ops:
-        return "No such destination"
-    if err == _errno.EINVAL:
-        return "Invalid operation.  Possibly wrong module version, address not unicast, ..."
-    if err == _errno.EPERM:
-        return "Permission denied (you must be root)"
+    if isinstance(exc, IPVSUnavailableError) and op == "open":
+        return _IPVSADM_NO_IPVS
+    text = _IPVSADM.get((op, err)) or _IPVSADM.get(("*", err))
+    if text is not None:
+        return text
     if err:
         return _os.strerror(err)
     return str(exc)
+
+
+def no_such_interface() -> str:
+    """ipvsadm's message for a sync daemon interface name the kernel would
+    refuse (empty or longer than 15 bytes): the kernel's ENODEV text."""
+    return _os.strerror(_E.ENODEV)

@@ -41,13 +41,17 @@ class Churner(threading.Thread):
                 for _ in range(5):                  # a burst of toggles
                     svc = S[(i * 37) % len(S)]
                     i += 1
+                    # record the state before the kernel can show it: recorded
+                    # after the call, a reader that held the GIL from its dump
+                    # to its check saw a state "that never existed" (the race
+                    # was in the test, not in the library)
+                    after = set(self.present) ^ {svc}
+                    self.states.add(frozenset(after))
                     if svc in self.present:
                         self.lb.delete_service(svc)
-                        self.present.discard(svc)
                     else:
                         self.lb.add_service(svc)
-                        self.present.add(svc)
-                    self.states.add(frozenset(self.present))
+                    self.present = after
                     self.ops += 1
                 # then a pause; every 8th one long enough for a whole listing
                 time.sleep(0.4 if (i // 5) % 16 == 0 else 0.005)

@@ -307,6 +307,21 @@ def test_destination_address_not_unicast(ipvs_handle, addr):
     with pytest.raises(ipvs.InvalidRequestError) as e:
         lb.add_destination(SVC, Destination(addr, 80))
     check(e, ipvs.InvalidRequestError, errno.EINVAL, "add_destination", "not a unicast")
+    assert "lo" not in str(e.value).replace("local", "")   # lo is up here: never guessed
+
+
+@pytest.mark.parametrize("backend", ["netlink", "sockopt"])
+def test_destination_refused_while_lo_is_down_says_so(backend):
+    """Issue 14: the lo hint only where lo really is down."""
+    from ipvs import netns
+    with netns.temporary() as ns:                 # lo still down
+        with ipvs.IPVS(netns=ns, backend=backend) as lb:
+            lb.add_service(SVC)
+            with pytest.raises(ipvs.InvalidRequestError) as e:
+                lb.add_destination(SVC, Destination("192.168.1.1", 80))
+            check(e, ipvs.InvalidRequestError, errno.EINVAL, "add_destination", "lo is down")
+            netns.link_up(ns, "lo")
+            lb.add_destination(SVC, Destination("192.168.1.1", 80))   # now taken
 
 
 # -------------------------------------------------------------- permission

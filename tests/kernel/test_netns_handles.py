@@ -47,18 +47,6 @@ def spaces():
         yield [a, b, c]
 
 
-@pytest.fixture(autouse=True)
-def start_namespace_untouched():
-    """Every test here: the thread's namespace and the starting namespace's
-    IPVS table are the same after the test as before."""
-    from ipvs.testing import require_kernel
-    require_kernel()
-    ns, table = netns.current_id(), own_table()
-    yield
-    assert netns.current_id() == ns
-    assert own_table() == table
-
-
 def ns_id_of(name):
     st = os.stat(netns.path(name))
     return st.st_dev, st.st_ino

@@ -2,10 +2,11 @@
 blocked call are retried (EINTR) or, when a handler raises (Ctrl-C), abort the
 call with that exception; the handle stays usable afterwards.
 
-The silent peer is injected with the test-only hook Handle._test_swap_fd: one
-end of a socketpair(AF_UNIX, SOCK_DGRAM) takes the netlink socket's place (the
-transport sends without an address, so the request lands in the pair and no
-reply ever comes), and the real socket is swapped back afterwards.
+The silent peer is injected with dup2 over the handle's fileno(): one end of
+a socketpair(AF_UNIX, SOCK_DGRAM) takes the netlink socket's place at the same
+descriptor number (the transport sends without an address, so the request
+lands in the pair and no reply ever comes), and the real socket is put back
+afterwards. No test hook in the library is needed.
 Netlink only: the sockopt backend has no reply to wait for.
 """
 import contextlib
@@ -50,12 +51,14 @@ def silent_peer(lb):
     """Swap a socketpair end in for the handle's netlink socket; yields the
     other end (which receives the requests and never answers)."""
     ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    real = lb._h._test_swap_fd(ours.fileno())
+    fd = lb.fileno()
+    real = os.dup(fd)
+    os.dup2(ours.fileno(), fd, inheritable=False)
     try:
         yield peer
     finally:
-        back = lb._h._test_swap_fd(real)
-        assert back == ours.fileno()
+        os.dup2(real, fd, inheritable=False)
+        os.close(real)
         _drain(peer)
         ours.close()
         peer.close()

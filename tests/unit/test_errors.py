@@ -47,7 +47,8 @@ def test_messages_say_what_happened():
     assert "scheduler 'nosuch' not found" in str(e)
     e = errors.from_errno("delete_destination", errno.ENOENT, service="service TCP 1.2.3.4:80",
                           destination="destination 10.0.0.2:80")
-    assert "no such destination destination 10.0.0.2:80" in str(e)
+    assert "no such destination 10.0.0.2:80 in service TCP 1.2.3.4:80" in str(e)
+    assert "destination destination" not in str(e)
     e = errors.from_errno("start_daemon", errno.ENODEV, interface="eth9")
     assert "eth9" in str(e)
     e = errors.from_errno("add_service", errno.EINVAL, kernel_message="bad netmask", service="s")
