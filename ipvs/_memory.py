@@ -601,7 +601,9 @@ class MemoryHandle:
             del t.daemons[st]
 
     # -------------------------------------------------------------- proc
-    def read_proc_net(self, name: str) -> Optional[str]:
+    def read_proc_net(self, name: str, op: Optional[str] = None) -> Optional[str]:
+        """/proc/net/NAME of the modelled namespace (``op`` as the compiled
+        handle takes it: the operation a failure would be reported under)."""
         t = self._live()
         if name == "ip_vs_conn":
             return "Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Expires PEName PEData\n"

@@ -22,7 +22,7 @@ def test_fast_paths_are_active_here():
         "module fell back to the constructor (slower); see _v4 in _libipvs.pyx")
     assert type(ipaddress.IPv4Address.__dict__["_ip"]).__name__ == "member_descriptor"
     for cls in (ipvs.Service, ipvs.Destination, ipvs.Stats):
-        for f in cls._fields:
+        for f in cls._field_names:
             assert type(cls.__dict__[f]).__name__ == "member_descriptor", (cls, f)
 
 
@@ -64,7 +64,7 @@ def test_slot_filled_records_equal_constructed_ones(svc, dest):
         assert type(built) is type(real)
         assert built == real and hash(built) == hash(real) and repr(built) == repr(real)
         assert pickle.loads(pickle.dumps(built)) == real
-        for f in type(real)._fields:
+        for f in type(real)._field_names:
             if f == "stats":
                 continue
             assert getattr(built, f) == getattr(real, f), f
