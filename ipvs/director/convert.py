@@ -514,7 +514,7 @@ class _Conv:
         out["on_failure"] = d["on_failure"]
         checks: List[Dict[str, Any]] = []
         for s in checkers:
-            checks.extend(self.checker(s, d))
+            checks.extend(self.checker(s, d, out.get("weight", 1)))
         if not checks:
             # keepalived keeps a real server without checkers up for good
             checks = [{"type": "none", "initial": "up"}]
@@ -524,7 +524,8 @@ class _Conv:
             out["checks"] = checks
         return out
 
-    def checker(self, st: Statement, rdefaults: Dict[str, Any]) -> List[Dict[str, Any]]:
+    def checker(self, st: Statement, rdefaults: Dict[str, Any],
+                rweight: int = 1) -> List[Dict[str, Any]]:
         ctype = CHECKERS[st.keyword]
         d = dict(rdefaults)
         c: Dict[str, Any] = {"type": ctype}
@@ -582,17 +583,18 @@ class _Conv:
                     if t.keyword == "file":
                         path = self.arg(t)
                     elif t.keyword == "weight":
-                        self.skip(t, "the director's file check reads the file's integer as "
-                                     "the weight itself, without a multiplier")
+                        d.setdefault("file_weight", (self.multiplier(t), t))
                     else:
-                        self.skip(t, "unsupported in track_file")
+                        self.skip(t, "the director never writes the tracked file")
                 if path is None:
                     raise ConvertError("track_file %r has no file" % name,
                                        tf.filename, tf.line)
                 c["path"] = path
-            elif k in ("weight", "dynamic") and ctype == "file":
-                self.skip(s, "the director's file check reads the file's integer as the "
-                             "weight itself, without a multiplier")
+            elif k == "weight" and ctype == "file":
+                d["file_weight"] = (self.multiplier(s), s)
+            elif k == "dynamic" and ctype == "file":
+                self.skip(s, "the file's value does not count towards the quorum "
+                             "separately here")
             elif k == "user" and ctype == "exec":
                 self.skip(s, "the command runs as the director's user")
             elif k in ("bindto", "bind_port", "bind_if", "fwmark"):
@@ -633,6 +635,8 @@ class _Conv:
                 raise ConvertError("MISC_CHECK without misc_path", st.filename, st.line)
             if ctype == "file" and "path" not in c:
                 raise ConvertError("FILE_CHECK without track_file", st.filename, st.line)
+            if ctype == "file":
+                self.file_semantics(st, d, rweight)
             return [c]
         if ctype == "dns":
             c.setdefault("qtype", "SOA")      # keepalived's default query type
@@ -684,6 +688,28 @@ class _Conv:
                                  "regex options or offsets)")
             out.append(cu)
         return out
+
+    def multiplier(self, st: Statement) -> int:
+        m = self.integer(dataclasses.replace(st, args=st.args[:1]), -0x7FFFFFFF, 0x7FFFFFFF)
+        if st.args[1:2] == ["reverse"]:
+            m = -m
+        return m
+
+    def file_semantics(self, st: Statement, d: Dict[str, Any], rweight: int) -> None:
+        """keepalived adds the file's value times the multiplier to the
+        configured weight (a multiplier 0: any value but 0 is a failure);
+        the director's file check makes the file's value the weight.  The
+        two agree only for a configured weight 0 and the multiplier 1."""
+        m, where = d.get("file_weight", (1, st))
+        if m == 0:
+            self.warn(where, "cannot be carried over: with weight 0 keepalived takes a "
+                             "file holding 0 as up; the director's file check takes 0 as "
+                             "down and any other integer as the weight")
+        elif m != 1 or rweight != 0:
+            self.warn(where, "keepalived's weight is the real server's weight %d plus %d "
+                             "times the file's value; the director's file check makes the "
+                             "file's value the weight (the same only for a real server of "
+                             "weight 0 and the multiplier 1)" % (rweight, m))
 
     def hexbytes(self, st: Statement, spec: str) -> bytes:
         return bytes(int(x, 16) for x in self._hex_pairs(st, spec))

@@ -189,6 +189,7 @@ def test_same_table_as_keepalived(name: str, tmp_path: Path) -> None:
     (tmp_path / "ka").mkdir()
     (tmp_path / "dir").mkdir()
     want = keepalived_table(name, tmp_path / "ka")
+    print("%s: keepalived table %s" % (name, want))
     assert want, "keepalived built no table"
     assert any(line.startswith("-a") for line in want) or name == "quorum.conf", want
     director_table(name, tmp_path / "dir", want)
