@@ -424,6 +424,10 @@ class _Conv:
                 port = out.get("port", 0)
             host_s = "[%s]" % host if ":" in host else host
             out["sorry_server"] = "%s:%d" % (host_s, port)
+            if any(r["on_failure"] == "remove" for r in rss):
+                self.warn(sorry_st, "when the quorum is lost keepalived removes the real "
+                                    "servers that lack inhibit_on_failure; the director "
+                                    "keeps the live ones in the table with weight 0")
             if rss and "forward" in rss[0] and defaults.get("forward") != rss[0]["forward"]:
                 self.warn(sorry_st, "the sorry server uses the first real server's "
                                     "forwarding method here")
