@@ -42,7 +42,7 @@ SERVICE_FLAGS = {"ops": "onepacket", "flag-1": "sched1", "flag-2": "sched2",
 DEFAULT_DELAY_LOOP = 60.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_PERSISTENCE = 360
-SHELL_CHARS = set("|&;<>()$`\\*?[]~{}\"'\n")
+SHELL_CHARS = set("|&;<>()$`\\*?[]~\n")   # a command with these runs through /bin/sh -c
 
 
 class ConvertError(ValueError):
