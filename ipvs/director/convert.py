@@ -351,6 +351,7 @@ class _Conv:
         flags: List[str] = []
         rs_stmts: List[Statement] = []
         sorry: Optional[Tuple[str, Optional[int]]] = None
+        sorry_st = quorum_st = st
         for s in st.block:
             k = s.keyword
             if k in ("lb_algo", "lvs_sched"):

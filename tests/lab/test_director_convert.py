@@ -11,12 +11,10 @@ Needs Debian's keepalived (2.2.7) and ipvsadm.  Run inside the sandbox:
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -38,6 +36,8 @@ FILES = sorted(p.name for p in CORPUS.glob("*.conf")
                if "lab: no" not in p.read_text().splitlines()[0])
 # what the test writes next to the filled files, per corpus file
 EXTRA_FILES = {"file.conf": {"weight": "3\n"}}
+# files the notify commands of the corpus leave behind: {name: text}
+NOTIFIED = {"multi.conf": {"rs2.notify": "down\n"}}
 # the documented differences: lines only the director's table has (filled
 # like the corpus); every other line must be the same
 DIRECTOR_ONLY = {"quorum-remove.conf": ["-a -t {vip}:80 -r {rs1}:{port} -m -w 0"]}
@@ -133,6 +133,8 @@ def keepalived_table(name: str, work: Path) -> List[str]:
             got = settle(lab.director, alive=lambda: ka.proc.poll() is None)
         except AssertionError as e:
             raise AssertionError("%s\n---- keepalived ----\n%s" % (e, ka.output()[-4000:]))
+        for fname, text in NOTIFIED.get(name, {}).items():
+            assert (work / fname).read_text() == text, fname
         ka.stop()
         # keepalived removes its entries on SIGTERM
         assert table(lab.director) == [], ka.output()[-2000:]
@@ -168,6 +170,8 @@ def director_table(name: str, work: Path, want: List[str]) -> List[str]:
         while time.monotonic() < end:
             time.sleep(0.25)
             assert table(lab.director) == want, _diff(want, table(lab.director))
+        for fname, text in NOTIFIED.get(name, {}).items():
+            assert (work / fname).read_text() == text, fname
         return got
     finally:
         if d is not None:

@@ -146,7 +146,7 @@ def test_several_checkers_misc_notify(corpus: Path, capsys) -> None:
     assert checks(r2)[1]["command"] == ["/bin/false"]
     assert r3["check"]["command"] == ["/bin/sh", "-c", "exit 7"]   # misc_path split
     assert r3["check"]["dynamic_weight"] is True
-    assert any("multi.conf:48: user nobody: not carried over" in w for w in err)
+    assert any("multi.conf:49: user nobody: not carried over" in w for w in err)
 
 
 def test_udp(corpus: Path, capsys) -> None:
