@@ -37,7 +37,7 @@ CHECKERS = {"TCP_CHECK": "tcp", "HTTP_GET": "http", "SSL_GET": "https", "UDP_CHE
 FORWARD = {"NAT": "masq", "DR": "route", "TUN": "tunnel"}
 SERVICE_FLAGS = {"ops": "onepacket", "flag-1": "sched1", "flag-2": "sched2",
                  "flag-3": "sched3", "sh-port": "sh_port", "sh-fallback": "sh_fallback",
-                 "mh-port": "mh_port", "mh-fallback": "mh_fallback", "hashed": "hashed"}
+                 "mh-port": "mh_port", "mh-fallback": "mh_fallback"}
 # keepalived's defaults (man keepalived.conf)
 DEFAULT_DELAY_LOOP = 60.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
