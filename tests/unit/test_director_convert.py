@@ -23,7 +23,8 @@ else:  # pragma: no cover
 
 CORPUS = Path(__file__).resolve().parent.parent / "lab" / "keepalived"
 VALUES = {"vip": "10.200.0.100", "rs1": "10.200.1.2", "rs2": "10.200.2.2",
-          "rs3": "10.200.3.2", "port": "8000", "http_port": "8080"}
+          "rs3": "10.200.3.2", "port": "8000", "http_port": "8080", "https_port": "8443",
+          "dns_port": "5353", "smtp_port": "2525"}
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def corpus(tmp_path: Path) -> Path:
         if src.is_file():
             out = tmp_path / src.relative_to(CORPUS)
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(re.sub(r"\{(vip|rs\d|port|http_port|dir)\}",
+            out.write_text(re.sub(r"\{(vip|rs\d|port|\w+_port|dir)\}",
                                   lambda m: values[m.group(1)], src.read_text()))
     return tmp_path
 
@@ -202,27 +203,52 @@ def test_include_glob_relative_and_nested(corpus: Path, capsys) -> None:
                for w in err)
 
 
-def test_checks_the_lab_cannot_answer(corpus: Path, capsys) -> None:
-    data, err = conv(corpus / "checks-no-lab.conf", capsys)
-    svcs = services(data)
-    https = svcs["tcp 10.200.0.100:443"]
-    r = https["real_server"][0]
-    assert (r["forward"], r["tunnel_type"], r["tunnel_port"]) == ("tunnel", "gue", 6080)
-    assert https["pe_name"] == "sip"
-    c = r["check"]
-    assert c["type"] == "https" and c["sni"] == "secure.example.org"
-    assert c["host"] == "secure.example.org" and c["path"] == "/status"
-    assert c["expect_digest"] == "7a6c0d2ef5a9e6e1776090916c66ba3a"
-    assert (c["fall"], c["retry_interval"], c["timeout"], c["interval"]) == (4, 2, 2, 3)
-    dns = svcs["udp 10.200.0.100:53"]["real_server"][0]
-    assert dns["check"] == {"type": "dns", "qtype": "AAAA", "name": "example.org",
-                            "interval": 5, "timeout": 1, "fall": 4, "rise": 1,
-                            "retry_interval": 5, "initial": "up"}
-    smtp = svcs["tcp 10.200.0.100:25"]["real_server"][0]["check"]
-    assert smtp["type"] == "smtp" and smtp["helo"] == "mail.example.org"
+def test_ssl_get(corpus: Path, capsys) -> None:
+    data, err = conv(corpus / "ssl.conf", capsys)
+    svc = services(data)["tcp 10.200.0.100:443"]
+    r1, r2, r3 = (rs(svc, VALUES[n]) for n in ("rs1", "rs2", "rs3"))
+    c = r1["check"]
+    assert c["type"] == "https" and c["port"] == 8443
+    assert c["sni"] == "secure.example.org" and c["host"] == "secure.example.org"
+    assert c["path"] == "/status" and c["expect_status"] == "200"
+    assert c["expect_digest"] == "7a6c0d2ef5a9e6e1776090916c66ba3a"   # lower-cased
+    assert (c["fall"], c["retry_interval"], c["timeout"], c["interval"]) == (2, 1, 1, 1)
+    assert "sni" not in r2["check"] and r2["on_failure"] == "quiesce"
+    assert r3["check"]["retry_interval"] == 3     # SSL_GET's default delay_before_retry
+    assert any(re.search(r"ssl\.conf:\d+: warmup 1: not carried over", w) for w in err)
+
+
+def test_dns_check(corpus: Path, capsys) -> None:
+    data, err = conv(corpus / "dns.conf", capsys)
+    svc = services(data)["udp 10.200.0.100:53"]
+    r1, r2, r3 = (rs(svc, VALUES[n]) for n in ("rs1", "rs2", "rs3"))
+    assert r1["check"] == {"type": "dns", "port": 5353, "qtype": "A", "name": "example.org",
+                           "interval": 1, "timeout": 1, "fall": 2, "rise": 1,
+                           "retry_interval": 1, "initial": "up"}
+    assert r2["check"]["qtype"] == "AAAA" and r2["check"]["fall"] == 1
+    assert r2["check"]["retry_interval"] == 1     # DNS_CHECK's default: delay_loop
+    assert any(re.search(r"dns\.conf:18: PING_CHECK: not carried over", w) for w in err), err
+
+
+def test_smtp_check(corpus: Path, capsys) -> None:
+    data, _ = conv(corpus / "smtp.conf", capsys)
+    svc = services(data)["tcp 10.200.0.100:25"]
+    r1, r2, r3 = (rs(svc, VALUES[n]) for n in ("rs1", "rs2", "rs3"))
+    assert r1["check"]["type"] == "smtp" and r1["check"]["helo"] == "mail.example.org"
+    assert "helo" not in r2["check"] and r3["on_failure"] == "quiesce"
+
+
+def test_statements_the_lab_does_not_run(corpus: Path, capsys) -> None:
+    data, err = conv(corpus / "syntax-no-lab.conf", capsys)
+    svc = services(data)["udp 10.200.0.100:5060"]
+    r = svc["real_server"][0]
+    assert (r["forward"], r["tunnel_type"], r["tunnel_port"], r["tunnel_flags"]) == (
+        "tunnel", "gue", 6080, "csum")
+    assert svc["pe_name"] == "sip" and svc["timeout"] == 60
+    assert r["check"]["port"] == 5061 and r["check"]["interval"] == 3
     text = "\n".join(err)
-    for stmt in ("quorum_up", "warmup 2", "bindto 10.0.0.9", "PING_CHECK", "smtp_alert yes"):
-        assert re.search(r"checks-no-lab\.conf:\d+: %s" % re.escape(stmt), text), stmt
+    for stmt in ("quorum_up", "warmup 2", "bindto 10.0.0.9", "smtp_alert yes"):
+        assert re.search(r"syntax-no-lab\.conf:\d+: %s" % re.escape(stmt), text), stmt
 
 
 # ------------------------------------------------------------ syntax
