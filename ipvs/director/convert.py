@@ -256,9 +256,13 @@ class _Conv:
                                st.filename, st.line)
         return p
 
-    def argv(self, st: Statement) -> List[str]:
-        line = self.arg(st)
-        if len(st.args) > 1:
+    def argv(self, st: Statement, whole: bool = False) -> List[str]:
+        """A command line as an argv: split like a shell would, or given to
+        /bin/sh -c when it uses shell syntax.  ``whole``: every word is the
+        command (misc_path); else words after the first are keepalived's
+        user and group (notify_up/down)."""
+        line = " ".join(st.args) if whole and st.args else self.arg(st)
+        if not whole and len(st.args) > 1:
             self.skip(dataclasses.replace(st, args=st.args[1:]),
                       "the command runs as the director's user")
         if any(c in SHELL_CHARS for c in line):
@@ -572,7 +576,7 @@ class _Conv:
             elif k == "helo_name" and ctype == "smtp":
                 c["helo"] = self.arg(s)
             elif k == "misc_path" and ctype == "exec":
-                c["command"] = self.argv(s)
+                c["command"] = self.argv(s, whole=True)
             elif k == "misc_timeout" and ctype == "exec":
                 d["misc_timeout"] = self.timer(s)
             elif k == "misc_dynamic" and ctype == "exec":

@@ -349,3 +349,24 @@ def test_file_check_arithmetic_warned(tmp_path: Path, capsys) -> None:
     data, err = conv(p, capsys)
     assert data["service"][0]["real_server"][0]["check"]["path"] == "/tmp/w"
     assert len(err) == 1 and "k.conf:9: weight 0: cannot be carried over" in err[0]
+
+
+def test_command_lines(tmp_path: Path, capsys) -> None:
+    p = write(tmp_path, 'virtual_server 10.0.0.1 80 {\n real_server 10.0.1.1 80 {\n'
+                        '  notify_up /usr/local/bin/up root root\n'
+                        '  notify_down "/usr/bin/logger down; /bin/true"\n'
+                        '  MISC_CHECK {\n   misc_path /usr/local/bin/check --port 80\n  }\n'
+                        ' }\n}\n')
+    data, err = conv(p, capsys)
+    r = data["service"][0]["real_server"][0]
+    assert r["notify_up"] == ["/usr/local/bin/up"]
+    assert r["notify_down"] == ["/bin/sh", "-c", "/usr/bin/logger down; /bin/true"]
+    assert r["check"]["command"] == ["/usr/local/bin/check", "--port", "80"]
+    assert len(err) == 1 and "k.conf:3: notify_up root root: not carried over" in err[0]
+
+
+def test_help_and_entry_point(capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        cli.main(["convert", "--help"])
+    assert e.value.code == 0
+    assert "KEEPALIVED_CONF" in capsys.readouterr().out
