@@ -6,6 +6,7 @@ running director through its control socket.
     ipvs-director [-s SOCKET | -c FILE] status | reload | events
     ipvs-director [-s SOCKET | -c FILE] drain|undrain SERVICE ADDRESS PORT
     ipvs-director [-s SOCKET | -c FILE] weight SERVICE ADDRESS PORT N
+    ipvs-director convert KEEPALIVED_CONF    print a keepalived.conf as TOML
 """
 
 from __future__ import annotations
@@ -152,6 +153,10 @@ def _client(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``ipvs-director`` and ``python -m ipvs.director``."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["convert"]:
+        from ipvs.director.convert import main as convert_main
+        return convert_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command:
         return _client(args)
