@@ -150,6 +150,10 @@ readelf -d "$so" | grep -qE '\((RPATH|RUNPATH)\)' && fail "has an RPATH/RUNPATH"
 case $so in *.cpython-311-aarch64-linux-gnu.so) ;; *) fail "extension suffix of $(basename "$so")" ;; esac
 
 say "unit tests: Debian's arm64 python$PYV under qemu-aarch64-static -L SYSROOT"
+# the wheel's `test` extra, for the arm64 interpreter
+mapfile -t test_reqs < <("$TOOLS/bin/python" -c '
+import sys, tomllib
+print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["optional-dependencies"]["test"]))' "$ROOT/pyproject.toml")
 # installed like a user's wheel: into the arm64 python's own site-packages
 # (the sysroot's /usr/local/lib/python3.11/dist-packages), emptied first
 SITE=$SYSROOT/usr/local/lib/python$PYV/dist-packages
@@ -159,7 +163,7 @@ rm -rf "$SITE"; mkdir -p "$SITE"
     || { cat "$WORK/install.log" >&2; die "pip install --target of the wheel failed"; }
 "$TOOLS/bin/python" -m pip install -q --disable-pip-version-check --target "$SITE" \
     --only-binary=:all: --platform "$PLAT" --platform manylinux2014_aarch64 --implementation cp \
-    --python-version $PYV "pytest>=7" "hypothesis>=6" "prometheus_client>=0.17" >"$WORK/deps.log" 2>&1 \
+    --python-version $PYV "${test_reqs[@]}" >"$WORK/deps.log" 2>&1 \
     || { cat "$WORK/deps.log" >&2; die "pip download of the test dependencies failed"; }
 T=$WORK/run; mkdir -p "$T/wheels"
 cp -r "$SRC/tests" "$T/tests"; cp "$SRC/wheels/smoke_test.py" "$T/wheels/"

@@ -32,6 +32,7 @@ import pytest
 import ipvs
 from ipvs import _async
 from ipvs import Daemon, DaemonState, Destination, Forward, Service
+from .test_timeouts_signals import silent_peer as _sync_silent_peer
 
 pytestmark = pytest.mark.kernel
 
@@ -426,17 +427,10 @@ def test_two_hundred_cancellations_then_correct_reads(ipvs_netns, ipvs_backend):
 @contextlib.contextmanager
 def silent_peer(alb):
     """A socketpair end in place of the worker's netlink socket: requests
-    land in the pair and no reply ever comes (see test_timeouts_signals)."""
-    h = alb._worker.sync._h
-    ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    real = h._test_swap_fd(ours.fileno())
-    try:
+    land in the pair and no reply ever comes (test_timeouts_signals' peer,
+    put under the worker's own sync handle)."""
+    with _sync_silent_peer(alb._worker.sync) as peer:
         yield peer
-    finally:
-        back = h._test_swap_fd(real)
-        assert back == ours.fileno()
-        ours.close()
-        peer.close()
 
 
 def test_timeouts_handle_and_asyncio(ipvs_netns, ipvs_backend):
