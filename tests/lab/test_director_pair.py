@@ -297,22 +297,32 @@ def has_vip(lab: Lab, i: int) -> bool:
 
 @pytest.mark.skipif(not os.path.exists(KEEPALIVED),
                     reason="Debian's keepalived is not installed (apt-get install keepalived)")
-def test_keepalived_vrrp_moves_the_vip_and_the_connection_survives(pair, tmp_path):
+@pytest.mark.parametrize("how, sync", [("stop", True), ("crash", True), ("stop", False)],
+                         ids=["stop-sync", "crash-sync", "stop-nosync"])
+def test_keepalived_vrrp_moves_the_vip(pair, tmp_path, how, sync):
+    """A's keepalived stops (SIGTERM: it gives the VIP up and tells B at
+    once) or dies with A (SIGKILL and the VIP gone: B takes over when A's
+    adverts stop, after about 3 advert intervals).  With [director.sync]
+    the held connection keeps echoing through B; without, it breaks."""
     lab, start = pair
     # keepalived owns the VIP: take away the one the lab put on director 1
     subprocess.run(["ip", "-n", lab.directors[0], "addr", "del", "%s/32" % lab.vip, "dev",
                     "eth0"], check=True, timeout=10)
-    a, b = start(0, "backup"), start(1, "backup")
+    state = "backup" if sync else None
+    a, b = start(0, state), start(1, state)
     kas: List[Keepalived] = []
     try:
         kas = [Keepalived(tmp_path, lab, 0, a), Keepalived(tmp_path, lab, 1, b)]
         # A (priority 150) wins the election: the VIP and the master role
         assert wait_for(lambda: has_vip(lab, 0), 15, 0.1), kas[0].text()[-3000:]
-        assert wait_for(lambda: set(daemons(lab, 0)) == {"master"}, 15, 0.2), \
-            (daemons(lab, 0), kas[0].text()[-3000:])
+        if sync:
+            assert wait_for(lambda: set(daemons(lab, 0)) == {"master"}, 15, 0.2), \
+                (daemons(lab, 0), kas[0].text()[-3000:])
+            assert set(daemons(lab, 1)) == {"backup"}
+        else:
+            assert daemons(lab, 0) == {} and daemons(lab, 1) == {}
         assert not has_vip(lab, 1)
-        assert set(daemons(lab, 1)) == {"backup"}
-        # the client learns the VIP's new owner (keepalived's gratuitous ARP)
+        # the client learns the VIP's owner (keepalived's gratuitous ARP)
         subprocess.run(["ip", "-n", lab.client, "neigh", "flush", "to", lab.vip, "dev", "eth0"],
                        check=True, timeout=10)
 
@@ -320,33 +330,49 @@ def test_keepalived_vrrp_moves_the_vip_and_the_connection_survives(pair, tmp_pat
         try:
             port = s.getsockname()[1]
             server = lab.server_addresses[lab.names.index(name)]
-            c = wait_for(lambda: synced(lab, 1, port), 15, 0.25)
-            assert c is not None and str(c.destination_address) == server
+            if sync:
+                c = wait_for(lambda: synced(lab, 1, port), 15, 0.25)
+                assert c is not None and str(c.destination_address) == server
+            else:
+                time.sleep(2.5)
+                assert synced(lab, 1, port) is None
 
-            # A's keepalived stops: VRRP moves the VIP to B
-            kas[0].stop()
+            t_signal = time.monotonic()
+            if how == "stop":   # A's keepalived stops: it gives the VIP to B
+                kas[0].stop()
+            else:               # A dies: no more adverts, its VIP gone with it
+                os.killpg(kas[0].proc.pid, signal.SIGKILL)
+                kas[0].proc.wait(10)
+                subprocess.run(["ip", "-n", lab.directors[0], "addr", "del", "%s/32" % lab.vip,
+                                "dev", "eth0"], check=True, timeout=10)
             t_gone = time.monotonic()
             assert not has_vip(lab, 0)
             err = echo_or_error(s, b"after failover\n", 20)
             t_back = time.monotonic()
+            assert wait_for(lambda: has_vip(lab, 1), 10, 0.1), kas[1].text()[-3000:]
+            if not sync:
+                assert err is not None, "the connection survived without the sync daemon"
+                return
             assert err is None, "the connection broke: %r\n%s" % (err, kas[1].text()[-3000:])
-            FAILOVER["keepalived"] = t_back - t_gone
-            assert has_vip(lab, 1)
+            FAILOVER["keepalived-" + how] = t_back - t_gone
+            FAILOVER["keepalived-" + how + "-from-signal"] = t_back - t_signal
             for k in range(3):
                 assert echo_or_error(s, b"through B %d\n" % k, 5) is None
             c = synced(lab, 1, port)
             assert c is not None and str(c.destination_address) == server
-            # B's notify made it master; A's notify_stop made A backup
+            # B's notify_master made it master (and A's notify_stop backup)
             assert wait_for(lambda: "master" in daemons(lab, 1), 15, 0.2)
             assert wait_for(lambda: b.call("GET", "/status")[1]["sync"]["state"] == "master",
                             15, 0.2)
-            assert wait_for(lambda: a.call("GET", "/status")[1]["sync"]["state"] == "backup",
-                            15, 0.2)
+            if how == "stop":
+                assert wait_for(
+                    lambda: a.call("GET", "/status")[1]["sync"]["state"] == "backup", 15, 0.2)
             assert [e for e in b.events() if e["event"] == "role"][-1]["state"] == "master"
         finally:
             s.close()
     finally:
         for k in kas:
             k.stop()
-    print("failover (A's keepalived stopped -> echo back through B): %.3f s"
-          % FAILOVER["keepalived"])
+    print("failover (%s: VIP gone from A -> echo back through B): %.3f s; from the signal "
+          "to A's keepalived: %.3f s" % (how, FAILOVER["keepalived-" + how],
+                                         FAILOVER["keepalived-" + how + "-from-signal"]))
