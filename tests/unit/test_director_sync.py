@@ -326,3 +326,19 @@ def test_role_subcommand(api):
     r = subprocess.run([sys.executable, "-m", "ipvs.director", "-s", sock + ".nosync", "role",
                         "master"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "[director.sync]" in json.loads(r.stdout)["error"]
+
+
+def test_the_pair_example_of_the_docs_validates():
+    import os
+    import re
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "docs", "director.md"), encoding="utf-8") as f:
+        page = f.read()
+    section = page.split("## Director pairs", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"^```toml\n(.*?)^```", section, re.S | re.M)
+    assert len(blocks) == 1
+    a = parse(blocks[0], "director-a.toml")
+    b = parse(blocks[0].replace('state = "backup"', 'state = "master"'), "director-b.toml")
+    assert a.director.sync == ipvs.Daemon("backup", "eth0", sync_id=5)
+    assert b.director.sync.state == ipvs.DaemonState.MASTER
+    assert "vrrp_instance" in section and "role master" in section
