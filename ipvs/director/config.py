@@ -618,7 +618,8 @@ def _sync(ctx: _Ctx, path: Path, t: Any) -> ipvs.Daemon:
         if not addr.is_multicast:
             raise ctx.error(path + ("mcast_group",), "not a multicast address: %s" % addr)
         kw["mcast_group"] = str(addr)
-    return _model(ctx, path, ipvs.Daemon, kw)
+    daemon: ipvs.Daemon = _model(ctx, path, ipvs.Daemon, kw)
+    return daemon
 
 
 def parse(text: str, filename: str = "<config>") -> Config:

@@ -186,15 +186,19 @@ class SyncKeeper:
                        sync_id=self.daemon.sync_id)
         async with self._lock:
             try:
-                running = await self._running()
-                if state not in running or not self._matches(running[state]):
-                    if state in running:
-                        await self._stop_now(state)
-                    # a stop of this state still going on (a quick switch
-                    # back): let it end first
-                    pending = self._stopping.get(state)
-                    if pending is not None:
+                # a stop of this state still going on (a quick switch back):
+                # let it end first, else it would stop the daemon wanted now
+                pending = self._stopping.get(state)
+                if pending is not None:
+                    try:
                         await asyncio.wait_for(asyncio.shield(pending), HANDLE_TIMEOUT)
+                    except (ipvs.IPVSError, OSError):
+                        pass
+                running = await self._running()
+                if state in running and not self._matches(running[state]):
+                    await self._stop_now(state)
+                    del running[state]
+                if state not in running:
                     await (await self._handle()).start_daemon(self.wanted())
                 self.last_error = None
             except (ipvs.IPVSError, OSError, asyncio.TimeoutError) as e:

@@ -342,3 +342,41 @@ def test_the_pair_example_of_the_docs_validates():
     assert a.director.sync == ipvs.Daemon("backup", "eth0", sync_id=5)
     assert b.director.sync.state == ipvs.DaemonState.MASTER
     assert "vrrp_instance" in section and "role master" in section
+
+
+def test_quick_switch_back_waits_for_the_pending_stop(mem):
+    """master -> backup with the master's stop still going on, then back to
+    master: the pending stop must not take away the new master daemon."""
+    async def go():
+        from ipvs.director import sync as _sync
+
+        class SlowStop:
+            def __init__(self):
+                self.h = _handles()
+
+            async def stop_daemon(self, state):
+                await asyncio.sleep(0.5)
+                await self.h.stop_daemon(state)
+
+            def __getattr__(self, name):
+                return getattr(self.h, name)
+
+        d = Director(parse(text()), kernel=MemoryKernel(), log_format="json",
+                     stream=io.StringIO(), sync_handles=SlowStop)
+        old_wait = _sync.STOP_WAIT
+        _sync.STOP_WAIT = 0.05
+        try:
+            await d.start()
+            out = await d.role("backup")
+            assert out.get("stopping") == "master"
+            assert set(_daemons()) == {"master", "backup"}
+            await d.role("master")
+            await asyncio.sleep(0.8)
+            assert "master" in _daemons()
+            await d._keep_sync()
+            await asyncio.sleep(0.8)
+            assert set(_daemons()) == {"master"}
+        finally:
+            _sync.STOP_WAIT = old_wait
+            await d.stop()
+    asyncio.run(go())
