@@ -215,6 +215,7 @@ def test_move_vip_without_sync_breaks_the_connection(pair):
         err = echo_or_error(s, b"after the move\n", 5)
         assert err is not None, "the connection survived without the sync daemon"
         assert isinstance(err, (ConnectionResetError, socket.timeout, ConnectionError)), err
+        print("without the sync daemon: %r" % err)
         # B itself serves new connections
         s2, _ = lab.tcp_connect(lab.vip, lab.port)
         try:
@@ -361,6 +362,7 @@ def test_keepalived_vrrp_moves_the_vip(pair, tmp_path, how, sync):
             assert wait_for(lambda: has_vip(lab, 1), 10, 0.1), kas[1].text()[-3000:]
             if not sync:
                 assert err is not None, "the connection survived without the sync daemon"
+                print("without the sync daemon: %r" % err)
                 return
             assert err is None, "the connection broke: %r\n%s" % (err, kas[1].text()[-3000:])
             FAILOVER["keepalived-" + how] = t_back - t_gone
