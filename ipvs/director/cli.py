@@ -6,6 +6,7 @@ running director through its control socket.
     ipvs-director [-s SOCKET | -c FILE] status | reload | events
     ipvs-director [-s SOCKET | -c FILE] drain|undrain SERVICE ADDRESS PORT
     ipvs-director [-s SOCKET | -c FILE] weight SERVICE ADDRESS PORT N
+    ipvs-director [-s SOCKET | -c FILE] role master|backup
     ipvs-director convert KEEPALIVED_CONF    print a keepalived.conf as TOML
 """
 
@@ -24,7 +25,8 @@ from ipvs.director.config import Config, ConfigError, DirectorConfig, load
 __all__ = ["main"]
 
 _NETNS: Any = None
-COMMANDS = {"status": 0, "reload": 0, "events": 0, "drain": 3, "undrain": 3, "weight": 4}
+COMMANDS = {"status": 0, "reload": 0, "events": 0, "drain": 3, "undrain": 3, "weight": 4,
+            "role": 1}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="format of the state change lines on stderr")
     p.add_argument("command", nargs="?", choices=sorted(COMMANDS),
                    help="talk to a running director instead of running one")
-    p.add_argument("args", nargs="*", help="SERVICE ADDRESS PORT [N]")
+    p.add_argument("args", nargs="*", help="SERVICE ADDRESS PORT [N], or master|backup")
     return p
 
 
@@ -115,11 +117,17 @@ def _client(args: argparse.Namespace) -> int:
     want = COMMANDS[args.command]
     if len(args.args) != want:
         print("ipvs-director: %s takes %s" % (args.command, {
-            0: "no arguments", 3: "SERVICE ADDRESS PORT", 4: "SERVICE ADDRESS PORT N"}[want]),
+            0: "no arguments", 1: "master or backup", 3: "SERVICE ADDRESS PORT",
+            4: "SERVICE ADDRESS PORT N"}[want]),
             file=sys.stderr)
         return 2
     body: Optional[dict] = None
-    if want:
+    if args.command == "role":
+        if args.args[0] not in ("master", "backup"):
+            print("ipvs-director: role takes master or backup", file=sys.stderr)
+            return 2
+        body = {"state": args.args[0]}
+    elif want:
         try:
             body = {"service": args.args[0], "address": args.args[1], "port": int(args.args[2])}
             if want == 4:

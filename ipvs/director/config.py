@@ -135,6 +135,9 @@ class DirectorConfig:
     metrics_rates: bool = False
     drain_timeout: float = 300.0
     resync_interval: float = 60.0
+    #: the ``[director.sync]`` table: the sync daemon the director keeps
+    #: (its ``state`` is the role at start), or None
+    sync: Optional[ipvs.Daemon] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -577,7 +580,46 @@ def _director(ctx: _Ctx, t: Any) -> DirectorConfig:
             raise ctx.error(path + ("drain_timeout",), "must be 0 or more")
     if "resync_interval" in t:
         kw["resync_interval"] = _number(ctx, path + ("resync_interval",), t["resync_interval"])
+    if "sync" in t:
+        kw["sync"] = _sync(ctx, path + ("sync",), t["sync"])
     return DirectorConfig(**kw)
+
+
+SYNC_KEYS = ("state", "interface", "sync_id", "max_len", "mcast_group", "mcast_port",
+             "mcast_ttl")
+
+
+def _sync(ctx: _Ctx, path: Path, t: Any) -> ipvs.Daemon:
+    """``[director.sync]``: the fields of ``ipvs.Daemon`` by the same names;
+    ``state`` ("master" or "backup") and ``interface`` are required."""
+    if not isinstance(t, dict):
+        raise ctx.error(path, "must be a table [director.sync]")
+    _unknown(ctx, path, t, SYNC_KEYS)
+    for k in ("state", "interface"):
+        if k not in t:
+            raise ctx.error(path, "[director.sync] needs %s" % k)
+    state = t["state"]
+    if state not in ("master", "backup"):
+        raise ctx.error(path + ("state",), 'must be "master" or "backup", not %r' % (state,))
+    iface = _type(ctx, path + ("interface",), t["interface"], str, "an interface name")
+    if not iface or len(iface) > 15 or any(c in iface for c in "/ \t\n\0"):
+        raise ctx.error(path + ("interface",), "not an interface name: %r" % iface)
+    kw: Dict[str, Any] = {"state": state, "interface": iface}
+    for k, hi in (("sync_id", 255), ("max_len", 65535), ("mcast_port", 65535),
+                  ("mcast_ttl", 255)):
+        if k in t:
+            kw[k] = _integer(ctx, path + (k,), t[k], 0, hi)
+    if "mcast_group" in t:
+        g = _type(ctx, path + ("mcast_group",), t["mcast_group"], str, "a multicast address")
+        try:
+            addr = ipaddress.ip_address(g)
+        except ValueError:
+            raise ctx.error(path + ("mcast_group",), "not an IP address: %r" % g) from None
+        if not addr.is_multicast:
+            raise ctx.error(path + ("mcast_group",), "not a multicast address: %s" % addr)
+        kw["mcast_group"] = str(addr)
+    daemon: ipvs.Daemon = _model(ctx, path, ipvs.Daemon, kw)
+    return daemon
 
 
 def parse(text: str, filename: str = "<config>") -> Config:

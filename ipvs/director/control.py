@@ -25,7 +25,7 @@ MAX_HEAD = 8192
 MAX_BODY = 65536
 READ_TIMEOUT = 10.0
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-           408: "Request Timeout", 411: "Length Required", 413: "Payload Too Large",
+           408: "Request Timeout", 409: "Conflict", 411: "Length Required", 413: "Payload Too Large",
            422: "Unprocessable Entity", 431: "Request Header Fields Too Large",
            500: "Internal Server Error"}
 
@@ -188,7 +188,7 @@ class ControlServer:
     async def _dispatch(self, method: str, path: str, body: bytes) -> Tuple[int, Any]:
         d = self.director
         routes = {"/status": "GET", "/drain": "POST", "/undrain": "POST", "/weight": "POST",
-                  "/reload": "POST", "/events": "GET"}
+                  "/reload": "POST", "/events": "GET", "/role": "POST"}
         if path not in routes:
             return 404, {"error": "no such endpoint %s" % path}
         if method != routes[path]:
@@ -204,9 +204,17 @@ class ControlServer:
             if not isinstance(args, dict):
                 return 400, {"error": "the body must be a JSON object"}
         from ipvs.director.core import NotFound
+        from ipvs.director.sync import NoSync
         try:
             if path == "/reload":
                 return 200, await d.reload()
+            if path == "/role":
+                if "state" not in args:
+                    return 400, {"error": "missing 'state'"}
+                if set(args) - {"state"}:
+                    return 400, {"error": "unknown keys: %s"
+                                 % ", ".join(sorted(set(args) - {"state"}))}
+                return 200, await d.role(args["state"])
             for k in ("service", "address", "port") + (("weight",) if path == "/weight" else ()):
                 if k not in args:
                     return 400, {"error": "missing %r" % k}
@@ -223,6 +231,8 @@ class ControlServer:
             return 422, {"error": str(e), "line": e.line, "key": e.key}
         except NotFound as e:
             return 404, {"error": str(e)}
+        except NoSync as e:
+            return 409, {"error": str(e)}
         except ValueError as e:
             return 400, {"error": str(e)}
         except Exception as e:  # the kernel refused: the director keeps running

@@ -164,7 +164,8 @@ class Director:
     """
 
     def __init__(self, config: Config, *, path: Optional[str] = None, kernel: Any = None,
-                 log_format: str = "text", stream: Any = None) -> None:
+                 log_format: str = "text", stream: Any = None,
+                 sync_handles: Any = None) -> None:
         self.config = config
         self.path = path
         self.log_format = log_format
@@ -187,6 +188,10 @@ class Director:
         self._stopped: Optional[asyncio.Event] = None
         self._next_resync = 0.0
         self._closing = False
+        #: the sync daemon keeper of [director.sync] (ipvs.director.sync), or None;
+        #: ``sync_handles`` makes its handles (default: AsyncIPVS on the netns)
+        self.sync: Any = None
+        self._sync_handles = sync_handles
         self._build(config, first=True)
 
     # ------------------------------------------------------------ building
@@ -599,6 +604,7 @@ class Director:
                 self._next_resync = loop.time() + self.config.director.resync_interval
             try:
                 await self.round()
+                await self._keep_sync()
                 if failures:
                     self.emit("resync", reason="kernel reachable again")
                 failures = 0
@@ -640,6 +646,7 @@ class Director:
         await self._read()
         self._adopt()
         await self.round()
+        await self._keep_sync(config_changed=True)
         loop = asyncio.get_running_loop()
         self._start_probes()
         self._tasks.append(loop.create_task(self._writer()))
@@ -663,6 +670,8 @@ class Director:
         self._tasks = []
         for q in list(self.subscribers):
             _end_stream(q)
+        if self.sync is not None:
+            await self.sync.close()
         await self.kernel.close()
         if self._stopped is not None:
             self._stopped.set()
@@ -694,6 +703,7 @@ class Director:
             self._adopt_new()
         self._refresh_states()
         calls = await self.round()
+        await self._keep_sync(config_changed=True)
         self._start_probes()
         self.emit("reload", **changes, calls=len(calls))
         if self.metrics is not None:
@@ -709,6 +719,19 @@ class Director:
                     for p in rs.probes:
                         if p.fresh and p.last is None and p.state != "up":
                             p.state, p.count = "up", 0
+
+    # ------------------------------------------------------------ sync / role
+    async def _keep_sync(self, config_changed: bool = False) -> None:
+        """Keep the sync daemon of [director.sync] (see ipvs.director.sync)."""
+        from ipvs.director import sync as _sync
+        await _sync.keep(self, config_changed)
+
+    async def role(self, state: Any) -> Dict[str, Any]:
+        """``POST /role``: switch the sync daemon to ``state`` ("master" or
+        "backup").  ValueError for a bad state; ``ipvs.director.sync.NoSync``
+        when the file has no [director.sync]."""
+        from ipvs.director import sync as _sync
+        return await _sync.role(self, state)
 
     # ------------------------------------------------------------ control
     def _find(self, service: Any, address: Any, port: Any) -> Tuple[ServiceState, RealServer]:
@@ -813,4 +836,5 @@ class Director:
             }
             out.append(item)
         return {"services": out, "config": self.path, "rounds": self.rounds,
+                "sync": self.sync.status() if self.sync is not None else None,
                 "kernel_error": self.last_round_error, "event_streams": len(self.subscribers)}

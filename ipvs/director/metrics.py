@@ -42,6 +42,10 @@ class DirectorMetrics:
         self.sorry = Gauge("ipvs_director_sorry_active",
                            "1 while the sorry server takes the service's traffic",
                            SERVICE_LABELS, registry=r)
+        self.role_state = Gauge("ipvs_director_role",
+                                "1 for the director's current sync role (master or backup), "
+                                "0 for the other; absent without [director.sync]",
+                                ["state"], registry=r)
         self.last_reload.set(time.time())
         self.collector = IPVSCollector(netns, rates=rates)
         self._server: Any = None
@@ -71,6 +75,14 @@ class DirectorMetrics:
         labels = service_labels(st.service)
         self.quorum_up.labels(*labels).set(1 if st.quorum_up else 0)
         self.sorry.labels(*labels).set(1 if st.sorry_active else 0)
+
+    def role(self, state: Optional[str]) -> None:
+        """The current sync role ("master", "backup"), or None: no series."""
+        if state is None:
+            self.role_state.clear()
+            return
+        for s in ("master", "backup"):
+            self.role_state.labels(s).set(1 if s == state else 0)
 
     def reload(self, ok: bool) -> None:
         self.reloads.labels("success" if ok else "failure").inc()

@@ -1,0 +1,308 @@
+"""The director's sync daemon and role (``[director.sync]``, ``POST /role``).
+
+The kernel's IPVS sync daemon copies connection entries from a master
+director to a backup one, so that connections established through the
+master keep their real server when the VIP moves.  The director keeps the
+daemon of its current role running (started at start, started again by the
+resync when it is gone) and switches it when told (``POST /role``, called by
+keepalived's VRRP notify scripts).
+
+A switch starts the new role's daemon first and then stops the old one:
+the new role works at once, and a slow stop (stopping a backup daemon may
+take long in some kernels) never delays it.  The stop goes on in the
+background on a handle of its own when it takes longer than a short wait.
+
+Only the daemons of the configured interface and sync id that this module
+started are stopped; a daemon of the other state found at start is left
+alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Callable, Dict, Optional
+
+import ipvs
+
+__all__ = ["SyncKeeper", "STATES"]
+
+log = logging.getLogger("ipvs.director")
+
+STATES = ("master", "backup")
+STOP_WAIT = 3.0           # s a role switch waits for the old daemon to stop
+HANDLE_TIMEOUT = 60.0     # s per kernel request (stopping a daemon can be slow)
+
+
+def _state_name(state: Any) -> str:
+    return ipvs.DaemonState(int(state)).name.lower()
+
+
+class SyncKeeper:
+    """Keeps one sync daemon (the ``Daemon`` of ``[director.sync]`` with the
+    current role as its state) in one namespace.
+
+    ``handles`` makes a new ``ipvs.AsyncIPVS``-like handle (coroutines
+    ``daemons()``, ``start_daemon(d)``, ``stop_daemon(state)``, ``close()``);
+    by default one on ``netns``.  ``emit`` is the director's event function.
+    """
+
+    def __init__(self, daemon: ipvs.Daemon, *, netns: Optional[str] = None,
+                 handles: Optional[Callable[[], Any]] = None,
+                 emit: Optional[Callable[..., Any]] = None,
+                 on_change: Optional[Callable[["SyncKeeper"], None]] = None) -> None:
+        self.daemon = daemon
+        self.role = _state_name(daemon.state)
+        self.netns = netns
+        self._handles = handles or (lambda: ipvs.AsyncIPVS(netns=netns, timeout=HANDLE_TIMEOUT))
+        self._emit = emit or (lambda *a, **k: None)
+        self._on_change = on_change
+        self._h: Any = None
+        self._lock = asyncio.Lock()
+        self._stopping: Dict[str, "asyncio.Task[None]"] = {}
+        self._retired: Optional[str] = None   # our old state, to stop if still running
+        self.last_error: Optional[str] = None
+        self.switches = 0
+
+    # ------------------------------------------------------------ helpers
+    def wanted(self) -> ipvs.Daemon:
+        """The daemon of the current role."""
+        return self.daemon.replace(state=self.role)
+
+    async def _handle(self) -> Any:
+        if self._h is None:
+            self._h = self._handles()
+        return self._h
+
+    async def _drop_handle(self) -> None:
+        h, self._h = self._h, None
+        if h is not None:
+            try:
+                await h.close()
+            except Exception:
+                pass
+
+    def _matches(self, running: ipvs.Daemon) -> bool:
+        """A running daemon is the wanted one: same interface and sync id,
+        and the same of the optional fields the file sets (the kernel fills
+        in its defaults for the others)."""
+        w = self.wanted()
+        if running.interface != w.interface or running.sync_id != w.sync_id:
+            return False
+        for f in ("max_len", "mcast_port", "mcast_ttl"):
+            if getattr(w, f) and getattr(running, f) and getattr(w, f) != getattr(running, f):
+                return False
+        if w.mcast_group is not None and running.mcast_group is not None \
+                and w.mcast_group != running.mcast_group:
+            return False
+        return True
+
+    async def _running(self) -> Dict[str, ipvs.Daemon]:
+        h = await self._handle()
+        return {_state_name(d.state): d for d in await h.daemons()}
+
+    async def _stop_now(self, state: str) -> None:
+        """Stop ``state``'s daemon on a handle of its own (a slow stop blocks
+        nobody); a daemon already gone is fine."""
+        h = self._handles()
+        try:
+            await h.stop_daemon(state)
+        except ipvs.DaemonNotRunningError:
+            pass
+        finally:
+            try:
+                await h.close()
+            except Exception:
+                pass
+
+    def _stop_later(self, state: str) -> "asyncio.Task[None]":
+        task = self._stopping.get(state)
+        if task is None or task.done():
+            task = asyncio.get_running_loop().create_task(self._stop_now(state))
+            self._stopping[state] = task
+
+            def done(t: "asyncio.Task[None]") -> None:
+                if self._stopping.get(state) is t:
+                    del self._stopping[state]
+                if not t.cancelled() and t.exception() is not None:
+                    e = t.exception()
+                    self.last_error = "stop %s: %s" % (state, e)
+                    self._emit("error", message="sync daemon: " + self.last_error)
+                elif not t.cancelled() and self._retired == state:
+                    self._retired = None
+            task.add_done_callback(done)
+        return task
+
+    # ------------------------------------------------------------ keeping
+    async def keep(self) -> bool:
+        """Start the current role's daemon when it is not running (also when
+        a daemon of that state runs with other settings: it is restarted);
+        stop the daemon of a role this director left if it still runs.
+        True when something was started."""
+        async with self._lock:
+            try:
+                running = await self._running()
+                started = False
+                cur = running.get(self.role)
+                if cur is not None and not self._matches(cur) and self.role not in self._stopping:
+                    await self._stop_now(self.role)
+                    cur = None
+                if cur is None and self.role not in self._stopping:
+                    await (await self._handle()).start_daemon(self.wanted())
+                    self._emit("sync", state=self.role, interface=self.daemon.interface,
+                               sync_id=self.daemon.sync_id, message="sync daemon started")
+                    started = True
+                old = self._retired
+                if old is not None and old in running and old not in self._stopping:
+                    self._stop_later(old)
+                elif old is not None and old not in running:
+                    self._retired = None
+                self.last_error = None
+                return started
+            except (ipvs.IPVSError, OSError) as e:
+                msg = str(e)
+                if msg != self.last_error:
+                    self._emit("error", message="sync daemon %s on %s: %s"
+                               % (self.role, self.daemon.interface, msg))
+                self.last_error = msg
+                await self._drop_handle()
+                return False
+
+    async def switch(self, state: Any) -> Dict[str, Any]:
+        """Take the role ``state`` ("master" or "backup"): start its daemon,
+        then stop the old role's.  Raises ValueError for another state and
+        the handle's errors when the new daemon cannot start (the role is
+        switched all the same: the resync keeps trying)."""
+        if state not in STATES:
+            raise ValueError('"state" must be "master" or "backup"')
+        old = self.role
+        if state != old:
+            self.role = state
+            self.switches += 1
+            self._retired = old
+            if self._on_change is not None:
+                self._on_change(self)
+            self._emit("role", state=state, previous=old, interface=self.daemon.interface,
+                       sync_id=self.daemon.sync_id)
+        async with self._lock:
+            try:
+                # a stop of this state still going on (a quick switch back):
+                # let it end first, else it would stop the daemon wanted now
+                pending = self._stopping.get(state)
+                if pending is not None:
+                    try:
+                        await asyncio.wait_for(asyncio.shield(pending), HANDLE_TIMEOUT)
+                    except (ipvs.IPVSError, OSError):
+                        pass
+                running = await self._running()
+                if state in running and not self._matches(running[state]):
+                    await self._stop_now(state)
+                    del running[state]
+                if state not in running:
+                    await (await self._handle()).start_daemon(self.wanted())
+                self.last_error = None
+            except (ipvs.IPVSError, OSError, asyncio.TimeoutError) as e:
+                self.last_error = str(e) or type(e).__name__
+                await self._drop_handle()
+                raise
+            stopping = None
+            if state != old and old in running:
+                task = self._stop_later(old)
+                try:
+                    await asyncio.wait_for(asyncio.shield(task), STOP_WAIT)
+                except asyncio.TimeoutError:
+                    stopping = old
+                except (ipvs.IPVSError, OSError):
+                    pass  # reported by the task's callback; keep() tries again
+            elif state != old:
+                self._retired = None
+        out = self.status()
+        out["previous"] = old
+        if stopping:
+            out["stopping"] = stopping
+        return out
+
+    async def reconfigure(self, daemon: Optional[ipvs.Daemon]) -> None:
+        """A reload changed ``[director.sync]``: the current role stays; a
+        daemon with other settings is restarted by the next keep()."""
+        if daemon is None:
+            return
+        self.daemon = daemon
+
+    async def retire(self) -> None:
+        """``[director.sync]`` left the file: stop the current daemon."""
+        async with self._lock:
+            self._retired = None
+            try:
+                running = await self._running()
+                if self.role in running and self._matches(running[self.role]):
+                    await asyncio.wait_for(asyncio.shield(self._stop_later(self.role)), STOP_WAIT)
+            except (ipvs.IPVSError, OSError, asyncio.TimeoutError):
+                pass
+
+    async def close(self) -> None:
+        """Forget the handle (the daemon keeps running, like the table);
+        background stops are given a moment to end."""
+        pending = [t for t in self._stopping.values() if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=STOP_WAIT)
+        await self._drop_handle()
+
+    def status(self) -> Dict[str, Any]:
+        """The role part of ``GET /status`` and of ``POST /role``'s answer."""
+        d = self.daemon
+        out: Dict[str, Any] = {"state": self.role, "interface": d.interface,
+                               "sync_id": d.sync_id, "switches": self.switches,
+                               "error": self.last_error}
+        if d.mcast_group is not None:
+            out["mcast_group"] = str(d.mcast_group)
+        for f in ("max_len", "mcast_port", "mcast_ttl"):
+            if getattr(d, f):
+                out[f] = getattr(d, f)
+        return out
+
+
+# ---------------------------------------------------------------- the director's side
+
+class NoSync(LookupError):
+    """A role switch asked of a director whose file has no [director.sync]."""
+
+
+async def keep(director: Any, config_changed: bool = False) -> None:
+    """Called by the director after its rounds: make, reconfigure or retire
+    its keeper as the configuration says, then keep the daemon running."""
+    want = director.config.director.sync
+    keeper: Optional[SyncKeeper] = director.sync
+    if config_changed:
+        if want is None and keeper is not None:
+            await keeper.retire()
+            await keeper.close()
+            director.sync = None
+            if director.metrics is not None:
+                director.metrics.role(None)
+            return
+        if want is not None and keeper is None:
+            keeper = SyncKeeper(want, netns=director.config.director.netns,
+                                handles=director._sync_handles, emit=director.emit,
+                                on_change=lambda k: _metric(director, k))
+            director.sync = keeper
+        elif want is not None and keeper is not None:
+            await keeper.reconfigure(want)
+    if keeper is None:
+        return
+    _metric(director, keeper)
+    await keeper.keep()
+
+
+def _metric(director: Any, keeper: SyncKeeper) -> None:
+    if director.metrics is not None:
+        director.metrics.role(keeper.role)
+
+
+async def role(director: Any, state: Any) -> Dict[str, Any]:
+    keeper: Optional[SyncKeeper] = director.sync
+    if keeper is None:
+        raise NoSync("no [director.sync] in the configuration: no sync daemon to switch")
+    if state not in STATES:
+        raise ValueError('"state" must be "master" or "backup"')
+    return await keeper.switch(state)

@@ -1,0 +1,382 @@
+"""[director.sync] and the role switch: the table's validation (line and
+key), the sync daemon kept and switched on the memory backend (which models
+daemons), the role event and metric, POST /role and ``ipvs-director role``."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import subprocess
+import sys
+import threading
+
+import pytest
+
+import ipvs
+from ipvs.director import parse
+from ipvs.director._kernel import MemoryKernel
+from ipvs.director.config import ConfigError
+from ipvs.director.control import ControlServer, request
+from ipvs.director.core import Director
+from ipvs.testing import add_interface, reset_memory
+
+NS = "sync-unit"
+SERVICE = '''
+[[service]]
+address = "10.0.0.1"
+port = 80
+[[service.real_server]]
+address = "10.0.1.1"
+port = 80
+forward = "route"
+'''
+SYNC = '''
+[director.sync]
+state = "master"
+interface = "eth0"
+sync_id = 7
+'''
+
+
+def text(sync: str = SYNC) -> str:
+    return "[director]\ncontrol = \"/tmp/x.sock\"\n" + sync + SERVICE
+
+
+# ------------------------------------------------------------ config
+
+def test_sync_table_parsed_into_a_daemon():
+    cfg = parse(text('''
+[director.sync]
+state = "backup"
+interface = "eth1"
+sync_id = 3
+max_len = 1400
+mcast_group = "239.1.2.3"
+mcast_port = 9000
+mcast_ttl = 2
+'''))
+    d = cfg.director.sync
+    assert d == ipvs.Daemon("backup", "eth1", 3, 1400, "239.1.2.3", 9000, 2)
+    assert parse(text("")).director.sync is None
+    assert parse(text()).director.sync == ipvs.Daemon("master", "eth0", sync_id=7)
+
+
+@pytest.mark.parametrize("body, line, key, words", [
+    ('state = "leader"\ninterface = "eth0"', 4, "director.sync.state", "master"),
+    ('state = "master"', 3, "director.sync", "needs interface"),
+    ('interface = "eth0"', 3, "director.sync", "needs state"),
+    ('state = "master"\ninterface = "eth0"\nsync_id = 300', 6, "director.sync.sync_id", "0..255"),
+    ('state = "master"\ninterface = "eth0"\nmcast_group = "10.0.0.1"', 6,
+     "director.sync.mcast_group", "multicast"),
+    ('state = "master"\ninterface = "eth0"\nmcast_group = "nope"', 6,
+     "director.sync.mcast_group", "not an IP"),
+    ('state = "master"\ninterface = "eth0"\nmcast_port = 70000', 6,
+     "director.sync.mcast_port", "0..65535"),
+    ('state = "master"\ninterface = "a/b"', 5, "director.sync.interface", "interface"),
+    ('state = "master"\ninterface = "eth0"\npeer = "x"', 6, "director.sync.peer", "unknown key"),
+    ('state = "master"\ninterface = 3', 5, "director.sync.interface", "interface name"),
+])
+def test_sync_table_errors_name_line_and_key(body, line, key, words):
+    src = "[director]\ncontrol = \"/tmp/x.sock\"\n[director.sync]\n" + body + "\n" + SERVICE
+    # the header is line 3; its keys follow from line 4
+    with pytest.raises(ConfigError) as ei:
+        parse(src, "d.toml")
+    e = ei.value
+    assert e.key == key, str(e)
+    assert words in str(e)
+    assert e.line == line, str(e)
+    assert str(e).startswith("d.toml:%d: %s: " % (line, key))
+
+
+def test_sync_not_a_table():
+    with pytest.raises(ConfigError) as ei:
+        parse('[director]\nsync = "master"\n')
+    assert ei.value.key == "director.sync" and ei.value.line == 2
+
+
+# ------------------------------------------------------------ keeper on memory
+
+def _handles():
+    return ipvs.AsyncIPVS(backend="memory", netns=NS)
+
+
+def _daemons():
+    with ipvs.IPVS(backend="memory", netns=NS) as h:
+        return {d.state.name.lower(): d for d in h.daemons()}
+
+
+class FakeMetrics:
+    def __init__(self):
+        self.roles = []
+
+    def role(self, state):
+        self.roles.append(state)
+
+    def __getattr__(self, name):
+        return lambda *a, **k: None
+
+
+@pytest.fixture
+def mem():
+    reset_memory()
+    add_interface("eth0", netns=NS)
+    yield
+    reset_memory()
+
+
+def _director(src: str, path=None, metrics=None) -> Director:
+    d = Director(parse(src, str(path) if path else "<config>"), path=str(path) if path else None,
+                 kernel=MemoryKernel(), log_format="json", stream=io.StringIO(),
+                 sync_handles=_handles)
+    d.metrics = metrics
+    return d
+
+
+def _events(d: Director):
+    return [json.loads(line) for line in d.stream.getvalue().splitlines()]
+
+
+def test_started_kept_and_switched(mem):
+    async def go():
+        m = FakeMetrics()
+        d = _director(text(), metrics=m)
+        await d.start()
+        try:
+            assert set(_daemons()) == {"master"}
+            assert _daemons()["master"].interface == "eth0"
+            assert _daemons()["master"].sync_id == 7
+            assert m.roles[-1] == "master"
+            assert d.status()["sync"]["state"] == "master"
+            # stopped by hand: the next round starts it again
+            with ipvs.IPVS(backend="memory", netns=NS) as h:
+                h.stop_daemon("master")
+            assert _daemons() == {}
+            d.wake()
+            for _ in range(100):
+                await asyncio.sleep(0.02)
+                if _daemons():
+                    break
+            assert set(_daemons()) == {"master"}
+            # switch: backup starts, master stops
+            out = await d.role("backup")
+            assert out["state"] == "backup" and out["previous"] == "master"
+            assert set(_daemons()) == {"backup"}
+            assert _daemons()["backup"].sync_id == 7
+            assert m.roles[-1] == "backup"
+            roles = [e for e in _events(d) if e["event"] == "role"]
+            assert roles == [dict(roles[0], state="backup", previous="master")]
+            # the same role again: nothing changes, no event
+            out = await d.role("backup")
+            assert out["state"] == "backup" and set(_daemons()) == {"backup"}
+            assert len([e for e in _events(d) if e["event"] == "role"]) == 1
+            await d.role("master")
+            assert set(_daemons()) == {"master"}
+            assert d.status()["sync"]["switches"] == 2
+            with pytest.raises(ValueError):
+                await d.role("leader")
+        finally:
+            await d.stop()
+        # stopping the director leaves the daemon running (like the table)
+        assert set(_daemons()) == {"master"}
+    asyncio.run(go())
+
+
+def test_missing_interface_is_reported_and_retried(mem):
+    async def go():
+        d = _director(text(SYNC.replace("eth0", "eth9")))
+        await d.start()
+        try:
+            assert _daemons() == {}
+            assert "eth9" in (d.status()["sync"]["error"] or "")
+            errors = [e for e in _events(d) if e["event"] == "error"]
+            assert errors and "eth9" in errors[0]["message"]
+            add_interface("eth9", netns=NS)
+            await d._keep_sync()
+            assert set(_daemons()) == {"master"}
+            assert d.status()["sync"]["error"] is None
+        finally:
+            await d.stop()
+    asyncio.run(go())
+
+
+def test_no_sync_table_no_daemon_and_role_refused(mem):
+    async def go():
+        from ipvs.director.sync import NoSync
+        d = _director(text(""))
+        await d.start()
+        try:
+            assert _daemons() == {}
+            assert d.status()["sync"] is None
+            with pytest.raises(NoSync):
+                await d.role("master")
+        finally:
+            await d.stop()
+    asyncio.run(go())
+
+
+def test_reload_changes_and_removes_the_sync_table(mem, tmp_path):
+    async def go():
+        path = tmp_path / "d.toml"
+        path.write_text(text())
+        m = FakeMetrics()
+        d = _director(text(), path, metrics=m)
+        await d.start()
+        try:
+            await d.role("backup")
+            path.write_text(text(SYNC.replace("sync_id = 7", "sync_id = 9")))
+            await d.reload()
+            # the role set by POST /role stays; the new sync id is in force
+            assert set(_daemons()) == {"backup"} and _daemons()["backup"].sync_id == 9
+            path.write_text(text(""))
+            await d.reload()
+            assert _daemons() == {}
+            assert d.sync is None and m.roles[-1] is None
+            path.write_text(text())
+            await d.reload()
+            assert set(_daemons()) == {"master"}
+        finally:
+            await d.stop()
+    asyncio.run(go())
+
+
+def test_role_metric_series():
+    pytest.importorskip("prometheus_client")
+    from prometheus_client import generate_latest
+
+    from ipvs.director.metrics import DirectorMetrics
+    m = DirectorMetrics(netns=None)
+    m.role("backup")
+    out = generate_latest(m.registry).decode()
+    assert 'ipvs_director_role{state="backup"} 1.0' in out
+    assert 'ipvs_director_role{state="master"} 0.0' in out
+    m.role("master")
+    out = generate_latest(m.registry).decode()
+    assert 'ipvs_director_role{state="master"} 1.0' in out
+    assert 'ipvs_director_role{state="backup"} 0.0' in out
+    m.role(None)
+    assert "ipvs_director_role{" not in generate_latest(m.registry).decode()
+
+
+# ------------------------------------------------------------ control API
+
+@pytest.fixture
+def api(tmp_path, mem):
+    sock = str(tmp_path / "ctl.sock")
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    box = {}
+
+    async def main():
+        srvs = []
+        for name, src in (("sync", text()), ("nosync", text(""))):
+            d = _director(src)
+            await d.start()
+            srv = ControlServer(d, sock + "." + name)
+            await srv.start()
+            srvs.append((d, srv))
+        box.update(d=srvs[0][0], stop=asyncio.Event())
+        ready.set()
+        await box["stop"].wait()
+        for d, srv in srvs:
+            await srv.close()
+            await d.stop()
+
+    t = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    t.start()
+    assert ready.wait(10)
+    yield sock, box["d"]
+    loop.call_soon_threadsafe(box["stop"].set)
+    t.join(10)
+    loop.close()
+
+
+def call(sock, method, target, body=None):
+    st, data = request(sock, method, target, body, timeout=10)
+    return st, json.loads(data)
+
+
+def test_post_role(api):
+    sock, d = api
+    st, body = call(sock + ".sync", "POST", "/role", {"state": "backup"})
+    assert st == 200 and body["state"] == "backup" and body["previous"] == "master"
+    assert set(_daemons()) == {"backup"}
+    st, body = call(sock + ".sync", "GET", "/status")
+    assert body["sync"]["state"] == "backup"
+    for bad, words in (({"state": "leader"}, "master"), ({}, "missing"),
+                       ({"state": "master", "x": 1}, "unknown keys")):
+        st, body = call(sock + ".sync", "POST", "/role", bad)
+        assert st == 400 and words in body["error"]
+    st, body = call(sock + ".sync", "GET", "/role")
+    assert st == 405
+    st, body = call(sock + ".nosync", "POST", "/role", {"state": "master"})
+    assert st == 409 and "[director.sync]" in body["error"]
+
+
+def test_role_subcommand(api):
+    sock, d = api
+    r = subprocess.run([sys.executable, "-m", "ipvs.director", "-s", sock + ".sync", "role",
+                        "backup"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["state"] == "backup"
+    assert set(_daemons()) == {"backup"}
+    r = subprocess.run([sys.executable, "-m", "ipvs.director", "-s", sock + ".sync", "role",
+                        "leader"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "master or backup" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "ipvs.director", "-s", sock + ".nosync", "role",
+                        "master"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "[director.sync]" in json.loads(r.stdout)["error"]
+
+
+def test_the_pair_example_of_the_docs_validates():
+    import os
+    import re
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "docs", "director.md"), encoding="utf-8") as f:
+        page = f.read()
+    section = page.split("## Director pairs", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"^```toml\n(.*?)^```", section, re.S | re.M)
+    assert len(blocks) == 1
+    a = parse(blocks[0], "director-a.toml")
+    b = parse(blocks[0].replace('state = "backup"', 'state = "master"'), "director-b.toml")
+    assert a.director.sync == ipvs.Daemon("backup", "eth0", sync_id=5)
+    assert b.director.sync.state == ipvs.DaemonState.MASTER
+    assert "vrrp_instance" in section and "role master" in section
+
+
+def test_quick_switch_back_waits_for_the_pending_stop(mem):
+    """master -> backup with the master's stop still going on, then back to
+    master: the pending stop must not take away the new master daemon."""
+    async def go():
+        from ipvs.director import sync as _sync
+
+        class SlowStop:
+            def __init__(self):
+                self.h = _handles()
+
+            async def stop_daemon(self, state):
+                await asyncio.sleep(0.5)
+                await self.h.stop_daemon(state)
+
+            def __getattr__(self, name):
+                return getattr(self.h, name)
+
+        d = Director(parse(text()), kernel=MemoryKernel(), log_format="json",
+                     stream=io.StringIO(), sync_handles=SlowStop)
+        old_wait = _sync.STOP_WAIT
+        _sync.STOP_WAIT = 0.05
+        try:
+            await d.start()
+            out = await d.role("backup")
+            assert out.get("stopping") == "master"
+            assert set(_daemons()) == {"master", "backup"}
+            await d.role("master")
+            await asyncio.sleep(0.8)
+            assert "master" in _daemons()
+            await d._keep_sync()
+            await asyncio.sleep(0.8)
+            assert set(_daemons()) == {"master"}
+        finally:
+            _sync.STOP_WAIT = old_wait
+            await d.stop()
+    asyncio.run(go())
