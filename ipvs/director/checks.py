@@ -69,8 +69,15 @@ async def _close(writer: asyncio.StreamWriter) -> None:
 
 
 async def _tcp(c: CheckConfig) -> Tuple[str, Optional[int]]:
-    _, writer = await asyncio.open_connection(c.address, c.port)
-    await _close(writer)
+    # a bare non-blocking socket: no transport, protocol or stream objects
+    # (a third of the CPU of a check at 5,000 checks a second)
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(_family(c.address), socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (c.address, c.port))
+    finally:
+        sock.close()
     return "connected", None
 
 
@@ -305,6 +312,8 @@ async def _none(c: CheckConfig) -> Tuple[str, Optional[int]]:
     return "no check", None
 
 
+_timeout = getattr(asyncio, "timeout", None)
+
 _RUNNERS = {"tcp": _tcp, "http": _http, "https": _http, "udp": _udp, "dns": _dns,
             "smtp": _smtp, "exec": _exec, "file": _file, "none": _none}
 
@@ -315,7 +324,12 @@ async def run_check(check: CheckConfig, timeout: Optional[float] = None) -> Chec
     limit = check.timeout if timeout is None else timeout
     start = time.monotonic()
     try:
-        message, weight = await asyncio.wait_for(_RUNNERS[check.type](check), limit)
+        if _timeout is not None:
+            # Python 3.11+: a deadline on the running task, no extra task
+            async with _timeout(limit):
+                message, weight = await _RUNNERS[check.type](check)
+        else:  # pragma: no cover - Python < 3.11
+            message, weight = await asyncio.wait_for(_RUNNERS[check.type](check), limit)
         return CheckResult("success", message, time.monotonic() - start, weight)
     except asyncio.TimeoutError:
         return CheckResult("timeout", "no answer within %gs" % limit, time.monotonic() - start)

@@ -59,6 +59,9 @@ class Probe:
         self.weight: Optional[int] = None   # asked for by exec/file checks
         self.task: Optional["asyncio.Task[None]"] = None
         self.fresh = True         # made by this config load, never run yet
+        self.due: Optional[float] = None    # loop time the current run was due
+        # the (service, real server) pairs using it: a change refreshes only these
+        self.users: List[Tuple["ServiceState", "RealServer"]] = []
 
     @property
     def healthy(self) -> bool:
@@ -110,6 +113,25 @@ class RealServer:
     draining_since: Optional[float] = None
     gone: bool = False                     # drained and deleted
     state: str = "down"
+    # destination objects at other weights, made once: {weight: Destination}
+    # of ``_at_of`` (rebuilt when the configured destination changes)
+    _at: Dict[int, ipvs.Destination] = dataclasses.field(default_factory=dict, repr=False)
+    _at_of: Optional[ipvs.Destination] = dataclasses.field(default=None, repr=False)
+
+    def at(self, weight: int) -> ipvs.Destination:
+        """The configured destination with ``weight`` (cached: a round over
+        tens of thousands of real servers makes no new objects)."""
+        d = self.destination
+        if d.weight == weight:
+            return d
+        if self._at_of is not d:
+            self._at, self._at_of = {}, d
+        out = self._at.get(weight)
+        if out is None:
+            if len(self._at) > 4:
+                self._at.clear()
+            out = self._at[weight] = d.replace(weight=weight)
+        return out
 
     @property
     def draining(self) -> bool:
@@ -216,10 +238,11 @@ class Director:
                 seen.add(rc.key)
                 plist = []
                 for chk in rc.checks:
-                    p = probes.get(chk) or old_probes.get(chk)
+                    p = probes.get(chk)
                     if p is None:
-                        p = Probe(chk)
-                    probes[chk] = p
+                        p = old_probes.get(chk) or Probe(chk)
+                        p.users = []
+                        probes[chk] = p
                     plist.append(p)
                 rs = st.real_servers.get(rc.key)
                 if rs is None:
@@ -234,6 +257,8 @@ class Director:
                     rs.gone = False
                     if rs.draining and not rs.manual_drain:
                         rs.draining_since = None  # back in the file: drain ends
+                for p in plist:
+                    p.users.append((st, rs))
             for rkey, rs in st.real_servers.items():
                 if rkey not in seen and rs.cfg is not None:
                     rs.cfg, rs.probes = None, []
@@ -334,40 +359,52 @@ class Director:
             self.metrics.check_done(probe.check.type, result)
         changed = probe.feed(result)
         if changed or probe.weight != old_weight:
-            self._refresh_states(result)
+            self._refresh_states(result, probe.users)
             self.wake()
 
-    def _refresh_states(self, result: Optional[_checks.CheckResult] = None) -> None:
-        for st in self.services.values():
-            for rs in st.real_servers.values():
-                if rs.cfg is None or rs.draining:
-                    continue
-                new = rs.health()
-                if new != rs.state:
-                    old, rs.state = rs.state, new
-                    extra: Dict[str, Any] = {"previous": old}
-                    if result is not None:
-                        extra["message"] = result.message
-                    self.emit(new, st.name, rs.destination.address, rs.destination.port, **extra)
-                    if new == "up" and old not in HEALTHY:
-                        self._notify(rs.cfg.notify_up, st, rs, new)
-                    elif new == "down" and old in HEALTHY:
-                        self._notify(rs.cfg.notify_down, st, rs, new)
-                    if self.metrics is not None:
-                        self.metrics.server_state(st, rs)
+    def _refresh_states(self, result: Optional[_checks.CheckResult] = None,
+                        only: Optional[List[Tuple[ServiceState, RealServer]]] = None) -> None:
+        """Follow the probes' states into the real servers' (``only``: just
+        these pairs, the users of one probe; else all)."""
+        if only is None:
+            pairs = [(st, rs) for st in self.services.values()
+                     for rs in st.real_servers.values()]
+        else:
+            pairs = only
+        for st, rs in pairs:
+            if rs.cfg is None or rs.draining:
+                continue
+            new = rs.health()
+            if new != rs.state:
+                old, rs.state = rs.state, new
+                extra: Dict[str, Any] = {"previous": old}
+                if result is not None:
+                    extra["message"] = result.message
+                self.emit(new, st.name, rs.destination.address, rs.destination.port, **extra)
+                if new == "up" and old not in HEALTHY:
+                    self._notify(rs.cfg.notify_up, st, rs, new)
+                elif new == "down" and old in HEALTHY:
+                    self._notify(rs.cfg.notify_down, st, rs, new)
+                if self.metrics is not None:
+                    self.metrics.server_state(st, rs)
 
     async def _probe_loop(self, probe: Probe) -> None:
         loop = asyncio.get_running_loop()
         c = probe.check
-        await asyncio.sleep(random.uniform(0, min(c.interval, c.retry_interval)))
+        due = loop.time() + random.uniform(0, min(c.interval, c.retry_interval))
+        await asyncio.sleep(due - loop.time())
         while not self._closing:
-            start = loop.time()
+            probe.due = due
             result = await _checks.run_check(c)
             if self.probes.get(c) is not probe or self._closing:
                 return
             self._on_result(probe, result)
             period = c.retry_interval if probe.state in ("rising", "falling") else c.interval
-            await asyncio.sleep(max(0.0, start + period - loop.time()))
+            # the next start is due one period after this one was due (no
+            # drift); a run that overran its period starts the next at once
+            now = loop.time()
+            due = max(due + period, now)
+            await asyncio.sleep(due - now)
 
     def _start_probes(self) -> None:
         loop = asyncio.get_running_loop()
@@ -417,15 +454,15 @@ class Director:
                 if rs.gone:
                     continue
                 if rs.draining:
-                    dests[rkey] = rs.destination.replace(weight=0)
+                    dests[rkey] = rs.at(0)
                     continue
                 if rs.cfg is None:
                     continue
                 if rs.state in HEALTHY:
                     w = 0 if st.sorry_active else rs.weight()
-                    dests[rkey] = rs.destination.replace(weight=w)
+                    dests[rkey] = rs.at(w)
                 elif rs.cfg.on_failure == "quiesce":
-                    dests[rkey] = rs.destination.replace(weight=0)
+                    dests[rkey] = rs.at(0)
             if st.sorry_active and st.cfg is not None and st.cfg.sorry_server is not None:
                 dests[st.cfg.sorry_server.key] = st.cfg.sorry_server
             if st.cfg is None and not dests:
@@ -462,8 +499,7 @@ class Director:
                 cd = have[1].get(dkey)
                 if cd is None:
                     adds.append(("add_destination", svc, d))
-                elif cd.replace(active_connections=0, inactive_connections=0,
-                                persistent_connections=0, stats=None) != d:
+                elif cd != d:  # Destination equality leaves counters out
                     updates.append(("update_destination", svc, d))
         # new weights first, removals last: no moment without a destination
         return head + adds + updates + deletes + tail
@@ -491,6 +527,9 @@ class Director:
             out = {}
             for dkey, d in dests.items():
                 c = cur.get(dkey)
+                if c is not None and c == d:
+                    out[dkey] = c  # unchanged: the object read, counters and all
+                    continue
                 out[dkey] = d if c is None else d.replace(
                     active_connections=c.active_connections,
                     inactive_connections=c.inactive_connections,
