@@ -116,6 +116,19 @@ def config_text(eps: List[tuple], interval: float, timeout: float) -> str:
     return "".join(out)
 
 
+def netstat(*names: str) -> str:
+    """Counters of this namespace's TCP stack (/proc/net/netstat, snmp)."""
+    out = {}
+    for path in ("/proc/net/netstat", "/proc/net/snmp"):
+        with open(path) as f:
+            lines = f.read().splitlines()
+        for head, vals in zip(lines[::2], lines[1::2]):
+            for k, v in zip(head.split()[1:], vals.split()[1:]):
+                if k in names:
+                    out[k] = v
+    return " ".join("%s=%s" % (k, out.get(k, "?")) for k in names)
+
+
 def fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -168,7 +181,8 @@ async def bench(args: argparse.Namespace) -> int:
         finally:
             stats["inflight"] -= 1
         if stats["measuring"]:
-            stats["results"][r.result] = stats["results"].get(r.result, 0) + 1
+            k = r.result if r.ok else "%s (%s)" % (r.result, r.message[:40])
+            stats["results"][k] = stats["results"].get(k, 0) + 1
         return r
     _checks.run_check = run_check  # the director calls checks.run_check by module
     real_kernel_run = kernel.run
@@ -187,7 +201,10 @@ async def bench(args: argparse.Namespace) -> int:
 
     async def sampler() -> None:
         while True:
-            samples.append((fds() - base_fds, stats["inflight"], rss_mb()))
+            try:
+                samples.append((fds() - base_fds, stats["inflight"], rss_mb()))
+            except OSError as e:  # EMFILE: the checks hold every fd
+                print("sampler: %s (%d checks in flight)" % (e, stats["inflight"]))
             await asyncio.sleep(0.25)
     st = loop.create_task(sampler())
     await asyncio.sleep(args.interval * 2)   # warm-up: down -> rising -> up
@@ -228,6 +245,9 @@ async def bench(args: argparse.Namespace) -> int:
     rss = max((s[2] for s in samples), default=rss_mb())
     print("rss: max %.0f MB; target <= 1024 MB: %s (%s)" % (
         rss, "MET" if rss <= 1024 else "MISSED", load()))
+    print("tcp: " + netstat("ListenOverflows", "ListenDrops", "TCPTimeWaitOverflow",
+                            "ActiveOpens", "AttemptFails", "RetransSegs", "TCPReqQFullDrop",
+                            "TCPSynRetrans"))
     await d.stop()
     if prof:
         prof.dump_stats(args.profile)

@@ -37,6 +37,7 @@ __all__ = ["Director", "NotFound", "Probe"]
 log = logging.getLogger("ipvs.director")
 
 HEALTHY = ("up", "falling")
+CHUNK = 500               # services planned between two yields to the loop
 NOTIFY_TIMEOUT = 30.0
 DRAIN_POLL = 1.0
 WATCH_INTERVAL = 2.0
@@ -173,6 +174,16 @@ def _end_stream(q: "asyncio.Queue[Optional[dict]]") -> None:
     q.put_nowait(None)
 
 
+_ORDER = {"add_service": 0, "update_service": 0, "add_destination": 1,
+          "update_destination": 2, "delete_destination": 3, "delete_service": 4}
+
+
+def _ordered(calls: List[Tuple[str, Any, Any]]) -> List[Tuple[str, Any, Any]]:
+    """Plans of several chunks as one: services first, then new
+    destinations, weights, removals, deleted services (a stable sort)."""
+    return sorted(calls, key=lambda c: _ORDER[c[0]])
+
+
 def _now() -> float:
     return time.time()
 
@@ -209,6 +220,10 @@ class Director:
         self._stopped: Optional[asyncio.Event] = None
         self._next_resync = 0.0
         self._closing = False
+        # services whose real servers changed state since the last round: a
+        # round for these only needs no table dump (see round(partial=True))
+        self._changed: Set[Tuple[Any, ...]] = set()
+        self._full = True         # the next writer round reads the whole table
         self._build(config, first=True)
 
     # ------------------------------------------------------------ building
@@ -360,6 +375,8 @@ class Director:
         changed = probe.feed(result)
         if changed or probe.weight != old_weight:
             self._refresh_states(result, probe.users)
+            for st, _ in probe.users:
+                self._changed.add(st.service.key)
             self.wake()
 
     def _refresh_states(self, result: Optional[_checks.CheckResult] = None,
@@ -443,11 +460,14 @@ class Director:
         if self.metrics is not None:
             self.metrics.quorum(st)
 
-    def desired(self) -> Dict[Tuple[Any, ...], Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]]:
+    def desired(self, keys: Any = None
+                ) -> Dict[Tuple[Any, ...], Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]]:
         """{service key: (Service, {dest key: Destination})} of every own
-        service that must be in the kernel now."""
+        service (or of those of ``keys``) that must be in the kernel now."""
         out = {}
-        for key, st in self.services.items():
+        items = (self.services.items() if keys is None else
+                 [(k, self.services[k]) for k in keys if k in self.services])
+        for key, st in items:
             self._quorum(st)
             dests: Dict[Any, ipvs.Destination] = {}
             for rkey, rs in st.real_servers.items():
@@ -471,15 +491,16 @@ class Director:
         return out
 
     def plan(self, current: Dict[Tuple[Any, ...], Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]],
-             want: Dict[Tuple[Any, ...], Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]]
-             ) -> List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]]:
-        """The calls turning ``current`` into ``want`` for own services only."""
+             want: Dict[Tuple[Any, ...], Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]],
+             keys: Any = None) -> List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]]:
+        """The calls turning ``current`` into ``want`` for own services only
+        (or for those of ``keys``)."""
         head: List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]] = []
         adds: List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]] = []
         updates: List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]] = []
         deletes: List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]] = []
         tail: List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]] = []
-        for key in self._own():
+        for key in (self._own() if keys is None else keys):
             have = current.get(key)
             if key not in want:
                 if have is not None:
@@ -517,6 +538,21 @@ class Director:
         for svc, dests in table.items():
             if svc.key in own:
                 self.table[svc.key] = (svc, {d.key: d for d in dests})
+
+    def _written_part(self, want: Dict[Tuple[Any, ...], Tuple[ipvs.Service,
+                                                            Dict[Any, ipvs.Destination]]],
+                      keys: List[Tuple[Any, ...]]) -> None:
+        """Like _written, for the services of ``keys`` only."""
+        full = self.table
+        self.table = {k: full[k] for k in keys if k in full}
+        self._written(want)
+        part = self.table
+        self.table = full
+        for k in keys:
+            if k in part:
+                full[k] = part[k]
+            else:
+                full.pop(k, None)
 
     def _written(self, want: Dict[Tuple[Any, ...], Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]]
                  ) -> None:
@@ -596,21 +632,48 @@ class Director:
                 pass  # deleted by this round's plan, forgotten after it
         return busy
 
-    async def round(self) -> List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]]:
+    async def round(self, partial: bool = False
+                    ) -> List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]]:
         """One round: read the own services back, finish drains, write the
-        difference as one batch.  Returns the calls sent."""
+        difference as one batch.  Returns the calls sent.
+
+        ``partial``: only the services whose real servers changed state since
+        the last round, planned against the table as the director last read
+        and wrote it (no dump: at tens of thousands of real servers a full
+        round takes a second of CPU); drift is repaired by the next full
+        round (resync, drains, reloads, the control API)."""
         assert self._lock is not None
         async with self._lock:
-            await self._read()
-            self._drains()
-            want = self.desired()
-            calls = self.plan(self.table, want)
+            keys: Optional[List[Tuple[Any, ...]]] = None
+            if partial:
+                keys = [k for k in self._changed if k in self.services]
+            else:
+                await self._read()
+                self._drains()
+            self._changed = set()
+            want: Dict[Tuple[Any, ...], Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]] = {}
+            calls: List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]] = []
+            order = list(self.services) if keys is None else keys
+            for i in range(0, len(order), CHUNK):
+                # in chunks, letting the checks run between them
+                chunk = order[i:i + CHUNK]
+                part = self.desired(chunk)
+                calls += self.plan(self.table, part, chunk)
+                want.update(part)
+                if len(order) > CHUNK:
+                    await asyncio.sleep(0)
+            calls = _ordered(calls)
             if calls:
                 await self.kernel.run(calls)
+            if keys is None:
                 self._written(want)
+            else:
+                self._written_part(want, keys)
             for key in [k for k, st in self.services.items()
-                        if st.cfg is None and k not in want]:
+                        if st.cfg is None and k not in want
+                        and (keys is None or k in keys)]:
                 self.emit("removed", self.services.pop(key).name)
+                self.table.pop(key, None)
             self.rounds += 1
             if self.metrics is not None:
                 self.metrics.after_round(self)
@@ -634,10 +697,17 @@ class Director:
             except asyncio.TimeoutError:
                 pass
             self._dirty.clear()
+            full = self._full or failures > 0
             if loop.time() >= self._next_resync:
                 self._next_resync = loop.time() + self.config.director.resync_interval
+                full = True
+            if any(rs.draining and not rs.gone for st in self.services.values()
+                   for rs in st.real_servers.values()):
+                full = True   # drains need the connection counters
             try:
-                await self.round()
+                self._full = True
+                await self.round(partial=not full)
+                self._full = False
                 if failures:
                     self.emit("resync", reason="kernel reachable again")
                 failures = 0
@@ -659,10 +729,12 @@ class Director:
                 table = await self.kernel.table()
             except (ipvs.IPVSError, OSError):
                 await self.kernel.reopen()
+                self._full = True
                 self.wake()
                 continue
             keys = {s.key for s in table}
             if any(k not in keys for k in self.table) or not table and self.table:
+                self._full = True
                 self.wake()
 
     # ------------------------------------------------------------ life
@@ -679,6 +751,7 @@ class Director:
         await self._read()
         self._adopt()
         await self.round()
+        self._full = False
         loop = asyncio.get_running_loop()
         self._start_probes()
         self._tasks.append(loop.create_task(self._writer()))
