@@ -47,7 +47,8 @@ DNS_RCODES = {"NOERROR": 0, "FORMERR": 1, "SERVFAIL": 2, "NXDOMAIN": 3, "NOTIMP"
               "REFUSED": 5}
 
 DIRECTOR_KEYS = ("netns", "control", "control_group", "metrics", "metrics_rates",
-                 "drain_timeout", "resync_interval", "sync")
+                 "drain_timeout", "resync_interval", "sync", "state_file",
+                 "max_checks_in_flight")
 SERVICE_KEYS = ("address", "port", "fwmark", "family", "protocol", "scheduler", "flags",
                 "timeout", "netmask", "pe_name", "on_failure", "quorum", "hysteresis",
                 "sorry_server", "check", "real_server")
@@ -135,6 +136,18 @@ class DirectorConfig:
     metrics_rates: bool = False
     drain_timeout: float = 300.0
     resync_interval: float = 60.0
+    state_file: Optional[str] = None        # None: beside the control socket; "": none
+    max_checks_in_flight: Optional[int] = None  # None: from the open files limit
+
+    @property
+    def state_path(self) -> Optional[str]:
+        """Where the state file is (None: kept nowhere)."""
+        if self.state_file == "":
+            return None
+        if self.state_file is not None:
+            return self.state_file
+        from ipvs.director.state import default_path
+        return default_path(self.control)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -577,6 +590,14 @@ def _director(ctx: _Ctx, t: Any) -> DirectorConfig:
             raise ctx.error(path + ("drain_timeout",), "must be 0 or more")
     if "resync_interval" in t:
         kw["resync_interval"] = _number(ctx, path + ("resync_interval",), t["resync_interval"])
+    if "state_file" in t:
+        sf = _type(ctx, path + ("state_file",), t["state_file"], str, "a file path")
+        if sf and not sf.startswith("/"):
+            raise ctx.error(path + ("state_file",), 'must be an absolute path (or "" for none)')
+        kw["state_file"] = sf
+    if "max_checks_in_flight" in t:
+        kw["max_checks_in_flight"] = _integer(ctx, path + ("max_checks_in_flight",),
+                                              t["max_checks_in_flight"], 1, 1 << 20)
     return DirectorConfig(**kw)
 
 

@@ -30,7 +30,8 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 import ipvs
 from ipvs.director import checks as _checks
 from ipvs.director.config import (CheckConfig, Config, ConfigError, RealServerConfig,
-                                  ServiceConfig, load)
+                                  ServiceConfig, load, service_name)
+from ipvs.director.state import StateError, read_state, write_state
 
 __all__ = ["Director", "NotFound", "Probe"]
 
@@ -184,6 +185,25 @@ def _ordered(calls: List[Tuple[str, Any, Any]]) -> List[Tuple[str, Any, Any]]:
     return sorted(calls, key=lambda c: _ORDER[c[0]])
 
 
+def _check_slots() -> int:
+    """Checks allowed in flight by default: the open files limit (raised to
+    its hard limit) less a reserve for the control API, /metrics and the
+    kernel handle."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                soft = target
+            except (ValueError, OSError):
+                pass
+    except ImportError:  # pragma: no cover - not Linux
+        return 1000
+    return max(16, min(soft, 1 << 20) - 256)
+
+
 def _now() -> float:
     return time.time()
 
@@ -197,8 +217,12 @@ class Director:
     """
 
     def __init__(self, config: Config, *, path: Optional[str] = None, kernel: Any = None,
-                 log_format: str = "text", stream: Any = None) -> None:
+                 log_format: str = "text", stream: Any = None,
+                 state_file: Optional[str] = None) -> None:
         self.config = config
+        # drains and API weights kept across restarts (see ipvs.director.state);
+        # ipvs-director passes [director] state_file, default beside the socket
+        self.state_file = state_file
         self.path = path
         self.log_format = log_format
         self.stream = stream if stream is not None else sys.stderr
@@ -224,6 +248,9 @@ class Director:
         # round for these only needs no table dump (see round(partial=True))
         self._changed: Set[Tuple[Any, ...]] = set()
         self._full = True         # the next writer round reads the whole table
+        self._slots: Optional[asyncio.Semaphore] = None   # checks in flight
+        self.max_checks_in_flight = 0
+        self._saved: Optional[Tuple[List[str], List[Dict[str, Any]]]] = None
         self._build(config, first=True)
 
     # ------------------------------------------------------------ building
@@ -410,9 +437,14 @@ class Director:
         c = probe.check
         due = loop.time() + random.uniform(0, min(c.interval, c.retry_interval))
         await asyncio.sleep(due - loop.time())
+        slots = self._slots
+        assert slots is not None
         while not self._closing:
             probe.due = due
-            result = await _checks.run_check(c)
+            # a bounded number of checks in flight: their sockets stay within
+            # the open files limit however far behind the loop falls
+            async with slots:
+                result = await _checks.run_check(c)
             if self.probes.get(c) is not probe or self._closing:
                 return
             self._on_result(probe, result)
@@ -675,9 +707,99 @@ class Director:
                 self.emit("removed", self.services.pop(key).name)
                 self.table.pop(key, None)
             self.rounds += 1
+            if keys is None:
+                self._save_state()
             if self.metrics is not None:
                 self.metrics.after_round(self)
             return calls
+
+    # ------------------------------------------------------------ state file
+    def _state(self) -> Tuple[List[str], List[Dict[str, Any]]]:
+        """What the state file keeps: services that left the file (still
+        draining) and the real servers with a drain or an API weight."""
+        offset = _now() - time.monotonic()     # wall clock of a monotonic time
+        services = [st.name for st in self.services.values() if st.cfg is None]
+        servers = []
+        for st in self.services.values():
+            for rs in st.real_servers.values():
+                drain = None
+                if rs.draining_since is not None and (rs.manual_drain or not rs.gone):
+                    drain = "manual" if rs.manual_drain else "file"
+                if drain is None and rs.weight_override is None:
+                    continue
+                servers.append({
+                    "service": st.name, "address": str(rs.destination.address),
+                    "port": rs.destination.port, "drain": drain,
+                    "since": (float(round(offset + rs.draining_since))
+                              if drain is not None and rs.draining_since is not None else None),
+                    "weight": rs.weight_override})
+        return services, servers
+
+    def _save_state(self) -> None:
+        """Write the state file when what it keeps changed (atomically)."""
+        path = self.state_file
+        if path is None:
+            return
+        state = self._state()
+        if state == self._saved:
+            return
+        if self._saved is None and not state[0] and not state[1] and not os.path.exists(path):
+            self._saved = state      # nothing to keep: no file yet
+            return
+        try:
+            write_state(path, *state)
+        except OSError as e:
+            self.emit("error", message="state file %s: %s" % (path, e.strerror or e))
+            return
+        self._saved = state
+
+    def _read_state(self) -> Tuple[List[str], List[Dict[str, Any]]]:
+        if self.state_file is None:
+            return [], []
+        try:
+            data = read_state(self.state_file)
+        except StateError as e:
+            self.emit("error", message="state file not used: %s" % e)
+            return [], []
+        return data["services"], data["servers"]
+
+    async def _restore_services(self) -> Tuple[List[str], List[Dict[str, Any]]]:
+        """Services that left the file before a restart and were still
+        draining: owned again (read back from the kernel), so that their
+        drain goes on.  Returns the state file's content."""
+        services, servers = self._read_state()
+        if services:
+            wanted = set(services)
+            for svc in await self.kernel.table():
+                name = service_name(svc)
+                if name in wanted and svc.key not in self.services:
+                    self.services[svc.key] = ServiceState(svc, name, None)
+        return services, servers
+
+    def _restore_servers(self, saved: Tuple[List[str], List[Dict[str, Any]]]) -> None:
+        """Manual drains, API weights and drain start times of the state
+        file, onto the real servers of the file and the kernel."""
+        mono, wall = time.monotonic(), _now()
+        by_name = {st.name: st for st in self.services.values()}
+        for e in saved[1]:
+            st = by_name.get(e["service"])
+            if st is None:
+                continue
+            rs = next((r for r in st.real_servers.values()
+                       if str(r.destination.address) == e["address"]
+                       and r.destination.port == e["port"]), None)
+            if rs is None:
+                continue
+            since = mono if e["since"] is None else mono - max(0.0, wall - e["since"])
+            if e["drain"] == "manual" and rs.cfg is not None:
+                rs.manual_drain = True
+                rs.draining_since = since
+                rs.gone = rs.key not in self.table.get(st.service.key, (None, {}))[1]
+            elif e["drain"] is not None and rs.cfg is None and rs.draining:
+                rs.draining_since = since   # its drain_timeout clock goes on
+            if e["weight"] is not None and rs.cfg is not None:
+                rs.weight_override = e["weight"]
+        self._saved = saved if saved[0] or saved[1] else None
 
     async def _writer(self) -> None:
         assert self._dirty is not None
@@ -748,8 +870,12 @@ class Director:
         self._dirty = asyncio.Event()
         self._lock = asyncio.Lock()
         self._stopped = asyncio.Event()
+        self.max_checks_in_flight = self.config.director.max_checks_in_flight or _check_slots()
+        self._slots = asyncio.Semaphore(self.max_checks_in_flight)
+        saved = await self._restore_services()
         await self._read()
         self._adopt()
+        self._restore_servers(saved)
         await self.round()
         self._full = False
         loop = asyncio.get_running_loop()
