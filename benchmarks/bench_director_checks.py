@@ -236,7 +236,10 @@ async def bench(args: argparse.Namespace) -> int:
     print("lateness: p50 %.1f ms, p99 %.1f ms, max %.1f ms; target p99 <= %.0f ms: %s (%s)" % (
         1000 * pct(late, 0.5), 1000 * p99, 1000 * max(late or [0]), 1000 * target,
         "MET" if p99 <= target else "MISSED", load()))
-    print("cpu: %.0f %% of one core for the director's process (%s)" % (100 * cpu, load()))
+    user = (u1.ru_utime - u0.ru_utime) / (w1 - w0)
+    print("cpu: %.0f %% of one core for the director's process (user %.0f %%, system %.0f %%); "
+          "%.0f us per check (%s)" % (100 * cpu, 100 * user, 100 * (cpu - user),
+                                      1e6 * cpu * (w1 - w0) / max(1, n), load()))
     worst = max(samples, key=lambda s: s[0]) if samples else (0, 0, 0)
     over = max((f - i for f, i, _ in samples), default=0)
     print("open fds above the idle %d: max %d (checks in flight then %d; max in flight %d); "
