@@ -185,6 +185,16 @@ def _ordered(calls: List[Tuple[str, Any, Any]]) -> List[Tuple[str, Any, Any]]:
     return sorted(calls, key=lambda c: _ORDER[c[0]])
 
 
+def _settle_heap() -> None:
+    """Move the objects alive now (the configuration, the run-time state:
+    millions at tens of thousands of real servers) out of the cyclic
+    garbage collector's sight: its full collections would otherwise scan
+    them all, a stall of a second at a time on the event loop."""
+    import gc
+    if hasattr(gc, "freeze"):
+        gc.freeze()
+
+
 def _check_slots() -> int:
     """Checks allowed in flight by default: the open files limit (raised to
     its hard limit) less a reserve for the control API, /metrics and the
@@ -248,6 +258,7 @@ class Director:
         # round for these only needs no table dump (see round(partial=True))
         self._changed: Set[Tuple[Any, ...]] = set()
         self._full = True         # the next writer round reads the whole table
+        self._touched: Set[Tuple[Any, ...]] = set()   # services _build changed
         self._slots: Optional[asyncio.Semaphore] = None   # checks in flight
         self.max_checks_in_flight = 0
         self._saved: Optional[Tuple[List[str], List[Dict[str, Any]]]] = None
@@ -272,9 +283,22 @@ class Director:
                 if not first:
                     changes["added"].append(sc.name)
             else:
+                if st.cfg is sc:
+                    # the very object of the last load (an unchanged block of
+                    # the file): its real servers stay as they are
+                    for rs in st.real_servers.values():
+                        if rs.cfg is None:
+                            continue
+                        for p in rs.probes:
+                            if p.check not in probes:
+                                p.users = []
+                                probes[p.check] = p
+                            p.users.append((st, rs))
+                    continue
                 if st.cfg != sc:
                     changes["changed"].append(sc.name)
                 st.service, st.cfg = sc.service, sc
+            self._touched.add(key)
             seen: Set[Tuple[Any, ...]] = set()
             for rc in sc.real_servers:
                 seen.add(rc.key)
@@ -308,6 +332,7 @@ class Director:
                         rs.draining_since = now
         for key, st in self.services.items():
             if key not in wanted and st.cfg is not None:
+                self._touched.add(key)
                 st.cfg = None
                 changes["removed"].append(st.name)
                 for rs in st.real_servers.values():
@@ -458,7 +483,8 @@ class Director:
     def _start_probes(self) -> None:
         loop = asyncio.get_running_loop()
         for p in self.probes.values():
-            if p.task is None or p.task.done():
+            # a "none" check is up and stays up: nothing to run, no task
+            if p.check.type != "none" and (p.task is None or p.task.done()):
                 p.task = loop.create_task(self._probe_loop(p))
 
     def _stop_unused_probes(self, old: Dict[CheckConfig, Probe]) -> None:
@@ -882,6 +908,7 @@ class Director:
         self._start_probes()
         self._tasks.append(loop.create_task(self._writer()))
         self._tasks.append(loop.create_task(self._watch()))
+        _settle_heap()
         self.emit("started", services=len(self.services))
 
     async def stop(self) -> None:
@@ -924,22 +951,41 @@ class Director:
             raise
         old = self.probes
         self.config = config
+        self._touched = set()
         changes = self._build(config, first=False)
+        touched, self._touched = self._touched, set()
         self._stop_unused_probes(old)
         assert self._lock is not None
-        async with self._lock:
-            await self._read()
-            self._adopt_new()
-        self._refresh_states()
-        calls = await self.round()
+        if changes["added"]:
+            # a new service may already be in the kernel (then it is adopted):
+            # read the whole table back and write a full round
+            async with self._lock:
+                await self._read()
+                self._adopt_new()
+            self._refresh_states()
+            calls = await self.round()
+        else:
+            # only what the file changed: planned against the table as last
+            # read and written, no dump (drift waits for the next resync)
+            async with self._lock:
+                self._adopt_new(touched)
+            self._refresh_states(None, [(st, rs) for key in touched
+                                        for st in (self.services[key],)
+                                        for rs in st.real_servers.values()])
+            self._changed |= touched
+            calls = await self.round(partial=True)
+            self._save_state()
         self._start_probes()
+        _settle_heap()
         self.emit("reload", **changes, calls=len(calls))
         if self.metrics is not None:
             self.metrics.reload(True)
         return {"reloaded": True, **changes, "calls": len(calls)}
 
-    def _adopt_new(self) -> None:
+    def _adopt_new(self, keys: Optional[Set[Tuple[Any, ...]]] = None) -> None:
         for key, (svc, dests) in self.table.items():
+            if keys is not None and key not in keys:
+                continue
             st = self.services[key]
             for dkey, d in dests.items():
                 rs = st.real_servers.get(dkey)
