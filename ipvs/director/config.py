@@ -225,6 +225,9 @@ class _Ctx:
         self.filename = filename
         self.text = text
         self._lines: Optional[Dict[Path, int]] = None
+        # validated checks by their spec, for real servers sharing one
+        # (the address and port, validated with the real server, differ)
+        self.checks: Dict[Any, CheckConfig] = {}
 
     @property
     def lines(self) -> Dict[Path, int]:
@@ -297,8 +300,32 @@ def _status_set(ctx: _Ctx, path: Path, value: Any) -> Tuple[Tuple[int, int], ...
     return tuple(out)
 
 
+def _freeze(v: Any) -> Any:
+    if isinstance(v, dict):
+        return tuple(sorted((k, _freeze(x)) for k, x in v.items()))
+    if isinstance(v, list):
+        return ("__list__",) + tuple(_freeze(x) for x in v)
+    return (type(v).__name__, v)
+
+
 def _check(ctx: _Ctx, path: Path, spec: Mapping[str, Any], address: str, port: int,
            base_path: Path) -> CheckConfig:
+    """A validated check; ``address`` and ``port`` (the real server's, already
+    valid) are used where the spec names none."""
+    key = None
+    if "address" not in spec and "port" not in spec and (port or spec.get("type") not in NEEDS_PORT):
+        key = _freeze(spec)
+        done = ctx.checks.get(key)
+        if done is not None:
+            return dataclasses.replace(done, address=address, port=port)
+    out = _check_new(ctx, path, spec, address, port, base_path)
+    if key is not None:
+        ctx.checks[key] = out
+    return out
+
+
+def _check_new(ctx: _Ctx, path: Path, spec: Mapping[str, Any], address: str, port: int,
+               base_path: Path) -> CheckConfig:
     ctype = spec.get("type", "none")
     if ctype not in CHECK_TYPES:
         raise ctx.error(path + ("type",), "unknown check type %r (one of: %s)"

@@ -287,3 +287,68 @@ def test_partial_rounds_write_changed_services_without_a_dump():
         assert await d.round(partial=True) == []
         assert await d.round() == []       # a full round agrees: nothing drifted
     asyncio.run(go())
+
+
+# ------------------------------------------------------------ reload at scale
+
+def _services_text(n, weights=None, tail=""):
+    weights = weights or {}
+    out = '[director]\ncontrol = "/tmp/unused.sock"\n'
+    for s in range(n):
+        out += ('[[service]]\naddress = "10.0.%d.1"\nport = 80\n[service.check]\ntype = "tcp"\n'
+                % s)
+        out += rs("10.1.%d.1" % s, "weight = %d" % weights.get(s, 1))
+    return out + tail
+
+
+def test_unchanged_service_blocks_are_reused_and_equal_to_a_whole_parse():
+    cache = {}
+    a = parse(_services_text(5), "f.toml", cache)
+    assert a == parse(_services_text(5), "f.toml") and len(cache) == 5
+    b = parse(_services_text(5, {3: 9}), "f.toml", cache)
+    assert b == parse(_services_text(5, {3: 9}), "f.toml")
+    same = [x is y for x, y in zip(a.services, b.services)]
+    assert same == [True, True, True, False, True]
+    # checks of real servers sharing a spec: each with its own target
+    assert [s.real_servers[0].checks[0].address for s in b.services] == [
+        "10.1.%d.1" % i for i in range(5)]
+
+
+def test_a_bad_block_gives_the_whole_file_error_with_its_line():
+    cache = {}
+    parse(_services_text(3), "f.toml", cache)
+    bad = _services_text(3, {2: 0}).replace("weight = 0", 'weight = "x"')
+    with pytest.raises(Exception) as e:
+        parse(bad, "f.toml", cache)
+    line = bad.splitlines().index('weight = "x"') + 1
+    assert str(e.value).startswith("f.toml:%d: service[2].real_server[0].weight" % line)
+    # a [director] table after the services is parsed whole, the same
+    text = _services_text(2).replace('[director]\ncontrol = "/tmp/unused.sock"\n', "")
+    text += '[director]\ncontrol = "/tmp/other.sock"\n'
+    assert parse(text, "f.toml", cache).director.control == "/tmp/other.sock"
+    dup = _services_text(2) + '[[service]]\naddress = "10.0.0.1"\nport = 80\n'
+    with pytest.raises(Exception, match="given twice"):
+        parse(dup, "f.toml", cache)
+
+
+def test_a_no_change_reload_writes_nothing_and_one_change_one_call(tmp_path):
+    path = tmp_path / "d.toml"
+    path.write_text(_services_text(40).replace("type = \"tcp\"", "type = \"none\""))
+
+    async def go():
+        from ipvs.director.config import load
+        kernel = MemoryKernel()
+        d = Director(load(str(path)), path=str(path), kernel=kernel, stream=io.StringIO())
+        await d.start()
+        try:
+            n = len(kernel.batches)
+            assert (await d.reload())["calls"] == 0 and len(kernel.batches) == n
+            path.write_text(_services_text(40, {7: 4}).replace("type = \"tcp\"",
+                                                                "type = \"none\""))
+            ans = await d.reload()
+            assert ans["calls"] == 1 and ans["changed"] == ["TCP 10.0.7.1:80"]
+            assert kernel.batches[-1][0][0] == "update_destination"
+            assert kernel.batches[-1][0][2].weight == 4
+        finally:
+            await d.stop()
+    asyncio.run(go())
