@@ -102,8 +102,11 @@ def listener(ports: int, deadline: float) -> None:
     sys.stdout.write("cpu %.2f\n" % (usage.ru_utime + usage.ru_stime))
 
 
-def config_text(eps: List[tuple], interval: float, timeout: float) -> str:
+def config_text(eps: List[tuple], interval: float, timeout: float,
+                slots: int = 0) -> str:
     out = ['[director]\ncontrol = "/nonexistent/ipvs-director.sock"\n']
+    if slots:
+        out.append("max_checks_in_flight = %d\n" % slots)
     for i in range(0, len(eps), PER_SERVICE):
         s = i // PER_SERVICE
         out.append('[[service]]\naddress = "10.%d.%d.1"\nport = 80\nscheduler = "wlc"\n'
@@ -159,7 +162,7 @@ class _Null:
 async def bench(args: argparse.Namespace) -> int:
     eps = endpoints(args.checks, args.ports)
     t0 = time.monotonic()
-    cfg = parse(config_text(eps, args.interval, args.timeout), "bench.toml")
+    cfg = parse(config_text(eps, args.interval, args.timeout, args.slots), "bench.toml")
     print("config: %d services, %d real servers, parsed in %.2f s (%s)" % (
         len(cfg.services), sum(len(s.real_servers) for s in cfg.services),
         time.monotonic() - t0, load()))
@@ -194,6 +197,7 @@ async def bench(args: argparse.Namespace) -> int:
 
     t0 = time.monotonic()
     await d.start()
+    print("checks in flight at most %d" % d.max_checks_in_flight)
     print("start: %d probes, first round %d kernel writes in %.2f s (%s)" % (
         len(d.probes), stats["writes"], time.monotonic() - t0, load()))
     base_fds = fds()
@@ -211,6 +215,9 @@ async def bench(args: argparse.Namespace) -> int:
     up = sum(1 for p in d.probes.values() if p.state == "up")
     print("warm-up %.0f s: %d of %d probes up, %d kernel writes (%s)" % (
         args.interval * 2, up, len(d.probes), stats["writes"], load()))
+    for t in d._tasks:
+        if t.done():
+            print("director task ended: %r" % (t.exception(),))
     samples.clear()
     stats["measuring"] = True
     stats["max_inflight"] = stats["inflight"]
@@ -267,6 +274,8 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=2.0)
     ap.add_argument("--ports", type=int, default=10, help="listening ports (and sockets)")
     ap.add_argument("--measure", type=float, default=30.0, help="seconds measured")
+    ap.add_argument("--slots", type=int, default=0,
+                    help="[director] max_checks_in_flight (default: the director's)")
     ap.add_argument("--profile", metavar="FILE", help="cProfile the measured part into FILE")
     ap.add_argument("--listener", type=float, help=argparse.SUPPRESS)
     args = ap.parse_args()
