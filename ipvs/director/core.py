@@ -1013,7 +1013,13 @@ class Director:
                                         for st in (self.services[key],)
                                         for rs in st.real_servers.values()])
             self._changed |= touched
-            calls = await self.round(partial=True)
+            try:
+                calls = await self.round(partial=True)
+            except (ipvs.IPVSError, OSError):
+                # the table is not what the director last saw (a module
+                # reload, a hand-made change): read it back, write it whole
+                await self.kernel.reopen()
+                calls = await self.round()
             self._save_state()
         self._start_probes()
         _settle_heap()

@@ -352,3 +352,21 @@ def test_a_no_change_reload_writes_nothing_and_one_change_one_call(tmp_path):
         finally:
             await d.stop()
     asyncio.run(go())
+
+
+def test_a_reload_against_a_table_that_changed_underneath_falls_back_to_a_full_round():
+    async def go():
+        text = _services_text(3).replace('type = "tcp"', 'type = "none"')
+        kernel = MemoryKernel()
+        d = Director(parse(text), kernel=kernel, stream=io.StringIO())
+        await d.start()
+        try:
+            victim = ipvs.Service(address="10.0.1.1", port=80)
+            del kernel.tables[victim.key]          # gone behind the director's back
+            text2 = _services_text(3, {1: 6}).replace('type = "tcp"', 'type = "none"')
+            ans = await d.reload(parse(text2))
+            assert ans["calls"] == 2                # add_service + add_destination
+            assert [d_.weight for d_ in kernel.tables[victim.key][1].values()] == [6]
+        finally:
+            await d.stop()
+    asyncio.run(go())
