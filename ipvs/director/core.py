@@ -322,14 +322,14 @@ class Director:
                 if st.cfg is sc:
                     # the very object of the last load (an unchanged block of
                     # the file): its real servers stay as they are
-                    for rs in st.real_servers.values():
-                        if rs.cfg is None:
+                    for kept in st.real_servers.values():
+                        if kept.cfg is None:
                             continue
-                        for p in rs.probes:
-                            if p.check not in probes:
-                                p.users = []
-                                probes[p.check] = p
-                            p.users.append((st, rs))
+                        for probe in kept.probes:
+                            if probe.check not in probes:
+                                probe.users = []
+                                probes[probe.check] = probe
+                            probe.users.append((st, kept))
                     continue
                 if st.cfg != sc:
                     changes["changed"].append(sc.name)
