@@ -79,6 +79,13 @@ class MemoryKernel:
         if self.fail is not None:
             raise self.fail
         self.batches.append(list(calls))
+        try:
+            self._apply(calls)
+        except (KeyError, AssertionError) as e:
+            # as the kernel refuses a call (an OSError, as IPVSError is)
+            raise OSError("memory kernel refused a call: %r" % (e,)) from None
+
+    def _apply(self, calls: Sequence[Call]) -> None:
         for method, svc, dest in calls:
             if method == "add_service":
                 assert svc.key not in self.tables, "exists"

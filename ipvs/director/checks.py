@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import hashlib
 import os
 import re
@@ -69,9 +70,60 @@ async def _close(writer: asyncio.StreamWriter) -> None:
 
 
 async def _tcp(c: CheckConfig) -> Tuple[str, Optional[int]]:
-    _, writer = await asyncio.open_connection(c.address, c.port)
-    await _close(writer)
+    # a bare non-blocking socket: no transport, protocol or stream objects
+    # (a third of the CPU of a check at 5,000 checks a second)
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(_family(c.address), socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (c.address, c.port))
+    finally:
+        sock.close()
     return "connected", None
+
+
+async def _tcp_check(c: CheckConfig, limit: float) -> CheckResult:
+    """The TCP check on the loop's own primitives: one non-blocking socket,
+    one writer callback, one timer, one future (no task, no transport, no
+    timeout context: at 5,000 checks a second every object counts)."""
+    loop = asyncio.get_running_loop()
+    start = time.monotonic()
+    try:
+        sock = socket.socket(_family(c.address), socket.SOCK_STREAM)
+    except OSError as e:
+        return CheckResult("failure", os.strerror(e.errno) if e.errno else str(e),
+                           time.monotonic() - start)
+    fut: "asyncio.Future[bool]" = loop.create_future()
+    fd = sock.fileno()
+    watching = False
+    timer = None
+
+    def ready(expired: bool) -> None:
+        if not fut.done():
+            fut.set_result(expired)
+    try:
+        sock.setblocking(False)
+        err = sock.connect_ex((c.address, c.port))
+        if err in (errno.EINPROGRESS, errno.EAGAIN, errno.EALREADY):
+            loop.add_writer(fd, ready, False)
+            watching = True
+            timer = loop.call_later(limit, ready, True)
+            if await fut:
+                return CheckResult("timeout", "no answer within %gs" % limit,
+                                   time.monotonic() - start)
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            return CheckResult("failure", os.strerror(err), time.monotonic() - start)
+        return CheckResult("success", "connected", time.monotonic() - start)
+    except OSError as e:
+        return CheckResult("failure", os.strerror(e.errno) if e.errno else str(e),
+                           time.monotonic() - start)
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if watching:
+            loop.remove_writer(fd)
+        sock.close()
 
 
 def _dechunk(data: bytes) -> bytes:
@@ -305,6 +357,8 @@ async def _none(c: CheckConfig) -> Tuple[str, Optional[int]]:
     return "no check", None
 
 
+_timeout = getattr(asyncio, "timeout", None)
+
 _RUNNERS = {"tcp": _tcp, "http": _http, "https": _http, "udp": _udp, "dns": _dns,
             "smtp": _smtp, "exec": _exec, "file": _file, "none": _none}
 
@@ -313,9 +367,16 @@ async def run_check(check: CheckConfig, timeout: Optional[float] = None) -> Chec
     """Run ``check`` once within its total deadline (``timeout`` overrides the
     check's own).  Never raises for a failing target: the result says it."""
     limit = check.timeout if timeout is None else timeout
+    if check.type == "tcp":
+        return await _tcp_check(check, limit)
     start = time.monotonic()
     try:
-        message, weight = await asyncio.wait_for(_RUNNERS[check.type](check), limit)
+        if _timeout is not None:
+            # Python 3.11+: a deadline on the running task, no extra task
+            async with _timeout(limit):
+                message, weight = await _RUNNERS[check.type](check)
+        else:  # pragma: no cover - Python < 3.11
+            message, weight = await asyncio.wait_for(_RUNNERS[check.type](check), limit)
         return CheckResult("success", message, time.monotonic() - start, weight)
     except asyncio.TimeoutError:
         return CheckResult("timeout", "no answer within %gs" % limit, time.monotonic() - start)

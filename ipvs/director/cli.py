@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
 async def _run(cfg: Config, path: str, log_format: str) -> int:
     from ipvs.director.control import ControlServer
     from ipvs.director.core import Director
-    director = Director(cfg, path=path, log_format=log_format)
+    director = Director(cfg, path=path, log_format=log_format,
+                        state_file=cfg.director.state_path)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     pending: set = set()

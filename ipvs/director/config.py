@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 import re
 import socket
 import sys
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import ipvs
 
@@ -47,7 +48,8 @@ DNS_RCODES = {"NOERROR": 0, "FORMERR": 1, "SERVFAIL": 2, "NXDOMAIN": 3, "NOTIMP"
               "REFUSED": 5}
 
 DIRECTOR_KEYS = ("netns", "control", "control_group", "metrics", "metrics_rates",
-                 "drain_timeout", "resync_interval", "sync")
+                 "drain_timeout", "resync_interval", "sync", "state_file",
+                 "max_checks_in_flight")
 SERVICE_KEYS = ("address", "port", "fwmark", "family", "protocol", "scheduler", "flags",
                 "timeout", "netmask", "pe_name", "on_failure", "quorum", "hysteresis",
                 "sorry_server", "check", "real_server")
@@ -138,6 +140,18 @@ class DirectorConfig:
     #: the ``[director.sync]`` table: the sync daemon the director keeps
     #: (its ``state`` is the role at start), or None
     sync: Optional[ipvs.Daemon] = None
+    state_file: Optional[str] = None        # None: beside the control socket; "": none
+    max_checks_in_flight: Optional[int] = None  # None: from the open files limit
+
+    @property
+    def state_path(self) -> Optional[str]:
+        """Where the state file is (None: kept nowhere)."""
+        if self.state_file == "":
+            return None
+        if self.state_file is not None:
+            return self.state_file
+        from ipvs.director.state import default_path
+        return default_path(self.control)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,7 +226,18 @@ def _dotted(path: Path) -> str:
 class _Ctx:
     def __init__(self, text: str, filename: str) -> None:
         self.filename = filename
-        self.lines = _key_lines(text)
+        self.text = text
+        self._lines: Optional[Dict[Path, int]] = None
+        # validated checks by their spec, for real servers sharing one
+        # (the address and port, validated with the real server, differ)
+        self.checks: Dict[Any, CheckConfig] = {}
+
+    @property
+    def lines(self) -> Dict[Path, int]:
+        # found only for an error message: a valid file never pays for it
+        if self._lines is None:
+            self._lines = _key_lines(self.text)
+        return self._lines
 
     def error(self, path: Path, message: str) -> ConfigError:
         line = None
@@ -278,8 +303,32 @@ def _status_set(ctx: _Ctx, path: Path, value: Any) -> Tuple[Tuple[int, int], ...
     return tuple(out)
 
 
+def _freeze(v: Any) -> Any:
+    if isinstance(v, dict):
+        return tuple(sorted((k, _freeze(x)) for k, x in v.items()))
+    if isinstance(v, list):
+        return ("__list__",) + tuple(_freeze(x) for x in v)
+    return (type(v).__name__, v)
+
+
 def _check(ctx: _Ctx, path: Path, spec: Mapping[str, Any], address: str, port: int,
            base_path: Path) -> CheckConfig:
+    """A validated check; ``address`` and ``port`` (the real server's, already
+    valid) are used where the spec names none."""
+    key = None
+    if "address" not in spec and "port" not in spec and (port or spec.get("type") not in NEEDS_PORT):
+        key = _freeze(spec)
+        done = ctx.checks.get(key)
+        if done is not None:
+            return dataclasses.replace(done, address=address, port=port)
+    out = _check_new(ctx, path, spec, address, port, base_path)
+    if key is not None:
+        ctx.checks[key] = out
+    return out
+
+
+def _check_new(ctx: _Ctx, path: Path, spec: Mapping[str, Any], address: str, port: int,
+               base_path: Path) -> CheckConfig:
     ctype = spec.get("type", "none")
     if ctype not in CHECK_TYPES:
         raise ctx.error(path + ("type",), "unknown check type %r (one of: %s)"
@@ -582,6 +631,14 @@ def _director(ctx: _Ctx, t: Any) -> DirectorConfig:
         kw["resync_interval"] = _number(ctx, path + ("resync_interval",), t["resync_interval"])
     if "sync" in t:
         kw["sync"] = _sync(ctx, path + ("sync",), t["sync"])
+    if "state_file" in t:
+        sf = _type(ctx, path + ("state_file",), t["state_file"], str, "a file path")
+        if sf and not sf.startswith("/"):
+            raise ctx.error(path + ("state_file",), 'must be an absolute path (or "" for none)')
+        kw["state_file"] = sf
+    if "max_checks_in_flight" in t:
+        kw["max_checks_in_flight"] = _integer(ctx, path + ("max_checks_in_flight",),
+                                              t["max_checks_in_flight"], 1, 1 << 20)
     return DirectorConfig(**kw)
 
 
@@ -622,8 +679,62 @@ def _sync(ctx: _Ctx, path: Path, t: Any) -> ipvs.Daemon:
     return daemon
 
 
-def parse(text: str, filename: str = "<config>") -> Config:
-    """Parse and validate the text of a configuration file."""
+_SERVICE_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*service[ \t]*\]\][ \t]*(?:#[^\n]*)?$", re.M)
+_CACHES: Dict[str, Dict[str, ServiceConfig]] = {}
+
+
+def _parse_blocks(text: str, filename: str, cache: Dict[str, ServiceConfig]) -> Optional[Config]:
+    """The file cut at its ``[[service]]`` headers, each block's
+    ServiceConfig taken from ``cache`` when its text did not change (a
+    reload of 36,800 real servers re-reads only what changed).  None when
+    the file does not cut cleanly or anything is wrong: the caller then
+    parses it whole, which gives the exact error and line."""
+    starts = [m.start() for m in _SERVICE_HEADER.finditer(text)]
+    if not starts:
+        return None
+    head = text[:starts[0]]
+    data = tomllib.loads(head)
+    if "service" in data:
+        return None
+    ctx = _Ctx(head, filename)
+    _unknown(ctx, (), data, ("director", "service"))
+    director = _director(ctx, data.get("director", {}))
+    fresh: Dict[str, ServiceConfig] = {}
+    services: List[ServiceConfig] = []
+    seen: Set[Any] = set()
+    for a, b in zip(starts, starts[1:] + [len(text)]):
+        block = text[a:b]
+        sc = cache.get(block) or fresh.get(block)
+        if sc is None:
+            d = tomllib.loads(block)
+            if list(d) != ["service"] or not isinstance(d["service"], list) \
+                    or len(d["service"]) != 1 or not isinstance(d["service"][0], dict):
+                return None
+            sc = _service(_Ctx(block, filename), ("service", 0), d["service"][0])
+        if sc.service.key in seen:
+            return None
+        seen.add(sc.service.key)
+        fresh[block] = sc
+        services.append(sc)
+    cache.clear()
+    cache.update(fresh)
+    return Config(director, tuple(services), filename)
+
+
+def parse(text: str, filename: str = "<config>",
+          cache: Optional[Dict[str, ServiceConfig]] = None) -> Config:
+    """Parse and validate the text of a configuration file.
+
+    ``cache`` (a dict kept between calls): the services of blocks whose
+    text is unchanged since the last call are reused, not parsed again."""
+    if cache is not None:
+        try:
+            cfg = _parse_blocks(text, filename, cache)
+        except (ValueError, TypeError, KeyError):   # ConfigError, TOMLDecodeError...
+            cfg = None
+        if cfg is not None:
+            return cfg
+        cache.clear()
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -655,9 +766,16 @@ def parse(text: str, filename: str = "<config>") -> Config:
     return Config(director, tuple(services), filename)
 
 
-def load(filename: str) -> Config:
+def load(filename: str, cache: Optional[Dict[str, ServiceConfig]] = None) -> Config:
     """Read and validate a configuration file (:class:`ConfigError` on any
-    problem, OSError's message included for an unreadable file)."""
+    problem, OSError's message included for an unreadable file).  The
+    services of unchanged ``[[service]]`` blocks are reused from the last
+    load of the same file (``cache``: by default one per file name)."""
+    if cache is None:
+        key = os.path.abspath(filename)
+        if key not in _CACHES and len(_CACHES) >= 4:
+            _CACHES.clear()
+        cache = _CACHES.setdefault(key, {})
     try:
         with open(filename, "rb") as f:
             raw = f.read()
@@ -667,4 +785,4 @@ def load(filename: str) -> Config:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError("not UTF-8: %s" % e, filename=filename) from None
-    return parse(text, filename)
+    return parse(text, filename, cache)

@@ -17,6 +17,7 @@ the kernel writer, on one asyncio loop.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import json
 import logging
@@ -30,13 +31,15 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 import ipvs
 from ipvs.director import checks as _checks
 from ipvs.director.config import (CheckConfig, Config, ConfigError, RealServerConfig,
-                                  ServiceConfig, load)
+                                  ServiceConfig, load, service_name)
+from ipvs.director.state import StateError, read_state, write_state
 
 __all__ = ["Director", "NotFound", "Probe"]
 
 log = logging.getLogger("ipvs.director")
 
 HEALTHY = ("up", "falling")
+CHUNK = 500               # services planned between two yields to the loop
 NOTIFY_TIMEOUT = 30.0
 DRAIN_POLL = 1.0
 WATCH_INTERVAL = 2.0
@@ -59,6 +62,9 @@ class Probe:
         self.weight: Optional[int] = None   # asked for by exec/file checks
         self.task: Optional["asyncio.Task[None]"] = None
         self.fresh = True         # made by this config load, never run yet
+        self.due: Optional[float] = None    # loop time the current run was due
+        # the (service, real server) pairs using it: a change refreshes only these
+        self.users: List[Tuple["ServiceState", "RealServer"]] = []
 
     @property
     def healthy(self) -> bool:
@@ -110,6 +116,25 @@ class RealServer:
     draining_since: Optional[float] = None
     gone: bool = False                     # drained and deleted
     state: str = "down"
+    # destination objects at other weights, made once: {weight: Destination}
+    # of ``_at_of`` (rebuilt when the configured destination changes)
+    _at: Dict[int, ipvs.Destination] = dataclasses.field(default_factory=dict, repr=False)
+    _at_of: Optional[ipvs.Destination] = dataclasses.field(default=None, repr=False)
+
+    def at(self, weight: int) -> ipvs.Destination:
+        """The configured destination with ``weight`` (cached: a round over
+        tens of thousands of real servers makes no new objects)."""
+        d = self.destination
+        if d.weight == weight:
+            return d
+        if self._at_of is not d:
+            self._at, self._at_of = {}, d
+        out = self._at.get(weight)
+        if out is None:
+            if len(self._at) > 4:
+                self._at.clear()
+            out = self._at[weight] = d.replace(weight=weight)
+        return out
 
     @property
     def draining(self) -> bool:
@@ -151,6 +176,80 @@ def _end_stream(q: "asyncio.Queue[Optional[dict]]") -> None:
     q.put_nowait(None)
 
 
+_ORDER = {"add_service": 0, "update_service": 0, "add_destination": 1,
+          "update_destination": 2, "delete_destination": 3, "delete_service": 4}
+
+
+def _ordered(calls: List[Tuple[str, Any, Any]]) -> List[Tuple[str, Any, Any]]:
+    """Plans of several chunks as one: services first, then new
+    destinations, weights, removals, deleted services (a stable sort)."""
+    return sorted(calls, key=lambda c: _ORDER[c[0]])
+
+
+class _Slots:
+    """A count of checks in flight with a FIFO of waiters: O(1) take and
+    give (asyncio.Semaphore of Python 3.11 scans all its waiters on every
+    acquire: tens of thousands of waiting probes made it quadratic)."""
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self.waiters: "collections.deque[asyncio.Future[None]]" = collections.deque()
+
+    def take(self) -> bool:
+        if self.free > 0 and not self.waiters:
+            self.free -= 1
+            return True
+        return False
+
+    async def wait(self) -> None:
+        """Wait for a slot handed over by give()."""
+        fut = asyncio.get_running_loop().create_future()
+        self.waiters.append(fut)
+        try:
+            await fut
+        except BaseException:
+            if fut.done() and not fut.cancelled():
+                self.give()      # handed over just as we were cancelled
+            raise
+
+    def give(self) -> None:
+        while self.waiters:
+            fut = self.waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)     # the slot passes to this waiter
+                return
+        self.free += 1
+
+
+def _settle_heap() -> None:
+    """Move the objects alive now (the configuration, the run-time state:
+    millions at tens of thousands of real servers) out of the cyclic
+    garbage collector's sight: its full collections would otherwise scan
+    them all, a stall of a second at a time on the event loop."""
+    import gc
+    if hasattr(gc, "freeze"):
+        gc.freeze()
+
+
+def _check_slots() -> int:
+    """Checks allowed in flight by default: the open files limit (raised to
+    its hard limit) less a reserve for the control API, /metrics and the
+    kernel handle."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                soft = target
+            except (ValueError, OSError):
+                pass
+    except ImportError:  # pragma: no cover - not Linux
+        return 1000
+    return max(16, min(soft, 1 << 20) - 256)
+
+
 def _now() -> float:
     return time.time()
 
@@ -165,8 +264,11 @@ class Director:
 
     def __init__(self, config: Config, *, path: Optional[str] = None, kernel: Any = None,
                  log_format: str = "text", stream: Any = None,
-                 sync_handles: Any = None) -> None:
+                 sync_handles: Any = None, state_file: Optional[str] = None) -> None:
         self.config = config
+        # drains and API weights kept across restarts (see ipvs.director.state);
+        # ipvs-director passes [director] state_file, default beside the socket
+        self.state_file = state_file
         self.path = path
         self.log_format = log_format
         self.stream = stream if stream is not None else sys.stderr
@@ -192,6 +294,14 @@ class Director:
         #: ``sync_handles`` makes its handles (default: AsyncIPVS on the netns)
         self.sync: Any = None
         self._sync_handles = sync_handles
+        # services whose real servers changed state since the last round: a
+        # round for these only needs no table dump (see round(partial=True))
+        self._changed: Set[Tuple[Any, ...]] = set()
+        self._full = True         # the next writer round reads the whole table
+        self._touched: Set[Tuple[Any, ...]] = set()   # services _build changed
+        self._slots: Optional[_Slots] = None   # checks in flight
+        self.max_checks_in_flight = 0
+        self._saved: Optional[Tuple[List[str], List[Dict[str, Any]]]] = None
         self._build(config, first=True)
 
     # ------------------------------------------------------------ building
@@ -213,18 +323,32 @@ class Director:
                 if not first:
                     changes["added"].append(sc.name)
             else:
+                if st.cfg is sc:
+                    # the very object of the last load (an unchanged block of
+                    # the file): its real servers stay as they are
+                    for kept in st.real_servers.values():
+                        if kept.cfg is None:
+                            continue
+                        for probe in kept.probes:
+                            if probe.check not in probes:
+                                probe.users = []
+                                probes[probe.check] = probe
+                            probe.users.append((st, kept))
+                    continue
                 if st.cfg != sc:
                     changes["changed"].append(sc.name)
                 st.service, st.cfg = sc.service, sc
+            self._touched.add(key)
             seen: Set[Tuple[Any, ...]] = set()
             for rc in sc.real_servers:
                 seen.add(rc.key)
                 plist = []
                 for chk in rc.checks:
-                    p = probes.get(chk) or old_probes.get(chk)
+                    p = probes.get(chk)
                     if p is None:
-                        p = Probe(chk)
-                    probes[chk] = p
+                        p = old_probes.get(chk) or Probe(chk)
+                        p.users = []
+                        probes[chk] = p
                     plist.append(p)
                 rs = st.real_servers.get(rc.key)
                 if rs is None:
@@ -239,6 +363,8 @@ class Director:
                     rs.gone = False
                     if rs.draining and not rs.manual_drain:
                         rs.draining_since = None  # back in the file: drain ends
+                for p in plist:
+                    p.users.append((st, rs))
             for rkey, rs in st.real_servers.items():
                 if rkey not in seen and rs.cfg is not None:
                     rs.cfg, rs.probes = None, []
@@ -246,6 +372,7 @@ class Director:
                         rs.draining_since = now
         for key, st in self.services.items():
             if key not in wanted and st.cfg is not None:
+                self._touched.add(key)
                 st.cfg = None
                 changes["removed"].append(st.name)
                 for rs in st.real_servers.values():
@@ -339,45 +466,69 @@ class Director:
             self.metrics.check_done(probe.check.type, result)
         changed = probe.feed(result)
         if changed or probe.weight != old_weight:
-            self._refresh_states(result)
+            self._refresh_states(result, probe.users)
+            for st, _ in probe.users:
+                self._changed.add(st.service.key)
             self.wake()
 
-    def _refresh_states(self, result: Optional[_checks.CheckResult] = None) -> None:
-        for st in self.services.values():
-            for rs in st.real_servers.values():
-                if rs.cfg is None or rs.draining:
-                    continue
-                new = rs.health()
-                if new != rs.state:
-                    old, rs.state = rs.state, new
-                    extra: Dict[str, Any] = {"previous": old}
-                    if result is not None:
-                        extra["message"] = result.message
-                    self.emit(new, st.name, rs.destination.address, rs.destination.port, **extra)
-                    if new == "up" and old not in HEALTHY:
-                        self._notify(rs.cfg.notify_up, st, rs, new)
-                    elif new == "down" and old in HEALTHY:
-                        self._notify(rs.cfg.notify_down, st, rs, new)
-                    if self.metrics is not None:
-                        self.metrics.server_state(st, rs)
+    def _refresh_states(self, result: Optional[_checks.CheckResult] = None,
+                        only: Optional[List[Tuple[ServiceState, RealServer]]] = None) -> None:
+        """Follow the probes' states into the real servers' (``only``: just
+        these pairs, the users of one probe; else all)."""
+        if only is None:
+            pairs = [(st, rs) for st in self.services.values()
+                     for rs in st.real_servers.values()]
+        else:
+            pairs = only
+        for st, rs in pairs:
+            if rs.cfg is None or rs.draining:
+                continue
+            new = rs.health()
+            if new != rs.state:
+                old, rs.state = rs.state, new
+                extra: Dict[str, Any] = {"previous": old}
+                if result is not None:
+                    extra["message"] = result.message
+                self.emit(new, st.name, rs.destination.address, rs.destination.port, **extra)
+                if new == "up" and old not in HEALTHY:
+                    self._notify(rs.cfg.notify_up, st, rs, new)
+                elif new == "down" and old in HEALTHY:
+                    self._notify(rs.cfg.notify_down, st, rs, new)
+                if self.metrics is not None:
+                    self.metrics.server_state(st, rs)
 
     async def _probe_loop(self, probe: Probe) -> None:
         loop = asyncio.get_running_loop()
         c = probe.check
-        await asyncio.sleep(random.uniform(0, min(c.interval, c.retry_interval)))
+        due = loop.time() + random.uniform(0, min(c.interval, c.retry_interval))
+        await asyncio.sleep(due - loop.time())
+        slots = self._slots
+        assert slots is not None
         while not self._closing:
-            start = loop.time()
-            result = await _checks.run_check(c)
+            probe.due = due
+            # a bounded number of checks in flight: their sockets stay within
+            # the open files limit however far behind the loop falls
+            if not slots.take():
+                await slots.wait()
+            try:
+                result = await _checks.run_check(c)
+            finally:
+                slots.give()
             if self.probes.get(c) is not probe or self._closing:
                 return
             self._on_result(probe, result)
             period = c.retry_interval if probe.state in ("rising", "falling") else c.interval
-            await asyncio.sleep(max(0.0, start + period - loop.time()))
+            # the next start is due one period after this one was due (no
+            # drift); a run that overran its period starts the next at once
+            now = loop.time()
+            due = max(due + period, now)
+            await asyncio.sleep(due - now)
 
     def _start_probes(self) -> None:
         loop = asyncio.get_running_loop()
         for p in self.probes.values():
-            if p.task is None or p.task.done():
+            # a "none" check is up and stays up: nothing to run, no task
+            if p.check.type != "none" and (p.task is None or p.task.done()):
                 p.task = loop.create_task(self._probe_loop(p))
 
     def _stop_unused_probes(self, old: Dict[CheckConfig, Probe]) -> None:
@@ -411,26 +562,29 @@ class Director:
         if self.metrics is not None:
             self.metrics.quorum(st)
 
-    def desired(self) -> Dict[Tuple[Any, ...], Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]]:
+    def desired(self, keys: Any = None
+                ) -> Dict[Tuple[Any, ...], Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]]:
         """{service key: (Service, {dest key: Destination})} of every own
-        service that must be in the kernel now."""
+        service (or of those of ``keys``) that must be in the kernel now."""
         out = {}
-        for key, st in self.services.items():
+        items = (self.services.items() if keys is None else
+                 [(k, self.services[k]) for k in keys if k in self.services])
+        for key, st in items:
             self._quorum(st)
             dests: Dict[Any, ipvs.Destination] = {}
             for rkey, rs in st.real_servers.items():
                 if rs.gone:
                     continue
                 if rs.draining:
-                    dests[rkey] = rs.destination.replace(weight=0)
+                    dests[rkey] = rs.at(0)
                     continue
                 if rs.cfg is None:
                     continue
                 if rs.state in HEALTHY:
                     w = 0 if st.sorry_active else rs.weight()
-                    dests[rkey] = rs.destination.replace(weight=w)
+                    dests[rkey] = rs.at(w)
                 elif rs.cfg.on_failure == "quiesce":
-                    dests[rkey] = rs.destination.replace(weight=0)
+                    dests[rkey] = rs.at(0)
             if st.sorry_active and st.cfg is not None and st.cfg.sorry_server is not None:
                 dests[st.cfg.sorry_server.key] = st.cfg.sorry_server
             if st.cfg is None and not dests:
@@ -439,15 +593,16 @@ class Director:
         return out
 
     def plan(self, current: Dict[Tuple[Any, ...], Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]],
-             want: Dict[Tuple[Any, ...], Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]]
-             ) -> List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]]:
-        """The calls turning ``current`` into ``want`` for own services only."""
+             want: Dict[Tuple[Any, ...], Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]],
+             keys: Any = None) -> List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]]:
+        """The calls turning ``current`` into ``want`` for own services only
+        (or for those of ``keys``)."""
         head: List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]] = []
         adds: List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]] = []
         updates: List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]] = []
         deletes: List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]] = []
         tail: List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]] = []
-        for key in self._own():
+        for key in (self._own() if keys is None else keys):
             have = current.get(key)
             if key not in want:
                 if have is not None:
@@ -467,8 +622,7 @@ class Director:
                 cd = have[1].get(dkey)
                 if cd is None:
                     adds.append(("add_destination", svc, d))
-                elif cd.replace(active_connections=0, inactive_connections=0,
-                                persistent_connections=0, stats=None) != d:
+                elif cd != d:  # Destination equality leaves counters out
                     updates.append(("update_destination", svc, d))
         # new weights first, removals last: no moment without a destination
         return head + adds + updates + deletes + tail
@@ -487,6 +641,21 @@ class Director:
             if svc.key in own:
                 self.table[svc.key] = (svc, {d.key: d for d in dests})
 
+    def _written_part(self, want: Dict[Tuple[Any, ...], Tuple[ipvs.Service,
+                                                            Dict[Any, ipvs.Destination]]],
+                      keys: List[Tuple[Any, ...]]) -> None:
+        """Like _written, for the services of ``keys`` only."""
+        full = self.table
+        self.table = {k: full[k] for k in keys if k in full}
+        self._written(want)
+        part = self.table
+        self.table = full
+        for k in keys:
+            if k in part:
+                full[k] = part[k]
+            else:
+                full.pop(k, None)
+
     def _written(self, want: Dict[Tuple[Any, ...], Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]]
                  ) -> None:
         """The table as this round left it (counters as last read)."""
@@ -496,6 +665,9 @@ class Director:
             out = {}
             for dkey, d in dests.items():
                 c = cur.get(dkey)
+                if c is not None and c == d:
+                    out[dkey] = c  # unchanged: the object read, counters and all
+                    continue
                 out[dkey] = d if c is None else d.replace(
                     active_connections=c.active_connections,
                     inactive_connections=c.inactive_connections,
@@ -562,25 +734,142 @@ class Director:
                 pass  # deleted by this round's plan, forgotten after it
         return busy
 
-    async def round(self) -> List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]]:
+    async def round(self, partial: bool = False
+                    ) -> List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]]:
         """One round: read the own services back, finish drains, write the
-        difference as one batch.  Returns the calls sent."""
+        difference as one batch.  Returns the calls sent.
+
+        ``partial``: only the services whose real servers changed state since
+        the last round, planned against the table as the director last read
+        and wrote it (no dump: at tens of thousands of real servers a full
+        round takes a second of CPU); drift is repaired by the next full
+        round (resync, drains, reloads, the control API)."""
         assert self._lock is not None
         async with self._lock:
-            await self._read()
-            self._drains()
-            want = self.desired()
-            calls = self.plan(self.table, want)
+            keys: Optional[List[Tuple[Any, ...]]] = None
+            if partial:
+                keys = [k for k in self._changed if k in self.services]
+            else:
+                await self._read()
+                self._drains()
+            self._changed = set()
+            want: Dict[Tuple[Any, ...], Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]] = {}
+            calls: List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]] = []
+            order = list(self.services) if keys is None else keys
+            for i in range(0, len(order), CHUNK):
+                # in chunks, letting the checks run between them
+                chunk = order[i:i + CHUNK]
+                part = self.desired(chunk)
+                calls += self.plan(self.table, part, chunk)
+                want.update(part)
+                if len(order) > CHUNK:
+                    await asyncio.sleep(0)
+            calls = _ordered(calls)
             if calls:
                 await self.kernel.run(calls)
+            if keys is None:
                 self._written(want)
+            else:
+                self._written_part(want, keys)
             for key in [k for k, st in self.services.items()
-                        if st.cfg is None and k not in want]:
+                        if st.cfg is None and k not in want
+                        and (keys is None or k in keys)]:
                 self.emit("removed", self.services.pop(key).name)
+                self.table.pop(key, None)
             self.rounds += 1
+            if keys is None:
+                self._save_state()
             if self.metrics is not None:
                 self.metrics.after_round(self)
             return calls
+
+    # ------------------------------------------------------------ state file
+    def _state(self) -> Tuple[List[str], List[Dict[str, Any]]]:
+        """What the state file keeps: services that left the file (still
+        draining) and the real servers with a drain or an API weight."""
+        offset = _now() - time.monotonic()     # wall clock of a monotonic time
+        services = [st.name for st in self.services.values() if st.cfg is None]
+        servers = []
+        for st in self.services.values():
+            for rs in st.real_servers.values():
+                drain = None
+                if rs.draining_since is not None and (rs.manual_drain or not rs.gone):
+                    drain = "manual" if rs.manual_drain else "file"
+                if drain is None and rs.weight_override is None:
+                    continue
+                servers.append({
+                    "service": st.name, "address": str(rs.destination.address),
+                    "port": rs.destination.port, "drain": drain,
+                    "since": (float(round(offset + rs.draining_since))
+                              if drain is not None and rs.draining_since is not None else None),
+                    "weight": rs.weight_override})
+        return services, servers
+
+    def _save_state(self) -> None:
+        """Write the state file when what it keeps changed (atomically)."""
+        path = self.state_file
+        if path is None:
+            return
+        state = self._state()
+        if state == self._saved:
+            return
+        if self._saved is None and not state[0] and not state[1] and not os.path.exists(path):
+            self._saved = state      # nothing to keep: no file yet
+            return
+        try:
+            write_state(path, *state)
+        except OSError as e:
+            self.emit("error", message="state file %s: %s" % (path, e.strerror or e))
+            return
+        self._saved = state
+
+    def _read_state(self) -> Tuple[List[str], List[Dict[str, Any]]]:
+        if self.state_file is None:
+            return [], []
+        try:
+            data = read_state(self.state_file)
+        except StateError as e:
+            self.emit("error", message="state file not used: %s" % e)
+            return [], []
+        return data["services"], data["servers"]
+
+    async def _restore_services(self) -> Tuple[List[str], List[Dict[str, Any]]]:
+        """Services that left the file before a restart and were still
+        draining: owned again (read back from the kernel), so that their
+        drain goes on.  Returns the state file's content."""
+        services, servers = self._read_state()
+        if services:
+            wanted = set(services)
+            for svc in await self.kernel.table():
+                name = service_name(svc)
+                if name in wanted and svc.key not in self.services:
+                    self.services[svc.key] = ServiceState(svc, name, None)
+        return services, servers
+
+    def _restore_servers(self, saved: Tuple[List[str], List[Dict[str, Any]]]) -> None:
+        """Manual drains, API weights and drain start times of the state
+        file, onto the real servers of the file and the kernel."""
+        mono, wall = time.monotonic(), _now()
+        by_name = {st.name: st for st in self.services.values()}
+        for e in saved[1]:
+            st = by_name.get(e["service"])
+            if st is None:
+                continue
+            rs = next((r for r in st.real_servers.values()
+                       if str(r.destination.address) == e["address"]
+                       and r.destination.port == e["port"]), None)
+            if rs is None:
+                continue
+            since = mono if e["since"] is None else mono - max(0.0, wall - e["since"])
+            if e["drain"] == "manual" and rs.cfg is not None:
+                rs.manual_drain = True
+                rs.draining_since = since
+                rs.gone = rs.key not in self.table.get(st.service.key, (None, {}))[1]
+            elif e["drain"] is not None and rs.cfg is None and rs.draining:
+                rs.draining_since = since   # its drain_timeout clock goes on
+            if e["weight"] is not None and rs.cfg is not None:
+                rs.weight_override = e["weight"]
+        self._saved = saved if saved[0] or saved[1] else None
 
     async def _writer(self) -> None:
         assert self._dirty is not None
@@ -600,10 +889,17 @@ class Director:
             except asyncio.TimeoutError:
                 pass
             self._dirty.clear()
+            full = self._full or failures > 0
             if loop.time() >= self._next_resync:
                 self._next_resync = loop.time() + self.config.director.resync_interval
+                full = True
+            if any(rs.draining and not rs.gone for st in self.services.values()
+                   for rs in st.real_servers.values()):
+                full = True   # drains need the connection counters
             try:
-                await self.round()
+                self._full = True
+                await self.round(partial=not full)
+                self._full = False
                 await self._keep_sync()
                 if failures:
                     self.emit("resync", reason="kernel reachable again")
@@ -626,10 +922,12 @@ class Director:
                 table = await self.kernel.table()
             except (ipvs.IPVSError, OSError):
                 await self.kernel.reopen()
+                self._full = True
                 self.wake()
                 continue
             keys = {s.key for s in table}
             if any(k not in keys for k in self.table) or not table and self.table:
+                self._full = True
                 self.wake()
 
     # ------------------------------------------------------------ life
@@ -643,14 +941,20 @@ class Director:
         self._dirty = asyncio.Event()
         self._lock = asyncio.Lock()
         self._stopped = asyncio.Event()
+        self.max_checks_in_flight = self.config.director.max_checks_in_flight or _check_slots()
+        self._slots = _Slots(self.max_checks_in_flight)
+        saved = await self._restore_services()
         await self._read()
         self._adopt()
+        self._restore_servers(saved)
         await self.round()
         await self._keep_sync(config_changed=True)
+        self._full = False
         loop = asyncio.get_running_loop()
         self._start_probes()
         self._tasks.append(loop.create_task(self._writer()))
         self._tasks.append(loop.create_task(self._watch()))
+        _settle_heap()
         self.emit("started", services=len(self.services))
 
     async def stop(self) -> None:
@@ -695,23 +999,48 @@ class Director:
             raise
         old = self.probes
         self.config = config
+        self._touched = set()
         changes = self._build(config, first=False)
+        touched, self._touched = self._touched, set()
         self._stop_unused_probes(old)
         assert self._lock is not None
-        async with self._lock:
-            await self._read()
-            self._adopt_new()
-        self._refresh_states()
-        calls = await self.round()
+        if changes["added"]:
+            # a new service may already be in the kernel (then it is adopted):
+            # read the whole table back and write a full round
+            async with self._lock:
+                await self._read()
+                self._adopt_new()
+            self._refresh_states()
+            calls = await self.round()
+        else:
+            # only what the file changed: planned against the table as last
+            # read and written, no dump (drift waits for the next resync)
+            async with self._lock:
+                self._adopt_new(touched)
+            self._refresh_states(None, [(st, rs) for key in touched
+                                        for st in (self.services[key],)
+                                        for rs in st.real_servers.values()])
+            self._changed |= touched
+            try:
+                calls = await self.round(partial=True)
+            except (ipvs.IPVSError, OSError):
+                # the table is not what the director last saw (a module
+                # reload, a hand-made change): read it back, write it whole
+                await self.kernel.reopen()
+                calls = await self.round()
+            self._save_state()
         await self._keep_sync(config_changed=True)
         self._start_probes()
+        _settle_heap()
         self.emit("reload", **changes, calls=len(calls))
         if self.metrics is not None:
             self.metrics.reload(True)
         return {"reloaded": True, **changes, "calls": len(calls)}
 
-    def _adopt_new(self) -> None:
+    def _adopt_new(self, keys: Optional[Set[Tuple[Any, ...]]] = None) -> None:
         for key, (svc, dests) in self.table.items():
+            if keys is not None and key not in keys:
+                continue
             st = self.services[key]
             for dkey, d in dests.items():
                 rs = st.real_servers.get(dkey)
