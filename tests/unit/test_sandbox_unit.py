@@ -9,7 +9,7 @@ from ipvs import sandbox
 
 
 def test_missing_reports_install_hint(monkeypatch):
-    monkeypatch.setattr(sandbox, "_uml_binary", lambda: None)
+    monkeypatch.setattr(sandbox, "_uml_binary", lambda kernel=None: None)
     assert sandbox.missing() == ["linux.uml not found on PATH"]
     assert not sandbox.available()
     with pytest.raises(sandbox.SandboxUnavailable, match="apt-get install user-mode-linux"):
@@ -17,7 +17,7 @@ def test_missing_reports_install_hint(monkeypatch):
 
 
 def test_main_exits_2_when_unavailable(monkeypatch, capsys):
-    monkeypatch.setattr(sandbox, "_uml_binary", lambda: None)
+    monkeypatch.setattr(sandbox, "_uml_binary", lambda kernel=None: None)
     assert sandbox.main(["--", "true"]) == 2
     assert "apt-get install user-mode-linux kmod ipvsadm iproute2" in capsys.readouterr().err
     assert sandbox.main(["--check"]) == 2
