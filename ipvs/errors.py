@@ -273,6 +273,9 @@ def _why(err: int, svc: Any, dest: Any) -> Optional[str]:
                             "sync daemon runs")
                 if int(dest.forward) == 2 and int(dest.tunnel_type) == 1 and not dest.tunnel_port:
                     return "a GUE tunnel needs a tunnel port"
+                big = _threshold_over_int_max(dest)
+                if big:
+                    return big
                 return ("the address is not a unicast address here "
                         "(is the namespace's lo up?)")
         elif svc is not None and err == _E.EINVAL:
@@ -280,4 +283,19 @@ def _why(err: int, svc: Any, dest: Any) -> Optional[str]:
                 return "an IPv6 persistence netmask must be a prefix length 1..128, got %d" % svc.netmask
     except (AttributeError, TypeError, ValueError):
         pass
+    return None
+
+
+_INT_MAX = (1 << 31) - 1
+
+
+def _threshold_over_int_max(dest: Any) -> Optional[str]:
+    """Kernels from 6.12 on refuse a connection threshold above INT_MAX with
+    EINVAL (6.1 stores up to 2**32-1): name the threshold, not the address."""
+    for field in ("upper_threshold", "lower_threshold"):
+        value = getattr(dest, field, 0)
+        if isinstance(value, int) and value > _INT_MAX:
+            return ("%s %d is above %d, the largest threshold this kernel accepts "
+                    "(Linux 6.12 and later; 6.1 accepted up to %d)"
+                    % (field.replace("_", " "), value, _INT_MAX, (1 << 32) - 1))
     return None
