@@ -5,10 +5,32 @@ version parametrized over "netlink" and "sockopt", so every kernel test that
 uses it runs twice. A test that exercises something the legacy sockopt
 interface cannot express calls :func:`netlink_only`, which on sockopt asserts
 that the call raises ``UnsupportedError`` and then skips the rest of the test.
+
+Where kernels differ (docs/KERNEL-FACTS.md, "Differences between kernels"),
+tests assert each kernel's own behaviour using ``KERNEL`` and the facts below.
 """
+import os
+import re
+
 import pytest
 
 import ipvs
+
+
+def _release() -> tuple:
+    m = re.match(r"(\d+)\.(\d+)", os.uname().release)
+    assert m, os.uname().release
+    return (int(m.group(1)), int(m.group(2)))
+
+
+#: (major, minor) of the kernel the tests run on
+KERNEL = _release()
+#: the largest connection threshold the kernel stores: 6.1 takes any u32;
+#: 6.12 and 7.x refuse more than INT_MAX with EINVAL (both interfaces)
+THRESHOLD_MAX = 2**32 - 1 if KERNEL < (6, 12) else 2**31 - 1
+#: 7.x sizes the connection table at run time: conn_tab_size is 0 in a
+#: namespace until its first service exists, then 256; before, always 4096
+CONN_TAB_AT_RUN_TIME = KERNEL >= (7, 0)
 
 
 @pytest.fixture(params=["netlink", "sockopt"])
