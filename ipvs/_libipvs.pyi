@@ -72,3 +72,6 @@ class Handle:
         """Per call, None (applied) or its exception, in call order."""
     def read_proc_net(self, name: str) -> Optional[str]:
         """/proc/net/NAME of the handle's namespace; None when it is missing."""
+
+def _parse_nl_reply(data: bytes, svc_af: int = ...) -> List[Tuple[str, object]]:
+    """(kind, value) per netlink message of a recorded reply (private: tests)."""
