@@ -531,6 +531,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _report(problems: list[str]) -> None:
+    for problem in problems:
+        print(f"ipvs.sandbox: {problem}", file=sys.stderr)
+    if not any(p.startswith("no sandbox kernel matches") for p in problems):
+        print(f"ipvs.sandbox: {INSTALL_HINT}", file=sys.stderr)
+
+
 def main(args=None) -> int:
     args = list(sys.argv[1:] if args is None else args)
     ns = _parser().parse_args(args)
@@ -562,9 +569,7 @@ def main(args=None) -> int:
     problems = missing(kernel)
     if ns.check:
         if problems:
-            for problem in problems:
-                print(f"ipvs.sandbox: {problem}", file=sys.stderr)
-            print(f"ipvs.sandbox: {INSTALL_HINT}", file=sys.stderr)
+            _report(problems)
             return 2
         binary = _uml_binary(kernel)
         print(f"ipvs.sandbox: available ({_uml_version(binary)} {binary})")
@@ -574,9 +579,7 @@ def main(args=None) -> int:
         print("ipvs.sandbox: no COMMAND given (use: -- COMMAND...)", file=sys.stderr)
         return 2
     if problems:
-        for problem in problems:
-            print(f"ipvs.sandbox: {problem}", file=sys.stderr)
-        print(f"ipvs.sandbox: {INSTALL_HINT}", file=sys.stderr)
+        _report(problems)
         return 2
     modules = [m for chunk in ns.modules for m in chunk.split(",") if m.strip()]
     try:
