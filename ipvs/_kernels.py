@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 SUITES = ("bookworm", "trixie", "sid")
 MIRROR = "http://deb.debian.org/debian"
@@ -111,7 +111,7 @@ def _host_suite() -> str:
     return ""
 
 
-def _read_info(folder: str) -> dict:
+def _read_info(folder: str) -> Dict[str, str]:
     info = {}
     try:
         with open(os.path.join(folder, INFO)) as f:
@@ -145,7 +145,7 @@ def installed(version_of: Callable[[str], Optional[str]] = uml_version) -> List[
 def fetched(cache_root: str) -> List[Kernel]:
     """The kernels fetched into the cache (complete ones only)."""
     root = kernels_root(cache_root)
-    out = []
+    out: List[Kernel] = []
     try:
         names = sorted(os.listdir(root))
     except OSError:
