@@ -37,6 +37,9 @@ __all__ = [
 ]
 
 _LAZY = {"IPVS", "Batch", "Change", "Plan", "AsyncIPVS", "AsyncBatch"}
+# Public submodules reachable as attributes after ``import ipvs`` (imported on
+# first access: netns and testing pull in the extension or pytest helpers).
+_SUBMODULES = ("netns", "testing", "lab", "sandbox")
 
 if TYPE_CHECKING:  # type checkers see the lazy names; at run time __getattr__ loads them
     from ipvs._handle import IPVS, Batch, Change, Plan
@@ -49,8 +52,20 @@ def __getattr__(name: str) -> Any:  # PEP 562: load the compiled extension on fi
         value = getattr(_async if name.startswith("Async") else _handle, name)
         globals()[name] = value
         return value
+    if name in _SUBMODULES:
+        import importlib
+        try:
+            module = importlib.import_module("ipvs." + name)
+        except ModuleNotFoundError as e:
+            if e.name != "ipvs." + name:
+                raise  # the submodule exists; something it imports does not
+            raise AttributeError("module 'ipvs' has no attribute %r" % name) from None
+        globals()[name] = module
+        return module
     raise AttributeError("module 'ipvs' has no attribute %r" % name)
 
 
 def __dir__() -> List[str]:
-    return sorted(set(globals()) | _LAZY)
+    import importlib.util
+    subs = {n for n in _SUBMODULES if importlib.util.find_spec("ipvs." + n) is not None}
+    return sorted(set(globals()) | _LAZY | subs)

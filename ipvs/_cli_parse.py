@@ -594,8 +594,13 @@ def build_destination(a: Args, svc: Service, full: bool = True) -> Destination:
         csum = TunnelFlags.CSUM
     elif "tun-remcsum" in a.seen:
         csum = TunnelFlags.REMCSUM
-    return Destination(addr, port, weight=a.values.get("weight", 1), forward=fwd,
-                       upper_threshold=a.values.get("u-threshold", 0),
-                       lower_threshold=a.values.get("l-threshold", 0),
+    upper, lower = a.values.get("u-threshold", 0), a.values.get("l-threshold", 0)
+    dest = Destination(addr, port, weight=a.values.get("weight", 1), forward=fwd,
+                       upper_threshold=upper, lower_threshold=min(lower, upper),
                        tunnel_type=a.values.get("tun-type", TunnelType.IPIP),
                        tunnel_port=a.values.get("tun-port", 0), tunnel_flags=csum)
+    if lower > upper:
+        # The model refuses this; ipvsadm leaves it to the kernel (ERANGE, or
+        # the missing service first), and so do we, for its exact answers.
+        dest = Destination._make(*{**dest._asdict(), "lower_threshold": lower}.values())
+    return dest

@@ -77,3 +77,6 @@ class Handle:
     def read_proc_net(self, name: str, op: Optional[str] = None) -> str:
         """/proc/net/NAME of the handle's namespace; a failure (a missing file
         included) raises the exception of operation ``op``."""
+
+def _parse_nl_reply(data: bytes, svc_af: int = ...) -> List[Tuple[str, object]]:
+    """(kind, value) per netlink message of a recorded reply (private: tests)."""

@@ -866,3 +866,97 @@ def _fast_paths():
     """Which fast paths this interpreter allows: {"records": True (always:
     else the import failed), "ipv4": whether IPv4Address._ip is a slot}."""
     return {"records": True, "ipv4": _V4_IP_OFF > 0}
+
+
+# ------------------------------------------------- replies replayed (private)
+# The reply parser of csrc/nlparse.c, callable on a recorded receive buffer:
+# tests/unit/test_old_kernels.py feeds it replies shaped as older kernels send
+# them (it runs from the installed wheel too, so it ships, privately).
+
+cdef extern from "nlparse.h" nogil:
+    struct nlp_msg:
+        uint32_t len
+        uint16_t type
+        uint16_t flags
+        const uint8_t *data
+        size_t datalen
+    int nlp_next_msg(const uint8_t *buf, size_t len, size_t *off, nlp_msg *m)
+    int nlp_parse_error(const nlp_msg *m, int *error, char *msg, size_t msgsz)
+    int nlp_genl(const nlp_msg *m, uint8_t *cmd, const uint8_t **attrs, size_t *alen)
+    int nlp_parse_service_msg(const nlp_msg *m, ipvs_service *out)
+    int nlp_parse_dest_msg(const nlp_msg *m, uint16_t svc_af, ipvs_dest *out)
+    int nlp_parse_daemon_msg(const nlp_msg *m, ipvs_daemon *out)
+    int nlp_parse_info_msg(const nlp_msg *m, ipvs_info *out)
+    int nlp_parse_config_msg(const nlp_msg *m, ipvs_timeouts *out)
+
+
+def _parse_nl_reply(bytes data, int svc_af=2):
+    """Parse one netlink receive buffer of IPVS replies into model objects.
+
+    Returns one (kind, value) pair per message: ("service", Service),
+    ("destination", Destination) (addresses without ADDR_FAMILY take
+    ``svc_af``), ("daemon", Daemon), ("info", (version, conn_tab_size)),
+    ("timeouts", Timeouts), ("error", (errno, message)) for NLMSG_ERROR
+    (errno 0: an ack), ("done", None), ("unparsed", (type, cmd, rc)) where the
+    parser refused the message (rc < 0), ("other", type) for anything else.
+    Raises ValueError when the buffer's message framing is broken.
+    """
+    cdef const uint8_t *buf = <const uint8_t *>data
+    cdef size_t off = 0, alen = 0
+    cdef nlp_msg m
+    cdef int r, err = 0, rc
+    cdef uint8_t cmd = 0
+    cdef const uint8_t *attrs = NULL
+    cdef char msg[256]
+    cdef ipvs_service svc
+    cdef ipvs_dest dest
+    cdef ipvs_daemon dm
+    cdef ipvs_info info
+    cdef ipvs_timeouts to
+    cdef _AddrCache cache = _AddrCache()
+    out = []
+    while True:
+        r = nlp_next_msg(buf, len(data), &off, &m)
+        if r == 0:
+            break
+        if r < 0:
+            raise ValueError("broken netlink framing at offset %d" % off)
+        if m.type == 2:  # NLMSG_ERROR
+            msg[0] = 0
+            rc = nlp_parse_error(&m, &err, msg, sizeof(msg))
+            if rc < 0:
+                out.append(("unparsed", (m.type, 0, rc)))
+            else:
+                out.append(("error", (-err, (<bytes>msg).decode("utf-8", "replace"))))
+            continue
+        if m.type == 3:  # NLMSG_DONE
+            out.append(("done", None))
+            continue
+        if m.type < 17 or nlp_genl(&m, &cmd, &attrs, &alen) < 0:  # < 17: control families
+            out.append(("other", m.type))
+            continue
+        if cmd in (1, 2, 4):
+            memset(&svc, 0, sizeof(svc))
+            rc = nlp_parse_service_msg(&m, &svc)
+            item = ("service", _svc_from_c(&svc, cache)) if rc == 0 else None
+        elif cmd in (5, 6, 8):
+            memset(&dest, 0, sizeof(dest))
+            rc = nlp_parse_dest_msg(&m, <uint16_t>svc_af, &dest)
+            item = ("destination", _dest_from_c(&dest, svc_af, cache)) if rc == 0 else None
+        elif cmd in (9, 11):
+            memset(&dm, 0, sizeof(dm))
+            rc = nlp_parse_daemon_msg(&m, &dm)
+            item = ("daemon", _daemon_from_c(&dm)) if rc == 0 else None
+        elif cmd in (14, 15):
+            memset(&info, 0, sizeof(info))
+            rc = nlp_parse_info_msg(&m, &info)
+            item = ("info", (info.version, info.conn_tab_size)) if rc == 0 else None
+        elif cmd in (12, 13):
+            memset(&to, 0, sizeof(to))
+            rc = nlp_parse_config_msg(&m, &to)
+            item = ("timeouts", Timeouts._make(to.tcp, to.tcp_fin, to.udp)) if rc == 0 else None
+        else:
+            out.append(("other", m.type))
+            continue
+        out.append(item if item is not None else ("unparsed", (m.type, cmd, rc)))
+    return out

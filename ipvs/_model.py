@@ -16,8 +16,9 @@ Decisions where the kernel leaves room (documented in README and docs/reference.
 * fwmark services have ``protocol`` TCP, as the kernel stores them.
 * ``netmask`` defaults to 32 (IPv4) / 128 (IPv6), the kernel's and ipvsadm's
   defaults.
-* Weight and thresholds are only checked for their C range here: the kernel
-  judges their values (ERANGE becomes ``InvalidRequestError``, a ValueError).
+* A negative weight and a lower threshold above the upper one are refused
+  here (every kernel refuses them with ERANGE); other limits of weight and
+  thresholds are the kernel's to judge (``InvalidRequestError``, a ValueError).
 """
 
 from __future__ import annotations
@@ -602,7 +603,7 @@ class Destination(_Record):
             addr,
             None if port is None else _int(C, "port", port, 0, U16),
             fam,
-            _int(C, "weight", weight, I32_MIN, I32_MAX),
+            _int(C, "weight", weight, 0, I32_MAX),
             _enum(C, "forward", Forward, forward),
             _int(C, "upper_threshold", upper_threshold, 0, U32),
             _int(C, "lower_threshold", lower_threshold, 0, U32),
@@ -614,6 +615,9 @@ class Destination(_Record):
             _int(C, "persistent_connections", persistent_connections, 0, U32),
             stats,
         )
+        if values[6] > values[5]:
+            raise ValueError("Destination.lower_threshold (%d) must not be above "
+                             "upper_threshold (%d)" % (values[6], values[5]))
         for f, v in zip(self._field_names, values):
             _set(self, f, v)
 

@@ -335,6 +335,9 @@ def _why(err: int, svc: Any, dest: Any,
                 if int(dest.forward) == _FWD_TUNNEL and int(dest.tunnel_type) == _TUN_GUE \
                         and not dest.tunnel_port:
                     return "a GUE tunnel needs a tunnel port"
+                big = _threshold_over_int_max(dest)
+                if big:
+                    return big
                 return _not_unicast(dest.address, lo_up)
         elif svc is not None and err == _E.EINVAL:
             if int(svc.family) == _AF_INET6 and not 1 <= svc.netmask <= 128:
@@ -411,3 +414,18 @@ def no_such_interface() -> str:
     """ipvsadm's message for a sync daemon interface name the kernel would
     refuse (empty or longer than 15 bytes): the kernel's ENODEV text."""
     return _os.strerror(_E.ENODEV)
+
+
+_INT_MAX = (1 << 31) - 1
+
+
+def _threshold_over_int_max(dest: Any) -> Optional[str]:
+    """Kernels from 6.12 on refuse a connection threshold above INT_MAX with
+    EINVAL (6.1 stores up to 2**32-1): name the threshold, not the address."""
+    for field in ("upper_threshold", "lower_threshold"):
+        value = getattr(dest, field, 0)
+        if isinstance(value, int) and value > _INT_MAX:
+            return ("%s %d is above %d, the largest threshold this kernel accepts "
+                    "(Linux 6.12 and later; 6.1 accepted up to %d)"
+                    % (field.replace("_", " "), value, _INT_MAX, (1 << 32) - 1))
+    return None

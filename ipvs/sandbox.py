@@ -15,8 +15,17 @@ Inside, ``/tmp`` and ``/run`` are fresh tmpfs (the host's ``/tmp`` is hidden,
 except the directories the command needs: its working directory, virtualenv
 and program directory are bind-mounted at their usual paths).
 
-Environment: IPVS_SANDBOX_UML=/path/to/linux.uml picks the kernel binary (a
-missing path disables the sandbox).
+Kernels: ``--list-kernels`` shows the installed kernel and the ones fetched
+into the cache with ``--fetch-kernel SUITE`` (bookworm, trixie, sid: Debian's
+user-mode-linux of that suite with the libc it needs, kept beside it; see
+ipvs/_kernels.py).  ``--kernel VERSION`` picks one (a version prefix at a dot:
+``6.1`` is the newest 6.1.x, ``7`` the newest 7.x); without it the installed
+kernel boots (or the newest fetched one if none is installed).
+
+Environment: IPVS_SANDBOX_KERNEL=VERSION picks a kernel like ``--kernel``;
+IPVS_SANDBOX_UML=/path/to/linux.uml picks the kernel binary (its modules are
+looked for beside it, then under /usr/lib/uml/modules; a missing path
+disables the sandbox).
 
 This module is standard library only: it must work before the extension is
 built.
@@ -38,6 +47,8 @@ import tempfile
 import threading
 import time
 
+from ipvs import _kernels
+
 __all__ = [
     "SandboxError",
     "SandboxTimeout",
@@ -47,6 +58,8 @@ __all__ = [
     "missing",
     "run",
     "main",
+    "kernels",
+    "fetch_kernel",
 ]
 
 INSTALL_HINT = (
@@ -83,17 +96,41 @@ class SandboxTimeout(SandboxError, TimeoutError):
 
 # -- discovery -------------------------------------------------------------
 
-def _uml_binary() -> str | None:
+def _uml_binary(kernel: str | None = None) -> str | None:
+    """The linux.uml to boot: ``kernel`` (a version prefix), else
+    IPVS_SANDBOX_UML, else IPVS_SANDBOX_KERNEL, else the installed one, else
+    the newest fetched one.  Raises SandboxUnavailable when a version was
+    asked for and no kernel matches."""
+    wanted = kernel or (None if os.environ.get("IPVS_SANDBOX_UML")
+                        else os.environ.get("IPVS_SANDBOX_KERNEL"))
+    if wanted:
+        try:
+            return _kernels.pick(kernels(), wanted).binary
+        except _kernels.KernelError as e:
+            raise SandboxUnavailable(str(e)) from None
     override = os.environ.get("IPVS_SANDBOX_UML")
     if override:  # an explicit kernel binary (or a missing one, to disable)
         return override if os.access(override, os.X_OK) else None
     found = shutil.which(UML_BINARY)
     if found:
         return found
-    for candidate in ("/usr/bin/linux.uml", "/usr/local/bin/linux.uml"):
+    for candidate in _kernels.INSTALLED_BINARIES:
         if os.access(candidate, os.X_OK):
             return candidate
+    got = _kernels.fetched(_cache_root())
+    if got:
+        return max(got, key=lambda k: _kernels.version_key(k.version)).binary
     return None
+
+
+def kernels() -> list[_kernels.Kernel]:
+    """Every kernel the sandbox can boot: installed and fetched, oldest first."""
+    return _kernels.all_kernels(_cache_root(), _uml_version)
+
+
+def fetch_kernel(suite: str, log=None) -> _kernels.Kernel:
+    """Fetch Debian SUITE's user-mode-linux into the cache (see _kernels)."""
+    return _kernels.fetch(suite, _cache_root(), log or (lambda s: None))
 
 
 _version_cache: dict[str, str | None] = {}
@@ -101,17 +138,7 @@ _version_cache: dict[str, str | None] = {}
 
 def _uml_version(binary: str) -> str | None:
     if binary not in _version_cache:
-        version = None
-        try:
-            out = subprocess.run(
-                [binary, "--version"], stdin=subprocess.DEVNULL,
-                capture_output=True, timeout=30, check=False,
-            ).stdout.decode("ascii", "replace").strip().splitlines()
-            if out:
-                version = out[-1].strip() or None
-        except (OSError, subprocess.SubprocessError):
-            version = None
-        _version_cache[binary] = version
+        _version_cache[binary] = _kernels.uml_version(binary)
     return _version_cache[binary]
 
 
@@ -158,11 +185,16 @@ def _xstate_shim() -> str:
 
 
 def _modules_dir(binary: str) -> str | None:
+    """The module folder of ``binary``'s version: beside a fetched kernel,
+    else under /usr/lib/uml/modules (the only folder there if there is one)."""
     version = _uml_version(binary)
     if version:
-        path = os.path.join(UML_MODULES_ROOT, version)
-        if os.path.isdir(path):
+        path = _kernels.modules_beside(binary, version)
+        if path:
             return path
+        if os.path.exists(os.path.join(os.path.dirname(os.path.abspath(binary)),
+                                       _kernels.INFO)):
+            return None  # a fetched kernel uses only its own modules
     dirs = sorted(glob.glob(os.path.join(UML_MODULES_ROOT, "*")))
     dirs = [d for d in dirs if os.path.isdir(d)]
     return dirs[-1] if len(dirs) == 1 else None
@@ -172,10 +204,14 @@ def _ipvs_dir(moddir: str) -> str:
     return os.path.join(moddir, "kernel", "net", "netfilter", "ipvs")
 
 
-def missing() -> list[str]:
-    """What is missing for the sandbox to work (empty list: nothing)."""
+def missing(kernel: str | None = None) -> list[str]:
+    """What is missing for the sandbox to work (empty list: nothing);
+    ``kernel`` is a version prefix as for ``--kernel``."""
     problems = []
-    binary = _uml_binary()
+    try:
+        binary = _uml_binary(kernel)
+    except SandboxUnavailable as e:
+        return [str(e)]
     if binary is None:
         if os.environ.get("IPVS_SANDBOX_UML"):
             return [f"IPVS_SANDBOX_UML={os.environ['IPVS_SANDBOX_UML']} is not executable"]
@@ -183,8 +219,8 @@ def missing() -> list[str]:
     moddir = _modules_dir(binary)
     if moddir is None:
         problems.append(
-            f"no module folder for {UML_BINARY} "
-            f"(version {_uml_version(binary)!r}) under {UML_MODULES_ROOT}")
+            f"no module folder for {binary} "
+            f"(version {_uml_version(binary)!r}) beside it or under {UML_MODULES_ROOT}")
     elif not glob.glob(os.path.join(_ipvs_dir(moddir), "ip_vs.ko*")):
         problems.append(f"ip_vs.ko not found under {_ipvs_dir(moddir)}")
     for tool in ("modprobe", "ip"):
@@ -196,14 +232,14 @@ def missing() -> list[str]:
     return problems
 
 
-def available() -> bool:
+def available(kernel: str | None = None) -> bool:
     """True when linux.uml, its IPVS modules, modprobe and ip are installed."""
-    return not missing()
+    return not missing(kernel)
 
 
-def default_modules() -> list[str]:
+def default_modules(kernel: str | None = None) -> list[str]:
     """ip_vs, every scheduler, the SIP persistence engine, veth."""
-    binary = _uml_binary()
+    binary = _uml_binary(kernel)
     moddir = _modules_dir(binary) if binary else None
     names = list(_BASE_MODULES)
     if moddir:
@@ -254,10 +290,12 @@ def _inner_env(env: dict[str, str]) -> dict[str, str]:
 
 
 def _write_scripts(state: str, argv: list[str], cwd: str, env: dict[str, str],
-                   modules: list[str], *, stdin: bool = False, merged: bool = False) -> str:
+                   modules: list[str], moddir: str = UML_MODULES_ROOT + "/$V", *,
+                   stdin: bool = False, merged: bool = False) -> str:
     """Write run.sh and init.sh into ``state``; return init.sh's path.
 
-    ``stdin``: the command reads the chunks that `_Feed` writes into
+    ``moddir``: the kernel's module folder (a fetched kernel's sits beside
+    it). ``stdin``: the command reads the chunks that `_Feed` writes into
     ``state``/in (else /dev/null). ``merged``: stdout and stderr go to one
     file, ``state``/stdout, so their bytes keep the order they were written."""
     q = shlex.quote
@@ -304,7 +342,8 @@ def _write_scripts(state: str, argv: list[str], cwd: str, env: dict[str, str],
         "V=$(uname -r)",
         "mount -t tmpfs mods /lib/modules",
         "mkdir -p /lib/modules/$V",
-        f"mount --bind {q(UML_MODULES_ROOT)}/$V /lib/modules/$V",
+        ("mount --bind " + (q(moddir) if "$" not in moddir else moddir)
+         + " /lib/modules/$V"),
         # Problems the command should know about go to its stderr.
         "modprobe -a " + " ".join(q(m) for m in modules) + f" 2>>{q(err)} || "
         f'echo "ipvs.sandbox: warning: modprobe failed" >>{q(err)}',
@@ -454,7 +493,7 @@ def _console_tail(path: str, lines: int = 20) -> str:
 # -- public API ------------------------------------------------------------
 
 def run(argv, *, cwd=None, env=None, mem=DEFAULT_MEM, timeout=None,
-        modules=(), stdout=None, stderr=None, keep=False, stdin=None) -> int:
+        modules=(), stdout=None, stderr=None, keep=False, stdin=None, kernel=None) -> int:
     """Run ``argv`` as root in a UML kernel with IPVS; return its exit status.
 
     ``cwd`` and ``env`` default to the caller's.  ``modules`` are loaded in
@@ -465,20 +504,24 @@ def run(argv, *, cwd=None, env=None, mem=DEFAULT_MEM, timeout=None,
     standard input (None: /dev/null).
     Raises SandboxUnavailable, SandboxTimeout (``timeout`` seconds passed,
     the kernel was killed) or SandboxError (the kernel died before the
-    command's status was written).
+    command's status was written).  ``kernel`` picks a kernel by version
+    prefix (see ``--kernel``).
     """
     argv = [os.fspath(a) for a in argv]
     if not argv:
         raise ValueError("empty command")
-    problems = missing()
+    problems = missing(kernel)
     if problems:
         raise SandboxUnavailable("; ".join(problems) + f" -- {INSTALL_HINT}")
     cwd = os.path.abspath(os.fspath(cwd) if cwd is not None else os.getcwd())
     env = dict(os.environ if env is None else env)
     stdout = sys.stdout if stdout is None else stdout
     stderr = sys.stderr if stderr is None else stderr
-    mods = default_modules() + [m for m in modules if m]
-    binary = _uml_binary()
+    mods = default_modules(kernel) + [m for m in modules if m]
+    binary = _uml_binary(kernel)
+    assert binary is not None
+    moddir = _modules_dir(binary)
+    assert moddir is not None
 
     state = tempfile.mkdtemp(prefix="ipvs-sandbox-", dir=STATE_ROOT)
     os.chmod(state, 0o755)
@@ -489,7 +532,7 @@ def run(argv, *, cwd=None, env=None, mem=DEFAULT_MEM, timeout=None,
         if stdin is not None:
             os.mkdir(os.path.join(state, "in"))
             _Feed(os.path.join(state, "in"), stdin).start()
-        init = _write_scripts(state, argv, cwd, env, mods, stdin=stdin is not None,
+        init = _write_scripts(state, argv, cwd, env, mods, moddir, stdin=stdin is not None,
                               merged=merged)
         console = os.path.join(state, "console.log")
         status_path = os.path.join(state, "status")
@@ -567,8 +610,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=None, help="seconds before the kernel is killed")
     p.add_argument("--keep", action="store_true", help="keep the state folder (logs, scripts)")
     p.add_argument("--check", action="store_true", help="only report whether the sandbox is available")
+    p.add_argument("--kernel", metavar="VERSION", default=None,
+                   help="boot the newest kernel whose version starts with VERSION "
+                        "(6.1, 6.12, 7 ...; default: $IPVS_SANDBOX_KERNEL, else the installed one)")
+    p.add_argument("--list-kernels", action="store_true",
+                   help="list the kernels the sandbox can boot (installed and fetched)")
+    p.add_argument("--fetch-kernel", metavar="SUITE", choices=_kernels.SUITES,
+                   help="download Debian SUITE's user-mode-linux (%(choices)s) into "
+                        "the cache and make it bootable here")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
     return p
+
+
+def _report(problems: list[str]) -> None:
+    for problem in problems:
+        print(f"ipvs.sandbox: {problem}", file=sys.stderr)
+    if not any(p.startswith("no sandbox kernel matches") for p in problems):
+        print(f"ipvs.sandbox: {INSTALL_HINT}", file=sys.stderr)
 
 
 def main(args=None) -> int:
@@ -577,28 +635,47 @@ def main(args=None) -> int:
     command = ns.command
     if command and command[0] == "--":
         command = command[1:]
-    problems = missing()
+    if ns.fetch_kernel:
+        try:
+            k = fetch_kernel(ns.fetch_kernel,
+                             lambda s: print(f"ipvs.sandbox: {s}", file=sys.stderr))
+        except (_kernels.KernelError, OSError) as e:
+            print(f"ipvs.sandbox: cannot fetch {ns.fetch_kernel}'s kernel: {e}",
+                  file=sys.stderr)
+            return 2
+        print(k.line())
+        if not command and not ns.check and not ns.list_kernels:
+            return 0
+    if ns.list_kernels:
+        found = kernels()
+        for k in found:
+            print(k.line())
+        if not found:
+            print(f"ipvs.sandbox: no kernel installed or fetched -- {INSTALL_HINT}, "
+                  f"or python -m ipvs.sandbox --fetch-kernel SUITE", file=sys.stderr)
+            return 2
+        if not command and not ns.check:
+            return 0
+    kernel = ns.kernel
+    problems = missing(kernel)
     if ns.check:
         if problems:
-            for problem in problems:
-                print(f"ipvs.sandbox: {problem}", file=sys.stderr)
-            print(f"ipvs.sandbox: {INSTALL_HINT}", file=sys.stderr)
+            _report(problems)
             return 2
-        print("ipvs.sandbox: available")
+        binary = _uml_binary(kernel)
+        print(f"ipvs.sandbox: available ({_uml_version(binary)} {binary})")
         return 0
     if not command:
         _parser().print_usage(sys.stderr)
         print("ipvs.sandbox: no COMMAND given (use: -- COMMAND...)", file=sys.stderr)
         return 2
     if problems:
-        for problem in problems:
-            print(f"ipvs.sandbox: {problem}", file=sys.stderr)
-        print(f"ipvs.sandbox: {INSTALL_HINT}", file=sys.stderr)
+        _report(problems)
         return 2
     modules = [m for chunk in ns.modules for m in chunk.split(",") if m.strip()]
     try:
         return run(command, mem=ns.mem, timeout=ns.timeout, modules=modules,
-                   keep=ns.keep, stdin=sys.stdin)
+                   keep=ns.keep, stdin=sys.stdin, kernel=kernel)
     except SandboxTimeout as e:
         print(f"ipvs.sandbox: {e}", file=sys.stderr)
         return 124

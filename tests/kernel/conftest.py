@@ -9,7 +9,14 @@ that the call raises ``UnsupportedError`` and then skips the rest of the test.
 Every kernel test also runs under :func:`start_namespace_untouched` (autouse):
 the thread's network namespace and the IPVS table of the namespace the tests
 started in are the same after the test as before.
+
+Where kernels differ (docs/KERNEL-FACTS.md, "Differences between kernels"),
+tests assert each kernel's own behaviour using ``KERNEL`` and the facts below.
 """
+import os
+import re
+import time
+
 import pytest
 
 import ipvs
@@ -40,6 +47,47 @@ def start_namespace_untouched():
         # ip_vs was loaded during the test (a handle's open auto-loads it):
         # the starting namespace's new table must still be empty
         assert after.count("\n") <= 3, "the test filled the starting namespace's IPVS table"
+
+
+def _release() -> tuple:
+    m = re.match(r"(\d+)\.(\d+)", os.uname().release)
+    assert m, os.uname().release
+    return (int(m.group(1)), int(m.group(2)))
+
+
+#: (major, minor) of the kernel the tests run on
+KERNEL = _release()
+#: the largest connection threshold the kernel stores: 6.1 takes any u32;
+#: 6.12 and 7.x refuse more than INT_MAX with EINVAL (both interfaces)
+THRESHOLD_MAX = 2**32 - 1 if KERNEL < (6, 12) else 2**31 - 1
+#: 7.x sizes the connection table at run time: conn_tab_size is 0 in a
+#: namespace until its first service exists, then 256; before, always 4096
+CONN_TAB_AT_RUN_TIME = KERNEL >= (7, 0)
+#: 7.x resizes its service table in the background right after it grew (e.g.
+#: a batch of 600 services): a dump taken in the next ~tens of ms may repeat
+#: some services and skip as many, with nobody changing the table; 6.x never
+SERVICE_TABLE_RESIZES = KERNEL >= (7, 0)
+
+
+def wait_service_table_settled(lb, timeout: float = 15.0) -> None:
+    """On 7.x, wait until the kernel's background resize is over: dumps that
+    repeat nothing and agree with each other for 0.3 s.  No-op on 6.x."""
+    if not SERVICE_TABLE_RESIZES:
+        return
+    deadline = time.monotonic() + timeout
+    prev, since = None, None
+    while time.monotonic() < deadline:
+        keys = [s.key for s in lb.services()]
+        now = time.monotonic()
+        if len(set(keys)) == len(keys) and prev is not None and set(keys) == prev:
+            since = since or now
+            if now - since >= 0.3:
+                return
+        else:
+            since = None
+        prev = set(keys) if len(set(keys)) == len(keys) else None
+        time.sleep(0.02)
+    raise AssertionError("the service table did not settle within %.0f s" % timeout)
 
 
 @pytest.fixture(params=["netlink", "sockopt"])

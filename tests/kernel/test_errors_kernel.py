@@ -206,14 +206,24 @@ def test_master_daemon_ipv6_group_on_lo_is_unreachable(ipvs_handle):
 
 # ----------------------------------------------- weight and thresholds
 
+def _raw_destination(**fields):
+    """DEST with fields the model would refuse (to reach the kernel)."""
+    dest = DEST.replace()
+    for k, v in fields.items():
+        object.__setattr__(dest, k, v)
+    return dest
+
+
 @pytest.mark.parametrize("op", ["add_destination", "update_destination"])
 def test_negative_weight(ipvs_handle, ipvsadm, op):
     lb = ipvs_handle
     lb.add_service(SVC)
     if op == "update_destination":
         lb.add_destination(SVC, DEST)
-    with pytest.raises(ipvs.InvalidRequestError) as e:
-        getattr(lb, op)(SVC, DEST.replace(weight=-1))
+    with pytest.raises(ValueError, match="Destination.weight"):  # the model refuses it
+        DEST.replace(weight=-1)
+    with pytest.raises(ipvs.InvalidRequestError) as e:          # and so does every kernel
+        getattr(lb, op)(SVC, _raw_destination(weight=-1))
     check(e, ipvs.InvalidRequestError, errno.ERANGE, op, "weight -1 is negative",
           "192.168.1.1:80")
     assert isinstance(e.value, ValueError)
@@ -226,8 +236,10 @@ def test_lower_threshold_above_upper(ipvs_handle, op):
     lb.add_service(SVC)
     if op == "update_destination":
         lb.add_destination(SVC, DEST)
-    with pytest.raises(ipvs.InvalidRequestError) as e:
-        getattr(lb, op)(SVC, DEST.replace(upper_threshold=5, lower_threshold=10))
+    with pytest.raises(ValueError, match="lower_threshold"):  # the model refuses it
+        DEST.replace(upper_threshold=5, lower_threshold=10)
+    with pytest.raises(ipvs.InvalidRequestError) as e:       # and so does every kernel
+        getattr(lb, op)(SVC, _raw_destination(upper_threshold=5, lower_threshold=10))
     check(e, ipvs.InvalidRequestError, errno.ERANGE, op,
           "lower threshold 10 is above upper threshold 5")
 

@@ -17,6 +17,8 @@ from ipvs import (Daemon, DaemonState, Destination, Forward, Protocol, Service, 
                   TunnelFlags, TunnelType)
 from ipvs import netns as ipvs_ns
 
+from .conftest import THRESHOLD_MAX
+
 pytestmark = pytest.mark.kernel
 
 SCHEDULERS = ["rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo",
@@ -185,7 +187,7 @@ def test_every_forwarding_method_weight_and_threshold(pair):
     dests = []
     for i, fwd in enumerate(Forward):
         for j, (weight, upper, lower) in enumerate([(0, 0, 0), (1, 100, 10),
-                                                    (65535, 4000000000, 3999999999),
+                                                    (65535, THRESHOLD_MAX, THRESHOLD_MAX - 1),
                                                     (2**31 - 1, 1, 1)]):
             port = 8000 + j if fwd == Forward.MASQ else 80
             dests.append(Destination("192.168.%d.%d" % (10 + i, 1 + j), port, forward=fwd,

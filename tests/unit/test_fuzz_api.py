@@ -140,7 +140,7 @@ def test_record_constructors(cls, data):
 services = st.builds(lambda a, p, s: Service(a, p, scheduler=s),
                      st.ip_addresses(), st.integers(0, 65535), st.sampled_from(["rr", "wlc"]))
 dests = st.builds(lambda a, p, w, f: Destination(a, p, weight=w, forward=f),
-                  st.ip_addresses(), st.integers(0, 65535), st.integers(-5, 100),
+                  st.ip_addresses(), st.integers(0, 65535), st.integers(0, 100),
                   st.sampled_from(list(Forward)))
 svc_arg = st.one_of(services, garbage, st.builds(Service, fwmark=st.integers(1, 2 ** 32 - 1)))
 dest_arg = st.one_of(dests, garbage)

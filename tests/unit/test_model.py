@@ -141,13 +141,18 @@ def test_destination_defaults_and_validation():
     assert Destination("10.0.0.1", forward="dr").forward is Forward.ROUTE
     # counters and stats are read-back state, not identity
     assert Destination("10.0.0.1", 80, active_connections=3, stats=Stats()) == Destination("10.0.0.1", 80)
-    # the kernel judges weight values (ERANGE), so a negative weight is constructible
-    assert Destination("10.0.0.1", 80, weight=-1).weight == -1
+    # every kernel refuses these with ERANGE: the model refuses them first
+    assert Destination("10.0.0.1", 80, weight=0).weight == 0
+    assert Destination("10.0.0.1", upper_threshold=5, lower_threshold=5).lower_threshold == 5
     for kwargs, exc, field in [
         (dict(address="10.0.0.1", port=65536), ValueError, "port"),
         (dict(address=None), TypeError, "address"),
         (dict(address=b"\x01\x02\x03"), ValueError, "address"),
         (dict(address="10.0.0.1", weight=2**31), ValueError, "weight"),
+        (dict(address="10.0.0.1", weight=-1), ValueError, "Destination.weight must be in 0.."),
+        (dict(address="10.0.0.1", upper_threshold=5, lower_threshold=10), ValueError,
+         "Destination.lower_threshold (10) must not be above upper_threshold (5)"),
+        (dict(address="10.0.0.1", lower_threshold=1), ValueError, "lower_threshold"),
         (dict(address="10.0.0.1", weight=1.5), TypeError, "weight"),
         (dict(address="10.0.0.1", forward="teleport"), ValueError, "forward"),
         (dict(address="10.0.0.1", tunnel_type=9), ValueError, "tunnel_type"),
