@@ -33,24 +33,14 @@ ERRNO_IMPORT_OK = {"errors.py", "netns.py", "_memory.py"}
 def _sources():
     files = sorted(p for p in PKG.iterdir()
                    if p.suffix in (".py", ".pyx", ".pxd") and p.name != "errors.py")
-    assert any(p.name == "_libipvs.pyx" for p in files), "the .pyx is not beside the package"
+    if (PKG.parent / "csrc").is_dir():
+        # the source tree: the Cython module must be among the scanned files
+        # (an installed wheel carries the .py files and the .pxd only)
+        assert any(p.name == "_libipvs.pyx" for p in files), "the .pyx is not beside the package"
     return files
 
 
-def _mark(p):
-    if p.name == "cli.py" and "def kernel_message" in p.read_text():
-        # cli.py is the other issue-13 branch's part ("newuser": it drops its
-        # own errno table, kernel_message, for errors.ipvsadm_message). Until
-        # that merges the scan is expected to fail here (strict); once
-        # kernel_message is gone this mark no longer applies and the scan of
-        # cli.py must pass like every other module's.
-        return pytest.param(p, id=p.name, marks=pytest.mark.xfail(
-            strict=True, reason="cli.py still has its own errno table (kernel_message) "
-                                "until the cli split merges"))
-    return pytest.param(p, id=p.name)
-
-
-@pytest.mark.parametrize("path", [_mark(p) for p in _sources()])
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.name) for p in _sources()])
 def test_no_errno_literal_outside_errors_py(path):
     hits = []
     for no, line in enumerate(path.read_text().splitlines(), 1):
