@@ -332,7 +332,10 @@ def test_the_pair_example_of_the_docs_validates():
     import os
     import re
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    with open(os.path.join(root, "docs", "director.md"), encoding="utf-8") as f:
+    page_path = os.path.join(root, "docs", "director.md")
+    if not os.path.exists(page_path):
+        pytest.skip("not a source tree (docs/ is not installed with the wheel)")
+    with open(page_path, encoding="utf-8") as f:
         page = f.read()
     section = page.split("## Director pairs", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"^```toml\n(.*?)^```", section, re.S | re.M)

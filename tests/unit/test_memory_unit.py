@@ -299,6 +299,8 @@ def test_apply_plan_and_batch_errors(ipvs_memory):
 
 def test_example_unit_test_runs():
     """examples/test_memory_example.py passes as a user would run it."""
+    if not (ROOT / "examples" / "test_memory_example.py").exists():
+        pytest.skip("not a source tree (examples/ is not installed with the wheel)")
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                           str(ROOT / "examples" / "test_memory_example.py")],
                          capture_output=True, text=True, timeout=300, cwd=str(ROOT))
