@@ -119,22 +119,16 @@ def _sysctl(ns: str, values: Dict[str, str]) -> None:
     /proc/sys/net shows the namespace of the thread that opens the file, so
     this runs in a helper thread that enters ``ns`` (the caller never moves).
     """
-    box: Dict[str, BaseException] = {}
-
     def work() -> None:
-        try:
-            with netns.enter(ns):
-                for key, value in values.items():
-                    with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
-                        f.write(value)
-        except BaseException as e:  # re-raised in the caller
-            box["error"] = e
+        with netns.enter(ns):
+            for key, value in values.items():
+                with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+                    f.write(value)
 
-    t = threading.Thread(target=work, name="ipvs-lab-sysctl", daemon=True)
-    t.start()
-    t.join()
-    if "error" in box:
-        raise LabError("sysctl in %s: %s" % (ns, box["error"])) from box["error"]
+    try:
+        netns._in_thread(work)
+    except Exception as e:
+        raise LabError("sysctl in %s: %s" % (ns, e)) from e
 
 
 _HTTP_MAX_REQUEST = 8192
@@ -713,12 +707,10 @@ class Lab:
                 raise ConnectionError("unexpected answer %r" % buf[:80])
         return buf.decode().strip()
 
-    def tcp_connect(self, address: str, port: int,
-                    source: Optional[str] = None) -> Tuple[socket.socket, str]:
-        """Open a TCP connection from the client; returns (socket, server name).
-
-        The socket is left open (see ``hold``); the caller closes it.
-        """
+    def _client_connect(self, address: str, port: int,
+                        source: Optional[str] = None) -> socket.socket:
+        """A TCP socket from the client namespace, connected to address:port
+        (closed again when the connect fails)."""
         with netns.enter(self.client):
             s = socket.socket(self._family(address), socket.SOCK_STREAM)
         try:
@@ -726,6 +718,19 @@ class Lab:
             if source:
                 s.bind((source, 0))
             s.connect((address, port))
+        except BaseException:
+            s.close()
+            raise
+        return s
+
+    def tcp_connect(self, address: str, port: int,
+                    source: Optional[str] = None) -> Tuple[socket.socket, str]:
+        """Open a TCP connection from the client; returns (socket, server name).
+
+        The socket is left open (see ``hold``); the caller closes it.
+        """
+        s = self._client_connect(address, port, source)
+        try:
             name = self._read_name(s)
         except BaseException:
             s.close()
@@ -821,13 +826,8 @@ class Lab:
         """``GET path`` from the client namespace (default port
         ``http_port``): (status, body). Raises OSError when refused or
         unanswered within ``timeout``."""
-        with netns.enter(self.client):
-            s = socket.socket(self._family(address), socket.SOCK_STREAM)
+        s = self._client_connect(address, self.http_port if port is None else port, source)
         try:
-            s.settimeout(self.timeout)
-            if source:
-                s.bind((source, 0))
-            s.connect((address, self.http_port if port is None else port))
             s.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
                        % (path, address)).encode())
             buf = b""
