@@ -824,14 +824,8 @@ def debug_alloc_counts():
 
 cdef dict _error_context(Handle handle, object svc, object dest):
     """What errors.from_errno needs to word a message about svc / dest."""
-    ctx = {"_service": svc, "_dest": dest}   # the objects, for errors._why()
-    if svc is not None:
-        ctx["service"] = str(svc)
-        ctx["scheduler"] = svc.scheduler
-        ctx["pe"] = svc.pe_name or ""
+    ctx = _errors.call_context(svc, dest)
     if dest is not None:
-        ctx["destination"] = str(dest)
-        ctx["target"] = "%s of %s" % (dest, svc)
         # asked only when the errno makes lo's state matter (errors._why)
         ctx["_lo_up"] = lambda: handle.link_up("lo")
     return ctx

@@ -56,15 +56,7 @@ NetnsKey = Union[None, str, int]
 
 def _ctx(svc: Any, dest: Any = None) -> Dict[str, Any]:
     """The message context that ipvs._libipvs gives errors.from_errno."""
-    ctx: Dict[str, Any] = {"_service": svc, "_dest": dest}
-    if svc is not None:
-        ctx["service"] = str(svc)
-        ctx["scheduler"] = svc.scheduler
-        ctx["pe"] = svc.pe_name or ""
-    if dest is not None:
-        ctx["destination"] = str(dest)
-        ctx["target"] = "%s of %s" % (dest, svc)
-    return ctx
+    return _errors.call_context(svc, dest)
 
 
 def _err(op: str, err: int, svc: Any = None, dest: Any = None, **extra: Any) -> _errors.IPVSError:

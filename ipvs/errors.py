@@ -287,6 +287,20 @@ def from_errno(operation: str, err: int, *, kernel_message: Optional[str] = None
     return cls(err, message, operation, kernel_message)
 
 
+def call_context(svc: Any, dest: Any = None) -> Dict[str, Any]:
+    """The context `from_errno` words a message about a call on ``svc`` /
+    ``dest`` with (the compiled handle and the memory backend both use it)."""
+    ctx: Dict[str, Any] = {"_service": svc, "_dest": dest}   # the objects, for _why()
+    if svc is not None:
+        ctx["service"] = str(svc)
+        ctx["scheduler"] = svc.scheduler
+        ctx["pe"] = svc.pe_name or ""
+    if dest is not None:
+        ctx["destination"] = str(dest)
+        ctx["target"] = "%s of %s" % (dest, svc)
+    return ctx
+
+
 def destination_missing(operation: str, destination: Any, service: Any) -> IPVSError:
     """The exception of an ``operation`` that found no ``destination`` in
     ``service`` by itself (not the kernel's answer): ENOENT, as the kernel's
