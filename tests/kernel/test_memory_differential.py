@@ -96,16 +96,25 @@ def services(draw: Any) -> Service:
                    pe_name=pe)
 
 
+def D(*args: Any, weight: int = 1, lower_threshold: int = 0, **kw: Any) -> Destination:
+    """A Destination built even where the model refuses the values (a negative
+    weight, a lower threshold above the upper one), as ipvsadm sends them: the
+    kernel's refusal (ERANGE) and the order of its checks are compared."""
+    d = Destination(*args, **kw)
+    return Destination._make(*{**d._asdict(), "weight": weight,
+                               "lower_threshold": lower_threshold}.values())
+
+
 @st.composite
 def destinations(draw: Any) -> Destination:
     upper, lower = draw(st.sampled_from(THRESHOLDS))
     ttype, tport, tflags = draw(st.sampled_from(TUNNELS))
-    return Destination(draw(st.sampled_from(DEST_ADDRESSES)),
+    return D(draw(st.sampled_from(DEST_ADDRESSES)),
                        draw(st.sampled_from([0, 80, 8080])),
-                       weight=draw(st.sampled_from([1, 0, 1, 7, -1])),
-                       forward=draw(st.sampled_from([0, 1, 2, 2, 3, 4])),
-                       upper_threshold=upper, lower_threshold=lower, tunnel_type=ttype,
-                       tunnel_port=tport, tunnel_flags=tflags)
+             weight=draw(st.sampled_from([1, 0, 1, 7, -1])),
+             forward=draw(st.sampled_from([0, 1, 2, 2, 3, 4])),
+             upper_threshold=upper, lower_threshold=lower, tunnel_type=ttype,
+             tunnel_port=tport, tunnel_flags=tflags)
 
 
 @st.composite
@@ -332,7 +341,6 @@ EDGE_SETUP: List[Tuple[Any, ...]] = [
     ("add_service", S4), ("add_service", S6),
     ("add_destination", S4, Destination("192.168.1.1", 80, forward="masq")),
 ]
-D = Destination
 EDGE: List[Tuple[Any, ...]] = [
     # which refusal wins when a request has several faults
     (op, svc, d) for op in ("add_destination", "update_destination")
