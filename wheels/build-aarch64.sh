@@ -167,14 +167,21 @@ rm -rf "$SITE"; mkdir -p "$SITE"
     || { cat "$WORK/deps.log" >&2; die "pip download of the test dependencies failed"; }
 T=$WORK/run; mkdir -p "$T/wheels"
 cp -r "$SRC/tests" "$T/tests"; cp "$SRC/wheels/smoke_test.py" "$T/wheels/"
-QPY=(qemu-aarch64-static -L "$SYSROOT" "$TPY")
+# The interpreter as a script that starts qemu: its path is the arm64
+# python's sys.executable (qemu's -0 sets argv[0]), so tests that start
+# `sys.executable` in a subprocess run it under emulation too.
+QWRAP=$SYSROOT/usr/bin/python$PYV-qemu
+printf '#!/bin/sh\nexec qemu-aarch64-static -L %s -0 %s %s "$@"\n' "$SYSROOT" "$QWRAP" "$TPY" >"$QWRAP"
+chmod +x "$QWRAP"
+QPY=("$QWRAP")
 (cd "$T" && env -i PATH=/usr/bin:/bin HOME="$T" PYTHONDONTWRITEBYTECODE=1 \
     "${QPY[@]}" wheels/smoke_test.py) >&2 || fail "smoke test"
 (cd "$T" && env -i PATH=/usr/bin:/bin HOME="$T" PYTHONDONTWRITEBYTECODE=1 \
-    "${QPY[@]}" -m pytest -q -rs -p no:cacheprovider tests/unit) \
+    "${QPY[@]}" -m pytest -q -rfEs -p no:cacheprovider tests/unit) \
     >"$WORK/unit.log" 2>&1
 urc=$?
-tail -15 "$WORK/unit.log" >&2
+grep -E '^(FAILED|ERROR) ' "$WORK/unit.log" >&2
+tail -3 "$WORK/unit.log" >&2
 unit=$(grep -E '^[0-9]+ (passed|failed)|passed|failed' "$WORK/unit.log" | tail -1)
 [ $urc = 0 ] || fail "unit tests (pytest exit $urc)"
 cp "$whl" "$OUT/"

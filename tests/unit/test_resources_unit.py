@@ -13,26 +13,16 @@ from ipvs import Destination, IPVSError, Service
 from ipvs.errors import InconsistentDumpError, from_errno
 from ipvs.testing import _genl_family_exists
 
+from ._host import genl_socket_refused
+
 
 def _ipvs_present():
     return os.path.exists("/proc/net/ip_vs") or bool(_genl_family_exists("IPVS"))
 
 
-def _genl_socket_refused():
-    """True where this host cannot open a generic netlink socket at all
-    (user-mode emulators such as qemu-aarch64-static, which run the aarch64
-    wheel's unit tests): there is no IPVS-less kernel to test against."""
-    import socket
-    try:
-        socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 16).close()  # NETLINK_GENERIC
-        return False
-    except OSError:
-        return True
-
-
 def needs_no_ipvs(fn):
     fn = pytest.mark.skipif(_ipvs_present(), reason="this kernel has IPVS")(fn)
-    return pytest.mark.skipif(_genl_socket_refused(),
+    return pytest.mark.skipif(genl_socket_refused(),
                               reason="generic netlink sockets cannot be opened here "
                                      "(an emulator): no kernel answer to test")(fn)
 

@@ -14,6 +14,8 @@ import pytest
 
 import ipvs
 
+from ._host import genl_socket_refused
+
 
 def _ipvs_possible():
     if os.path.exists("/proc/net/ip_vs") or os.path.isdir("/sys/module/ip_vs"):
@@ -38,12 +40,9 @@ def _can_raw_socket():
 
 
 def _genl_socket_refused():
-    import socket
-    try:
-        socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 16).close()  # NETLINK_GENERIC
-        return None
-    except OSError:
+    if genl_socket_refused():
         return "generic netlink sockets cannot be opened here (an emulator)"
+    return None
 
 
 REASON = _ipvs_possible() or _genl_socket_refused()
