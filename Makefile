@@ -23,6 +23,9 @@
 
 SHELL       := /bin/bash
 PYTHON      ?= python3
+# the build requirements of pyproject.toml (Cython pinned there): the
+# private in-place builds below need them in $(PY)'s environment
+BUILD_REQS = $(shell $(PY) -c "import tomllib, shlex; print(' '.join(shlex.quote(r) for r in tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires']))")
 PY          := $(shell $(PYTHON) -c 'import sys; print(sys.executable)')
 CLANG       ?= clang
 FUZZ_TIME   ?= 60
@@ -174,6 +177,7 @@ valgrind:
 
 alloc-check:
 	$(call private_copy,$(HB)/alloc)
+	$(PY) -m pip install -q $(BUILD_REQS)
 	cd $(HB)/alloc && IPVS_CFLAGS="-DIPVS_DEBUG_ALLOC" $(PY) setup.py build_ext --inplace -q
 	cd $(HB)/alloc && $(PY) -c 'import ipvs._libipvs as m; assert m.debug_alloc_counts() is not None'
 	cd $(HB)/alloc && IPVS_REQUIRE_KERNEL=1 IPVS_REQUIRE_ALLOC_COUNTERS=1 \
@@ -185,6 +189,7 @@ alloc-check:
 # asserting that this target runs them (tests/kernel/test_fallback.py).
 test-hooks:
 	$(call private_copy,$(HB)/hooks)
+	$(PY) -m pip install -q $(BUILD_REQS)
 	cd $(HB)/hooks && IPVS_CFLAGS="-DIPVS_TEST_HOOKS" $(PY) setup.py build_ext --inplace -q
 	cd $(HB)/hooks && $(PY) -c 'import ipvs._libipvs as m, os; assert m.TEST_BUILD and m.__file__.startswith(os.getcwd()), m.__file__'
 	cd $(HB)/hooks && IPVS_REQUIRE_KERNEL=1 IPVS_REQUIRE_TEST_BUILD=1 \
