@@ -14,14 +14,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
-from typing import List, Optional
+from typing import List
 
 import pytest
 
-from ipvs.director.control import request
+
+from .test_director import DirectorProc
 
 try:
     from ipvs.lab import Lab  # type: ignore[import-not-found]
@@ -31,55 +30,18 @@ except ImportError:
 SERVICE = "TCP %s:80"
 
 
-class Proc:
-    """One director process on the test's file."""
-
-    def __init__(self, path: str, sock: str, log: str) -> None:
-        self.path, self.sock, self.log = path, sock, log
-        self.proc: Optional[subprocess.Popen] = None
-
-    def start(self) -> "Proc":
-        self.err = open(self.log, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ipvs.director", "-c", self.path, "--log-format", "json"],
-            stdout=subprocess.DEVNULL, stderr=self.err)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, "director died: " + self.stderr()
-            try:
-                if request(self.sock, "GET", "/status", timeout=2)[0] == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError("director did not start: " + self.stderr())
-
-    def stderr(self) -> str:
-        with open(self.log) as f:
-            return f.read()
-
-    def call(self, method: str, target: str, body=None):
-        st, data = request(self.sock, method, target, body, timeout=30)
-        return st, json.loads(data) if data else None
+class Proc(DirectorProc):
+    """One director process on the test's file (test_director's), that
+    reports one real server's status and must exit 0 on SIGTERM."""
 
     def server(self, service: str, address: str) -> dict:
-        st, body = self.call("GET", "/status")
-        assert st == 200
-        svc = next(s for s in body["services"] if s["service"] == service)
+        svc = next(s for s in self.status()["services"] if s["service"] == service)
         return next(r for r in svc["real_servers"] if r["address"] == address)
 
-    def stop(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            assert self.proc.wait(10) == 0, self.stderr()[-3000:]
-        finally:
-            self.err.close()
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        rc = super().stop(sig)
+        assert rc == 0, self.stderr()[-3000:]
+        return rc
 
 
 @pytest.fixture
