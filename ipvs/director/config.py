@@ -140,6 +140,12 @@ class DirectorConfig:
     #: the ``[director.sync]`` table: the sync daemon the director keeps
     #: (its ``state`` is the role at start), or None
     sync: Optional[ipvs.Daemon] = None
+    #: ``[director.sync]``'s ``keepalived_fifo``: keepalived's ``notify_fifo``,
+    #: read by the director itself (None: roles come only from ``POST /role``)
+    sync_fifo: Optional[str] = None
+    #: ``[director.sync]``'s ``vrrp_instance``: the VRRP instance (or sync
+    #: group) of the FIFO whose state is the director's role
+    sync_vrrp_instance: Optional[str] = None
     state_file: Optional[str] = None        # None: beside the control socket; "": none
     max_checks_in_flight: Optional[int] = None  # None: from the open files limit
 
@@ -631,6 +637,7 @@ def _director(ctx: _Ctx, t: Any) -> DirectorConfig:
         kw["resync_interval"] = _number(ctx, path + ("resync_interval",), t["resync_interval"])
     if "sync" in t:
         kw["sync"] = _sync(ctx, path + ("sync",), t["sync"])
+        kw["sync_fifo"], kw["sync_vrrp_instance"] = _sync_fifo(ctx, path + ("sync",), t["sync"])
     if "state_file" in t:
         sf = _type(ctx, path + ("state_file",), t["state_file"], str, "a file path")
         if sf and not sf.startswith("/"):
@@ -643,7 +650,7 @@ def _director(ctx: _Ctx, t: Any) -> DirectorConfig:
 
 
 SYNC_KEYS = ("state", "interface", "sync_id", "max_len", "mcast_group", "mcast_port",
-             "mcast_ttl")
+             "mcast_ttl", "keepalived_fifo", "vrrp_instance")
 
 
 def _sync(ctx: _Ctx, path: Path, t: Any) -> ipvs.Daemon:
@@ -677,6 +684,25 @@ def _sync(ctx: _Ctx, path: Path, t: Any) -> ipvs.Daemon:
         kw["mcast_group"] = str(addr)
     daemon: ipvs.Daemon = _model(ctx, path, ipvs.Daemon, kw)
     return daemon
+
+
+def _sync_fifo(ctx: _Ctx, path: Path, t: Dict[str, Any]) -> Tuple[Optional[str], Optional[str]]:
+    """``keepalived_fifo`` and ``vrrp_instance`` of ``[director.sync]``: both
+    or neither (the FIFO may carry several instances: the one to follow is
+    named)."""
+    if "keepalived_fifo" not in t and "vrrp_instance" not in t:
+        return None, None
+    for k, other in (("keepalived_fifo", "vrrp_instance"), ("vrrp_instance", "keepalived_fifo")):
+        if k in t and other not in t:
+            raise ctx.error(path + (k,), "needs %s beside it" % other)
+    fifo = _type(ctx, path + ("keepalived_fifo",), t["keepalived_fifo"], str, "a file path")
+    if not fifo.startswith("/"):
+        raise ctx.error(path + ("keepalived_fifo",), "must be an absolute path")
+    name = _type(ctx, path + ("vrrp_instance",), t["vrrp_instance"], str,
+                 "a vrrp_instance or vrrp_sync_group name")
+    if not name or any(c in name for c in '" \t\n\0'):
+        raise ctx.error(path + ("vrrp_instance",), "not a VRRP instance name: %r" % name)
+    return fifo, name
 
 
 _SERVICE_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*service[ \t]*\]\][ \t]*(?:#[^\n]*)?$", re.M)

@@ -33,6 +33,7 @@ from ipvs.director import checks as _checks
 from ipvs.director.config import (CheckConfig, Config, ConfigError, RealServerConfig,
                                   ServiceConfig, load, service_name)
 from ipvs.director.state import StateError, read_state, write_state
+from ipvs.director.sync import status as _sync_status
 
 __all__ = ["Director", "NotFound", "Probe"]
 
@@ -293,6 +294,8 @@ class Director:
         #: the sync daemon keeper of [director.sync] (ipvs.director.sync), or None;
         #: ``sync_handles`` makes its handles (default: AsyncIPVS on the netns)
         self.sync: Any = None
+        #: the reader of keepalived's notify_fifo (ipvs.director.sync.FifoFollower), or None
+        self.sync_fifo: Any = None
         self._sync_handles = sync_handles
         # services whose real servers changed state since the last round: a
         # round for these only needs no table dump (see round(partial=True))
@@ -974,6 +977,8 @@ class Director:
         self._tasks = []
         for q in list(self.subscribers):
             _end_stream(q)
+        from ipvs.director import sync as _sync
+        await _sync.close(self)
         if self.sync is not None:
             await self.sync.close()
         await self.kernel.close()
@@ -1165,5 +1170,5 @@ class Director:
             }
             out.append(item)
         return {"services": out, "config": self.path, "rounds": self.rounds,
-                "sync": self.sync.status() if self.sync is not None else None,
+                "sync": _sync_status(self),
                 "kernel_error": self.last_round_error, "event_streams": len(self.subscribers)}

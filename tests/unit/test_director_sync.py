@@ -344,6 +344,9 @@ def test_the_pair_example_of_the_docs_validates():
     b = parse(blocks[0].replace('state = "backup"', 'state = "master"'), "director-b.toml")
     assert a.director.sync == ipvs.Daemon("backup", "eth0", sync_id=5)
     assert b.director.sync.state == ipvs.DaemonState.MASTER
+    assert a.director.sync_fifo == "/run/ipvs-director.fifo"
+    assert a.director.sync_vrrp_instance == "VI_1"
+    assert "notify_fifo /run/ipvs-director.fifo" in section
     assert "vrrp_instance" in section and "role master" in section
 
 
@@ -381,5 +384,148 @@ def test_quick_switch_back_waits_for_the_pending_stop(mem):
             assert set(_daemons()) == {"master"}
         finally:
             _sync.STOP_WAIT = old_wait
+            await d.stop()
+    asyncio.run(go())
+
+
+# ------------------------------------------------------------ keepalived's notify_fifo
+
+@pytest.mark.parametrize("line, role", [
+    ('INSTANCE "VI_1" MASTER 150', "master"),
+    ('INSTANCE "VI_1" BACKUP 150', "backup"),
+    ('INSTANCE "VI_1" FAULT 0', "backup"),
+    ('INSTANCE "VI_1" STOP 150\n', "backup"),
+    ('GROUP "VI_1" MASTER', "master"),
+    ('INSTANCE "VI_2" MASTER 150', None),          # another instance
+    ('INSTANCE "VI_1x" MASTER 150', None),
+    ('VS "10.0.0.1:80" UP', None),                  # a virtual server's line
+    ('INSTANCE "VI_1" DELETED 150', None),          # says nothing of the role
+    ('garbage', None),
+    ('', None),
+])
+def test_vrrp_role_of_fifo_lines(line, role):
+    from ipvs.director.sync import vrrp_role
+    assert vrrp_role(line, "VI_1") == role
+
+
+@pytest.mark.parametrize("body, key, words", [
+    ('keepalived_fifo = "/run/k.fifo"', "director.sync.keepalived_fifo", "vrrp_instance"),
+    ('vrrp_instance = "VI_1"', "director.sync.vrrp_instance", "keepalived_fifo"),
+    ('keepalived_fifo = "k.fifo"\nvrrp_instance = "VI_1"', "director.sync.keepalived_fifo",
+     "absolute"),
+    ('keepalived_fifo = "/run/k.fifo"\nvrrp_instance = "V I"', "director.sync.vrrp_instance",
+     "not a VRRP instance"),
+    ('keepalived_fifo = "/run/k.fifo"\nvrrp_instance = 1', "director.sync.vrrp_instance",
+     "name"),
+])
+def test_fifo_keys_errors(body, key, words):
+    src = ('[director]\ncontrol = "/tmp/x.sock"\n[director.sync]\nstate = "backup"\n'
+           'interface = "eth0"\n' + body + "\n" + SERVICE)
+    with pytest.raises(ConfigError) as ei:
+        parse(src, "d.toml")
+    assert ei.value.key == key, str(ei.value)
+    assert words in str(ei.value)
+
+
+def _fifo_text(path) -> str:
+    return text(SYNC + 'keepalived_fifo = "%s"\nvrrp_instance = "VI_1"\n' % path)
+
+
+def test_fifo_keys_parsed():
+    cfg = parse(_fifo_text("/run/k.fifo"))
+    assert cfg.director.sync_fifo == "/run/k.fifo"
+    assert cfg.director.sync_vrrp_instance == "VI_1"
+    assert parse(text()).director.sync_fifo is None
+
+
+def _write_fifo(path, data: bytes) -> None:
+    import os
+    fd = os.open(str(path), os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+async def _until(pred, timeout=5.0):
+    for _ in range(int(timeout / 0.02)):
+        if pred():
+            return True
+        await asyncio.sleep(0.02)
+    return pred()
+
+
+def test_fifo_lines_switch_the_role_in_order(mem, tmp_path):
+    """The director makes the FIFO, follows its instance's lines (a line
+    cut in two writes included), ignores other instances, and survives a
+    writer that comes and goes (keepalived restarting)."""
+    import os
+    import stat
+    fifo = tmp_path / "notify.fifo"
+
+    async def go():
+        d = _director(_fifo_text(fifo))
+        await d.start()
+        try:
+            assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+            assert stat.S_IMODE(os.stat(fifo).st_mode) == 0o600
+            assert set(_daemons()) == {"master"}
+            _write_fifo(fifo, b'INSTANCE "VI_2" BACKUP 100\nINSTANCE "VI_1" BAC')
+            await asyncio.sleep(0.2)
+            assert set(_daemons()) == {"master"}        # nothing whole of VI_1 yet
+            _write_fifo(fifo, b'KUP 150\n')
+            assert await _until(lambda: set(_daemons()) == {"backup"}), _daemons()
+            st = d.status()["sync"]
+            assert st["state"] == "backup" and st["keepalived_fifo"] == str(fifo)
+            assert st["vrrp_instance"] == "VI_1"
+            assert st["vrrp_last"] == 'INSTANCE "VI_1" BACKUP 150'
+            # several lines at once: the last one wins, each switch in order
+            _write_fifo(fifo, b'INSTANCE "VI_1" MASTER 150\nINSTANCE "VI_1" STOP 150\n'
+                              b'INSTANCE "VI_1" MASTER 150\n')
+            assert await _until(lambda: d.sync.switches == 4 and set(_daemons()) == {"master"})
+            roles = [(e["previous"], e["state"]) for e in _events(d) if e["event"] == "role"]
+            assert roles == [("master", "backup"), ("backup", "master"), ("master", "backup"),
+                             ("backup", "master")]
+        finally:
+            await d.stop()
+        assert d.sync_fifo is None and stat.S_ISFIFO(os.stat(fifo).st_mode)
+    asyncio.run(go())
+
+
+def test_fifo_path_that_is_not_a_fifo_is_an_error_event(mem, tmp_path):
+    f = tmp_path / "plain"
+    f.write_text("x")
+
+    async def go():
+        d = _director(_fifo_text(f))
+        await d.start()
+        try:
+            errs = [e for e in _events(d) if e["event"] == "error"]
+            assert any("not a FIFO" in e["message"] for e in errs), errs
+            assert d.sync_fifo is None and d.status()["sync"]["state"] == "master"
+        finally:
+            await d.stop()
+    asyncio.run(go())
+
+
+def test_reload_moves_and_drops_the_fifo(mem, tmp_path):
+    a, b = tmp_path / "a.fifo", tmp_path / "b.fifo"
+    conf = tmp_path / "d.toml"
+    conf.write_text(_fifo_text(a))
+
+    async def go():
+        d = _director(conf.read_text(), path=conf)
+        await d.start()
+        try:
+            assert d.sync_fifo.path == str(a)
+            conf.write_text(_fifo_text(b))
+            await d.reload()
+            assert d.sync_fifo.path == str(b)
+            _write_fifo(b, b'INSTANCE "VI_1" BACKUP 150\n')
+            assert await _until(lambda: set(_daemons()) == {"backup"})
+            conf.write_text(text())
+            await d.reload()
+            assert d.sync_fifo is None
+        finally:
             await d.stop()
     asyncio.run(go())
