@@ -867,6 +867,24 @@ def _fast_paths():
 # tests/unit/test_old_kernels.py feeds it replies shaped as older kernels send
 # them (it runs from the installed wheel too, so it ships, privately).
 
+cdef extern from "uapi.h" nogil:
+    enum:
+        K_NLMSG_ERROR
+        K_NLMSG_DONE
+        K_NLMSG_MIN_TYPE
+        K_IPVS_CMD_NEW_SERVICE
+        K_IPVS_CMD_SET_SERVICE
+        K_IPVS_CMD_GET_SERVICE
+        K_IPVS_CMD_NEW_DEST
+        K_IPVS_CMD_SET_DEST
+        K_IPVS_CMD_GET_DEST
+        K_IPVS_CMD_NEW_DAEMON
+        K_IPVS_CMD_GET_DAEMON
+        K_IPVS_CMD_SET_CONFIG
+        K_IPVS_CMD_GET_CONFIG
+        K_IPVS_CMD_SET_INFO
+        K_IPVS_CMD_GET_INFO
+
 cdef extern from "nlparse.h" nogil:
     struct nlp_msg:
         uint32_t len
@@ -915,7 +933,7 @@ def _parse_nl_reply(bytes data, int svc_af=2):
             break
         if r < 0:
             raise ValueError("broken netlink framing at offset %d" % off)
-        if m.type == 2:  # NLMSG_ERROR
+        if m.type == K_NLMSG_ERROR:
             msg[0] = 0
             rc = nlp_parse_error(&m, &err, msg, sizeof(msg))
             if rc < 0:
@@ -923,29 +941,30 @@ def _parse_nl_reply(bytes data, int svc_af=2):
             else:
                 out.append(("error", (-err, (<bytes>msg).decode("utf-8", "replace"))))
             continue
-        if m.type == 3:  # NLMSG_DONE
+        if m.type == K_NLMSG_DONE:
             out.append(("done", None))
             continue
-        if m.type < 17 or nlp_genl(&m, &cmd, &attrs, &alen) < 0:  # < 17: control families
+        # the control family (GENL_ID_CTRL, the first id) and netlink's own types
+        if m.type <= K_NLMSG_MIN_TYPE or nlp_genl(&m, &cmd, &attrs, &alen) < 0:
             out.append(("other", m.type))
             continue
-        if cmd in (1, 2, 4):
+        if cmd in (K_IPVS_CMD_NEW_SERVICE, K_IPVS_CMD_SET_SERVICE, K_IPVS_CMD_GET_SERVICE):
             memset(&svc, 0, sizeof(svc))
             rc = nlp_parse_service_msg(&m, &svc)
             item = ("service", _svc_from_c(&svc, cache)) if rc == 0 else None
-        elif cmd in (5, 6, 8):
+        elif cmd in (K_IPVS_CMD_NEW_DEST, K_IPVS_CMD_SET_DEST, K_IPVS_CMD_GET_DEST):
             memset(&dest, 0, sizeof(dest))
             rc = nlp_parse_dest_msg(&m, <uint16_t>svc_af, &dest)
             item = ("destination", _dest_from_c(&dest, svc_af, cache)) if rc == 0 else None
-        elif cmd in (9, 11):
+        elif cmd in (K_IPVS_CMD_NEW_DAEMON, K_IPVS_CMD_GET_DAEMON):
             memset(&dm, 0, sizeof(dm))
             rc = nlp_parse_daemon_msg(&m, &dm)
             item = ("daemon", _daemon_from_c(&dm)) if rc == 0 else None
-        elif cmd in (14, 15):
+        elif cmd in (K_IPVS_CMD_SET_INFO, K_IPVS_CMD_GET_INFO):
             memset(&info, 0, sizeof(info))
             rc = nlp_parse_info_msg(&m, &info)
             item = ("info", (info.version, info.conn_tab_size)) if rc == 0 else None
-        elif cmd in (12, 13):
+        elif cmd in (K_IPVS_CMD_SET_CONFIG, K_IPVS_CMD_GET_CONFIG):
             memset(&to, 0, sizeof(to))
             rc = nlp_parse_config_msg(&m, &to)
             item = ("timeouts", Timeouts._make(to.tcp, to.tcp_fin, to.udp)) if rc == 0 else None
