@@ -304,7 +304,9 @@ class Director:
         self._touched: Set[Tuple[Any, ...]] = set()   # services _build changed
         self._slots: Optional[_Slots] = None   # checks in flight
         self.max_checks_in_flight = 0
-        self._saved: Optional[Tuple[List[str], List[Dict[str, Any]]]] = None
+        self._saved: Optional[Tuple[List[str], List[Dict[str, Any]], Optional[str]]] = None
+        #: the role of the state file (the last one keepalived or the API set)
+        self.saved_role: Optional[str] = None
         self._build(config, first=True)
 
     # ------------------------------------------------------------ building
@@ -787,9 +789,10 @@ class Director:
             return calls
 
     # ------------------------------------------------------------ state file
-    def _state(self) -> Tuple[List[str], List[Dict[str, Any]]]:
+    def _state(self) -> Tuple[List[str], List[Dict[str, Any]], Optional[str]]:
         """What the state file keeps: services that left the file (still
-        draining) and the real servers with a drain or an API weight."""
+        draining), the real servers with a drain or an API weight, and the
+        sync daemon's role once keepalived or the API set it."""
         offset = _now() - time.monotonic()     # wall clock of a monotonic time
         services = [st.name for st in self.services.values() if st.cfg is None]
         servers = []
@@ -806,7 +809,12 @@ class Director:
                     "since": (float(round(offset + rs.draining_since))
                               if drain is not None and rs.draining_since is not None else None),
                     "weight": rs.weight_override})
-        return services, servers
+        keeper = self.sync
+        if keeper is not None:
+            role = keeper.role if keeper.told else None
+        else:   # before the keeper is made at start: the role read stays
+            role = self.saved_role if self.config.director.sync is not None else None
+        return services, servers, role
 
     def _save_state(self) -> None:
         """Write the state file when what it keeps changed (atomically)."""
@@ -816,7 +824,7 @@ class Director:
         state = self._state()
         if state == self._saved:
             return
-        if self._saved is None and not state[0] and not state[1] and not os.path.exists(path):
+        if self._saved is None and not any(state) and not os.path.exists(path):
             self._saved = state      # nothing to keep: no file yet
             return
         try:
@@ -826,30 +834,31 @@ class Director:
             return
         self._saved = state
 
-    def _read_state(self) -> Tuple[List[str], List[Dict[str, Any]]]:
+    def _read_state(self) -> Tuple[List[str], List[Dict[str, Any]], Optional[str]]:
         if self.state_file is None:
-            return [], []
+            return [], [], None
         try:
             data = read_state(self.state_file)
         except StateError as e:
             self.emit("error", message="state file not used: %s" % e)
-            return [], []
-        return data["services"], data["servers"]
+            return [], [], None
+        return data["services"], data["servers"], data["role"]
 
-    async def _restore_services(self) -> Tuple[List[str], List[Dict[str, Any]]]:
+    async def _restore_services(self) -> Tuple[List[str], List[Dict[str, Any]], Optional[str]]:
         """Services that left the file before a restart and were still
         draining: owned again (read back from the kernel), so that their
         drain goes on.  Returns the state file's content."""
-        services, servers = self._read_state()
+        services, servers, self.saved_role = saved = self._read_state()
         if services:
             wanted = set(services)
             for svc in await self.kernel.table():
                 name = service_name(svc)
                 if name in wanted and svc.key not in self.services:
                     self.services[svc.key] = ServiceState(svc, name, None)
-        return services, servers
+        return saved
 
-    def _restore_servers(self, saved: Tuple[List[str], List[Dict[str, Any]]]) -> None:
+    def _restore_servers(self, saved: Tuple[List[str], List[Dict[str, Any]], Optional[str]]
+                         ) -> None:
         """Manual drains, API weights and drain start times of the state
         file, onto the real servers of the file and the kernel."""
         mono, wall = time.monotonic(), _now()

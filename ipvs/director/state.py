@@ -9,7 +9,9 @@ instead of undoing it:
   began, also once the real server was deleted at the end of its drain;
 * weights set through the control API (``weight``);
 * drains of real servers and services that left the file, with the time
-  each began (the ``drain_timeout`` clock goes on across a restart).
+  each began (the ``drain_timeout`` clock goes on across a restart);
+* the sync daemon's role once keepalived (its FIFO) or ``POST /role`` set
+  it: keepalived does not tell a restarted director its state again.
 
 It is JSON, written atomically (a temporary file in the same directory,
 fsync, rename over the old one), mode 0600::
@@ -18,7 +20,8 @@ fsync, rename over the old one), mode 0600::
      "services": ["TCP 10.0.0.1:80"],           # left the file, draining
      "servers": [{"service": "TCP 10.0.0.2:80", "address": "10.0.1.2",
                   "port": 80, "drain": "manual", "since": 1764550000.0,
-                  "weight": null}]}
+                  "weight": null}],
+     "role": "master"}                          # or "backup", or null
 
 ``drain`` is "manual", "file" (left the file) or null; ``since`` the wall
 clock time the drain began; ``weight`` the weight set through the API or
@@ -79,7 +82,7 @@ def read_state(path: str) -> Dict[str, Any]:
         with open(path, "rb") as f:
             raw = f.read(MAX_SIZE + 1)
     except FileNotFoundError:
-        return {"services": [], "servers": []}
+        return {"services": [], "servers": [], "role": None}
     except OSError as e:
         raise StateError("%s: %s" % (path, e.strerror or e)) from None
     if len(raw) > MAX_SIZE:
@@ -96,16 +99,21 @@ def read_state(path: str) -> Dict[str, Any]:
         raise StateError("%s: services must be a list of service strings" % path)
     if not isinstance(servers, list):
         raise StateError("%s: servers must be a list" % path)
+    role = data.get("role")
+    if role not in (None, "master", "backup"):
+        raise StateError("%s: role must be \"master\", \"backup\" or null" % path)
     try:
-        return {"services": list(services), "servers": [_server(s) for s in servers]}
+        return {"services": list(services), "servers": [_server(s) for s in servers],
+                "role": role}
     except StateError as e:
         raise StateError("%s: %s" % (path, e)) from None
 
 
-def write_state(path: str, services: List[str], servers: List[Dict[str, Any]]) -> None:
+def write_state(path: str, services: List[str], servers: List[Dict[str, Any]],
+                role: Optional[str] = None) -> None:
     """Replace ``path`` with this state, atomically: readers (and a crash at
     any moment) see the old file or the new one, never a part."""
-    data = {"version": VERSION, "services": services, "servers": servers}
+    data = {"version": VERSION, "services": services, "servers": servers, "role": role}
     text = json.dumps(data, indent=1, sort_keys=True) + "\n"
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, ".%s.%d.tmp" % (os.path.basename(path), os.getpid()))

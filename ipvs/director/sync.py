@@ -76,6 +76,9 @@ class SyncKeeper:
         self._retired: Optional[str] = None   # our old state, to stop if still running
         self.last_error: Optional[str] = None
         self.switches = 0
+        #: the role was set by keepalived or the API (now or before a
+        #: restart), not only taken from the file: the state file keeps it
+        self.told = False
 
     # ------------------------------------------------------------ helpers
     def wanted(self) -> ipvs.Daemon:
@@ -189,6 +192,10 @@ class SyncKeeper:
         if state not in STATES:
             raise ValueError('"state" must be "master" or "backup"')
         old = self.role
+        if not self.told:
+            self.told = True
+            if state == old and self._on_change is not None:
+                self._on_change(self)
         if state != old:
             self.role = state
             self.switches += 1
@@ -404,7 +411,16 @@ async def keep(director: Any, config_changed: bool = False) -> None:
         if want is not None and keeper is None:
             keeper = SyncKeeper(want, netns=director.config.director.netns,
                                 handles=director._sync_handles, emit=director.emit,
-                                on_change=lambda k: _metric(director, k))
+                                on_change=lambda k: _changed(director, k))
+            saved = getattr(director, "saved_role", None)
+            if saved in STATES:
+                # keepalived does not repeat its state to a restarted director
+                keeper.role = saved
+                keeper.told = True
+                if saved != _state_name(want.state):
+                    director.emit("role", state=saved, previous=_state_name(want.state),
+                                  interface=want.interface, sync_id=want.sync_id,
+                                  message="the role before the restart (state file)")
             director.sync = keeper
         elif want is not None and keeper is not None:
             await keeper.reconfigure(want)
@@ -459,6 +475,14 @@ def status(director: Any) -> Optional[Dict[str, Any]]:
         out["vrrp_instance"] = f.name
         out["vrrp_last"] = f.last
     return out
+
+
+def _changed(director: Any, keeper: SyncKeeper) -> None:
+    """A role was set: the metric follows and the state file keeps it."""
+    _metric(director, keeper)
+    save = getattr(director, "_save_state", None)
+    if save is not None:
+        save()
 
 
 def _metric(director: Any, keeper: SyncKeeper) -> None:

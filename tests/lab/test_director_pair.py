@@ -349,6 +349,13 @@ def test_keepalived_vrrp_moves_the_vip(pair, tmp_path, how, sync, fifo):
             # before A's first advert reached it: its notify_backup follows)
             assert wait_for(lambda: b.call("GET", "/status")[1]["sync"]["state"] == "backup"
                             and "backup" in daemons(lab, 1), 15, 0.2), daemons(lab, 1)
+            if fifo:
+                # A's director restarts while keepalived runs (which tells
+                # it nothing): the state file gives back the master role
+                a.close()
+                a = start(0, state, fifos[0])
+                assert a.call("GET", "/status")[1]["sync"]["state"] == "master"
+                assert wait_for(lambda: "master" in daemons(lab, 0), 15, 0.2), daemons(lab, 0)
         else:
             assert daemons(lab, 0) == {} and daemons(lab, 1) == {}
         assert wait_for(lambda: not has_vip(lab, 1), 10, 0.1)

@@ -67,14 +67,15 @@ def test_round_trip_mode_and_no_temporary_left(tmp_path):
     path = str(tmp_path / "d.state")
     servers = [entry(drain="manual", since=1764550000.0), entry(address="10.0.1.2", weight=7)]
     write_state(path, ["TCP 10.0.0.9:80"], servers)
-    assert read_state(path) == {"services": ["TCP 10.0.0.9:80"], "servers": servers}
+    assert read_state(path) == {"services": ["TCP 10.0.0.9:80"], "servers": servers,
+                                "role": None}
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert os.listdir(tmp_path) == ["d.state"]
     assert json.loads(open(path).read())["version"] == 1
 
 
 def test_missing_file_is_empty_state(tmp_path):
-    assert read_state(str(tmp_path / "none")) == {"services": [], "servers": []}
+    assert read_state(str(tmp_path / "none")) == {"services": [], "servers": [], "role": None}
 
 
 @pytest.mark.parametrize("text,match", [
@@ -88,6 +89,7 @@ def test_missing_file_is_empty_state(tmp_path):
      ' "port": 1, "drain": "maybe"}]}', "drain"),
     ('{"version": 1, "servers": [{"service": "TCP 10.0.0.1:80", "address": "10.0.1.1",'
      ' "port": 1, "weight": -1}]}', "weight"),
+    ('{"version": 1, "role": "leader"}', "role"),
 ])
 def test_bad_files_are_refused(tmp_path, text, match):
     path = tmp_path / "d.state"
@@ -210,7 +212,7 @@ def test_a_service_that_left_the_file_keeps_draining_across_a_restart(tmp_path):
             await d2.round()
             await d2.round()
             assert SVC2.key not in kernel.tables     # drained, then deleted
-            assert read_state(path) == {"services": [], "servers": []}
+            assert read_state(path) == {"services": [], "servers": [], "role": None}
         finally:
             await d2.stop()
     asyncio.run(go())

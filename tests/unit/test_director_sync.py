@@ -125,10 +125,10 @@ def mem():
     reset_memory()
 
 
-def _director(src: str, path=None, metrics=None) -> Director:
+def _director(src: str, path=None, metrics=None, state_file=None) -> Director:
     d = Director(parse(src, str(path) if path else "<config>"), path=str(path) if path else None,
                  kernel=MemoryKernel(), log_format="json", stream=io.StringIO(),
-                 sync_handles=_handles)
+                 sync_handles=_handles, state_file=state_file)
     d.metrics = metrics
     return d
 
@@ -526,6 +526,46 @@ def test_reload_moves_and_drops_the_fifo(mem, tmp_path):
             conf.write_text(text())
             await d.reload()
             assert d.sync_fifo is None
+        finally:
+            await d.stop()
+    asyncio.run(go())
+
+
+def test_the_role_set_survives_a_restart_in_the_state_file(mem, tmp_path):
+    """keepalived does not repeat its state to a restarted director: the
+    role it (or the API) last set is kept in the state file and taken at
+    the next start over the file's ``state``; a role only taken from the
+    file is not written."""
+    from ipvs.director.state import read_state
+    state = tmp_path / "d.state"
+    src = text(SYNC)
+
+    async def go():
+        d = _director(src, state_file=str(state))
+        await d.start()
+        try:
+            assert d.status()["sync"]["state"] == "master"
+        finally:
+            await d.stop()
+        assert not state.exists()            # nothing was set: nothing kept
+        d = _director(src, state_file=str(state))
+        await d.start()
+        try:
+            await d.role("backup")
+            assert read_state(str(state))["role"] == "backup"
+        finally:
+            await d.stop()
+        d = _director(src, state_file=str(state))   # the file still says master
+        await d.start()
+        try:
+            assert d.status()["sync"]["state"] == "backup"
+            assert set(_daemons()) == {"backup"}
+            ev = [e for e in _events(d) if e["event"] == "role"]
+            assert ev and ev[-1]["state"] == "backup" and ev[-1]["previous"] == "master"
+            await d.role("backup")           # told the same: kept as it is
+            assert read_state(str(state))["role"] == "backup"
+            await d.role("master")
+            assert read_state(str(state))["role"] == "master"
         finally:
             await d.stop()
     asyncio.run(go())
