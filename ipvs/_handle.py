@@ -6,6 +6,7 @@ reaches C; the Cython layer converts and raises the mapped kernel errors.
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import operator
 import os
@@ -508,9 +509,10 @@ class IPVS:
         destination, as `services` does; `InconsistentDumpError` after
         ``CONSISTENT_TRIES`` listings."""
         h = self._live()
-        if not consistent:
-            return dict(h.listing())
-        return dict(self._consistent("table", h.listing, _listing_unique))
+        with _gc_paused():  # fresh records only: nothing for the cyclic GC to find
+            if not consistent:
+                return dict(h.listing())
+            return dict(self._consistent("table", h.listing, _listing_unique))
 
     # --------------------------------------------------------------- table
     def flush(self) -> None:
@@ -610,7 +612,9 @@ class IPVS:
         return succeeded
 
     def apply(self, desired: Mapping[Service, Iterable[Destination]], *,
-              prune: PruneLike = True, dry_run: bool = False) -> Plan:
+              prune: PruneLike = True, dry_run: bool = False,
+              current: Optional[Mapping[Service, Iterable[Destination]]] = None,
+              changed: Optional[Iterable[Service]] = None) -> Plan:
         """Make the table match ``desired`` ({Service: [Destination]}) with
         the fewest changes: one dump, a minimal plan, one batch.
 
@@ -626,42 +630,124 @@ class IPVS:
           ``desired`` are never touched;
         * ``False``: nothing is deleted.
 
+        Incremental apply, for a caller that already knows the table (a
+        controller that applied the previous state itself):
+
+        * ``current``: what the table holds now, in the form of ``desired``
+          (typically the ``desired`` of the caller's last successful apply).
+          The table is not read: the plan is ``current`` -> ``desired``.
+        * ``changed`` (needs ``current``): the services whose entries differ
+          between ``current`` and ``desired`` (added, removed, or with other
+          destinations); only these are compared, every other entry is taken
+          as equal without being looked at, so the cost follows the size of
+          the change, not of the table. A service whose own settings changed
+          is one record in ``current`` and another in ``desired``: name both
+          (they are matched by their key, as always). A name found in
+          neither mapping is ignored.
+
+        A ``current`` that is not the table is the caller's error and is not
+        detected by the diff: a call the kernel refuses (adding what exists,
+        deleting what is gone) makes `BatchError`, the others stay applied;
+        what the kernel accepts is written as planned (an extra entry in the
+        table that ``current`` does not show stays). Calling ``apply``
+        without ``current`` reads the table and repairs all of it (a full
+        resync).
+
         ``dry_run=True`` computes the plan and writes nothing. Returns the
         `Plan` (its ``changes`` in the order they are sent). A destination
         port of None means its service's port. Raises TypeError /
-        ValueError for bad input (a service or destination given twice),
-        `BatchError` when calls failed (the others stay applied)."""
+        ValueError for bad input (a service or destination given twice,
+        ``changed`` without ``current``), `BatchError` when calls failed
+        (the others stay applied).
+
+        The cyclic garbage collector is paused while the plan is made (and
+        the table read): the records of a large table are fresh objects it
+        would otherwise traverse again and again, for nothing."""
         if not isinstance(desired, Mapping):
             raise TypeError("apply: desired must be a mapping of Service to destinations")
         if not (prune is True or prune is False or prune == "destinations"):
             raise ValueError("apply: prune must be True, False or \"destinations\", got %r"
                              % (prune,))
-        want: Dict[Any, Tuple[Service, Dict[Any, Destination]]] = {}
-        for svc, dests in desired.items():
-            _need(Service, "service", svc)
-            if svc.key in want:
-                raise ValueError("apply: %s is given twice" % svc)
-            dests = list(dests)
-            for d in dests:
-                _need(Destination, "destination", d)
-            if any(d.port is None for d in dests):
-                dests = [d.for_service(svc) for d in dests]
-            dmap = _dest_map(dests)
-            if len(dmap) != len(dests):
-                seen: Dict[Any, Destination] = {}
-                for d in dests:
-                    if seen.setdefault(d.key, d) is not d:
-                        raise ValueError("apply: %s is given twice in %s" % (d, svc))
-            want[svc.key] = (svc, dmap)
-        current = {svc.key: (svc, _dest_map(dests))
-                   for svc, dests in self._live().listing()}
-        changes = plan_changes(current, want, prune=prune)
+        if current is not None and not isinstance(current, Mapping):
+            raise TypeError("apply: current must be a mapping of Service to destinations")
+        if changed is not None:
+            if current is None:
+                raise ValueError("apply: changed needs current (what the table holds now)")
+            if isinstance(changed, (Service, str, bytes, Mapping)):
+                raise TypeError("apply: changed must be an iterable of Service")
+            changed = list(changed)
+            for svc in changed:
+                _need(Service, "changed: service", svc)
+        with _gc_paused():
+            if changed is not None:
+                assert current is not None
+                want = _want_map([(s, desired[s]) for s in dict.fromkeys(changed)
+                                  if s in desired])
+                have = _want_map([(s, current[s]) for s in dict.fromkeys(changed)
+                                  if s in current], what="current")
+            else:
+                want = _want_map(desired.items())
+                if current is not None:
+                    have = _want_map(current.items(), what="current")
+                else:
+                    have = {svc.key: (svc, _dest_map(dests))
+                            for svc, dests in self._live().listing()}
+            changes = plan_changes(have, want, prune=prune)
+            calls = ([Call(c.action, c.service, c.destination, i)
+                      for i, c in enumerate(changes)] if changes and not dry_run else None)
         plan = Plan(changes, applied=False)
-        if changes and not dry_run:
-            self._run_batch([Call(c.action, c.service, c.destination, i)
-                             for i, c in enumerate(changes)])
+        if calls:
+            self._run_batch(calls)
             plan.applied = True
         return plan
+
+
+_gc_lock = threading.Lock()
+_gc_state = [0, False]   # [apply() calls inside _gc_paused, was the GC enabled before]
+
+
+class _gc_paused:
+    """Pause the cyclic GC for the block; the first block in restores what was
+    there before when the last block out leaves (threads may nest)."""
+
+    def __enter__(self) -> None:
+        with _gc_lock:
+            if _gc_state[0] == 0:
+                _gc_state[1] = gc.isenabled()
+                gc.disable()
+            _gc_state[0] += 1
+
+    def __exit__(self, *exc: Any) -> None:
+        with _gc_lock:
+            _gc_state[0] -= 1
+            if _gc_state[0] == 0 and _gc_state[1]:
+                gc.enable()
+
+
+def _want_map(items: Iterable[Tuple[Service, Iterable[Destination]]], what: str = "desired"
+              ) -> Dict[Any, Tuple[Service, Dict[Any, Destination]]]:
+    """{service key: (Service, {dest key: Destination})} of apply()'s input,
+    checked (types, nothing given twice); ports of None filled in."""
+    want: Dict[Any, Tuple[Service, Dict[Any, Destination]]] = {}
+    for svc, dests in items:
+        _need(Service, "service", svc)
+        if svc.key in want:
+            raise ValueError("apply: %s is given twice%s"
+                             % (svc, "" if what == "desired" else " in " + what))
+        dests = list(dests)
+        for d in dests:
+            _need(Destination, "destination", d)
+        if any(d.port is None for d in dests):
+            dests = [d.for_service(svc) for d in dests]
+        dmap = _dest_map(dests)
+        if len(dmap) != len(dests):
+            seen: Dict[Any, Destination] = {}
+            for d in dests:
+                if seen.setdefault(d.key, d) is not d:
+                    raise ValueError("apply: %s is given twice in %s%s"
+                                     % (d, svc, "" if what == "desired" else " (" + what + ")"))
+        want[svc.key] = (svc, dmap)
+    return want
 
 
 # An IPv4Address's int without a Python-level call: its `_ip` slot read by a
