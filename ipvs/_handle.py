@@ -690,16 +690,25 @@ class IPVS:
                 if current is not None:
                     have = _want_map(current.items(), what="current")
                 else:
-                    have = {svc.key: (svc, _dest_map(dests))
+                    have = {_svc_key(svc): (svc, _dest_map(dests))
                             for svc, dests in self._live().listing()}
             changes = plan_changes(have, want, prune=prune)
-            calls = ([Call(c.action, c.service, c.destination, i)
-                      for i, c in enumerate(changes)] if changes and not dry_run else None)
-        plan = Plan(changes, applied=False)
-        if calls:
-            self._run_batch(calls)
-            plan.applied = True
+            plan = Plan(changes, applied=False)
+            if changes and not dry_run:
+                self._run_plan(changes)
+                plan.applied = True
         return plan
+
+    def _run_plan(self, changes: List[Change]) -> None:
+        """Send apply()'s changes as one batch. A `Change` is the (method,
+        service, destination) tuple the C batch takes: no `Call` record is
+        made for the calls that succeed, only for the failures."""
+        results = self._live().batch(changes)
+        if results.count(None) == len(results):
+            return
+        failures = [(Call(c.action, c.service, c.destination, i), e)
+                    for i, (c, e) in enumerate(zip(changes, results)) if e is not None]
+        raise BatchError(failures, len(changes) - len(failures))
 
 
 _gc_lock = threading.Lock()
@@ -731,22 +740,25 @@ def _want_map(items: Iterable[Tuple[Service, Iterable[Destination]]], what: str 
     want: Dict[Any, Tuple[Service, Dict[Any, Destination]]] = {}
     for svc, dests in items:
         _need(Service, "service", svc)
-        if svc.key in want:
+        key = _svc_key(svc)
+        if key in want:
             raise ValueError("apply: %s is given twice%s"
                              % (svc, "" if what == "desired" else " in " + what))
         dests = list(dests)
-        for d in dests:
-            _need(Destination, "destination", d)
-        if any(d.port is None for d in dests):
-            dests = [d.for_service(svc) for d in dests]
         dmap = _dest_map(dests)
+        if dmap.pop(None, _MISSING) is not _MISSING:
+            # a port of None, or something that is not a Destination
+            for d in dests:
+                _need(Destination, "destination", d)
+            dests = [d.for_service(svc) for d in dests]
+            dmap = {_dest_key(d): d for d in dests}
         if len(dmap) != len(dests):
             seen: Dict[Any, Destination] = {}
             for d in dests:
                 if seen.setdefault(d.key, d) is not d:
                     raise ValueError("apply: %s is given twice in %s%s"
                                      % (d, svc, "" if what == "desired" else " (" + what + ")"))
-        want[svc.key] = (svc, dmap)
+        want[key] = (svc, dmap)
     return want
 
 
@@ -756,17 +768,50 @@ _V4_INT: Any = (operator.attrgetter("_ip") if hasattr(ipaddress.IPv4Address(0), 
                 else int)
 
 
+_MISSING = object()
+
+
 def _dest_map(dests: Iterable[Destination], v4: Any = ipaddress.IPv4Address,
-              v4int: Any = _V4_INT) -> Dict[Any, Destination]:
+              v4int: Any = _V4_INT, dcls: type = Destination) -> Dict[Any, Destination]:
     """{key: destination} for apply(). The key stands for ``d.key``, (family,
     address, port), with an IPv4 address as its int (the family follows from
     the address): hashing an ipaddress object runs Python code, and apply()
-    hashes every destination several times (a third of its time at 100,000)."""
+    hashes every destination several times (a third of its time at 100,000).
+
+    An item that is not a `Destination`, or one whose port is None, is put
+    under the key None instead (the caller checks and fills in: one pass over
+    the list, not three)."""
     out = {}
     for d in dests:
+        if d.__class__ is not dcls or d.port is None:
+            out[None] = d
+            continue
         a = d.address
         out[(v4int(a) if a.__class__ is v4 else a, d.port)] = d
     return out
+
+
+def _dest_key(d: Destination, v4: Any = ipaddress.IPv4Address, v4int: Any = _V4_INT) -> Any:
+    """_dest_map's key of one destination (port set)."""
+    a = d.address
+    return (v4int(a) if a.__class__ is v4 else a, d.port)
+
+
+def _svc_key(s: Service, v4: Any = ipaddress.IPv4Address, v4int: Any = _V4_INT) -> Any:
+    """What stands for ``s.key`` in apply()'s maps: plain ints for the enums
+    and an IPv4 address (their hashes run Python code), the same identity."""
+    if s.fwmark:
+        return (int(s.family), -1, s.fwmark)
+    a = s.address
+    return (int(s.family), int(s.protocol), v4int(a) if a.__class__ is v4 else a, s.port)
+
+
+# the compared fields of a record beyond its key: equal keys and equal rests
+# are equal records (Service: for a non-fwmark service; see plan_changes)
+_SVC_REST = operator.attrgetter("scheduler", "flags", "timeout", "netmask", "pe_name")
+_DEST_REST = operator.attrgetter("weight", "forward", "upper_threshold", "lower_threshold",
+                                 "tunnel_type", "tunnel_port", "tunnel_flags")
+_new_change: Any = tuple.__new__    # Change(...) without its Python-level __new__
 
 
 def plan_changes(current: Mapping[Any, Tuple[Service, Mapping[Any, Destination]]],
@@ -776,32 +821,36 @@ def plan_changes(current: Mapping[Any, Tuple[Service, Mapping[Any, Destination]]
     (both {service key: (Service, {dest key: Destination})}); ``prune`` as
     `IPVS.apply` takes it."""
     changes: List[Change] = []
+    add = changes.append
+    new, C = _new_change, Change
+    srest, drest = _SVC_REST, _DEST_REST
     if prune is True:
         for key, (svc, _) in current.items():
             if key not in want:
-                changes.append(Change("delete_service", svc))
+                add(new(C, ("delete_service", svc, None)))
     for key, (svc, dests) in want.items():
         have = current.get(key)
         if have is None:
-            changes.append(Change("add_service", svc))
-            for d in dests.values():
-                changes.append(Change("add_destination", svc, d))
+            add(new(C, ("add_service", svc, None)))
+            changes.extend([new(C, ("add_destination", svc, d)) for d in dests.values()])
             continue
         cur_svc, cur_dests = have
-        if svc != cur_svc:
+        if svc is not cur_svc and (srest(svc) != srest(cur_svc)
+                                   or (svc.fwmark and svc != cur_svc)):
             # an update carries every setting; one without a persistence
             # engine clears the kernel's (verified on 6.1)
-            changes.append(Change("update_service", svc))
-        if prune:
+            add(new(C, ("update_service", svc, None)))
+        if prune and cur_dests.keys() - dests.keys():
             for dkey, d in cur_dests.items():
                 if dkey not in dests:
-                    changes.append(Change("delete_destination", svc, d))
+                    add(new(C, ("delete_destination", svc, d)))
+        get = cur_dests.get
         for dkey, d in dests.items():
-            cd = cur_dests.get(dkey)
+            cd = get(dkey)
             if cd is None:
-                changes.append(Change("add_destination", svc, d))
-            elif cd != d:
-                changes.append(Change("update_destination", svc, d))
+                add(new(C, ("add_destination", svc, d)))
+            elif cd is not d and drest(cd) != drest(d):
+                add(new(C, ("update_destination", svc, d)))
     return changes
 
 
