@@ -690,9 +690,16 @@ class IPVS:
                 if current is not None:
                     have = _want_map(current.items(), what="current")
                 else:
+                    have = None
+            h = self._live()
+            if current is None and hasattr(h, "compare"):
+                # the kernel's handle: compared on the raw records
+                changes = _plan_compared(h, want, prune)
+            else:
+                if have is None:
                     have = {_svc_key(svc): (svc, _dest_map(dests))
-                            for svc, dests in self._live().listing()}
-            changes = plan_changes(have, want, prune=prune)
+                            for svc, dests in h.listing()}
+                changes = plan_changes(have, want, prune=prune)
             plan = Plan(changes, applied=False)
             if changes and not dry_run:
                 self._run_plan(changes)
@@ -812,6 +819,37 @@ _SVC_REST = operator.attrgetter("scheduler", "flags", "timeout", "netmask", "pe_
 _DEST_REST = operator.attrgetter("weight", "forward", "upper_threshold", "lower_threshold",
                                  "tunnel_type", "tunnel_port", "tunnel_flags")
 _new_change: Any = tuple.__new__    # Change(...) without its Python-level __new__
+
+
+def _plan_compared(h: Any, want: Mapping[Any, Tuple[Service, Mapping[Any, Destination]]],
+                   prune: PruneLike) -> List[Change]:
+    """`plan_changes` of the table against ``want``, the destinations compared
+    in C by ``h.compare`` (the same plan, in the same order)."""
+    services, diffs = h.compare(want, _svc_key, bool(prune))
+    changes: List[Change] = []
+    add = changes.append
+    new, C = _new_change, Change
+    srest = _SVC_REST
+    have = {}
+    for svc in services:
+        key = _svc_key(svc)
+        have[key] = svc
+        if prune is True and key not in want:
+            add(new(C, ("delete_service", svc, None)))
+    for key, (svc, dests) in want.items():
+        cur_svc = have.get(key)
+        if cur_svc is None:
+            add(new(C, ("add_service", svc, None)))
+            changes.extend([new(C, ("add_destination", svc, d)) for d in dests.values()])
+            continue
+        if srest(svc) != srest(cur_svc) or (svc.fwmark and svc != cur_svc):
+            add(new(C, ("update_service", svc, None)))
+        diff = diffs.get(key)
+        if diff is not None:
+            deleted, writes = diff
+            changes.extend([new(C, ("delete_destination", svc, d)) for d in deleted])
+            changes.extend([new(C, (action, svc, d)) for action, d in writes])
+    return changes
 
 
 def plan_changes(current: Mapping[Any, Tuple[Service, Mapping[Any, Destination]]],

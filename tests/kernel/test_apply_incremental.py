@@ -122,3 +122,66 @@ def test_stale_current_raises_batch_error_and_a_resync_repairs(ipvs_handle, ipvs
     plan = lb.apply(desired)                 # the full resync reads the table
     assert sorted(c.action for c in plan.changes) == ["add_destination"]
     assert set(ipvsadm("-Sn").splitlines()) == expected_sn(desired)
+
+
+def _variety(lb, v6: bool):
+    """A table with every kind of setting the C comparison looks at (v6:
+    netlink, which also has GUE tunnels)."""
+    from ipvs import Forward, TunnelType
+    a = Service(address="10.2.0.1", port=80, scheduler="wlc")
+    fw = Service(fwmark=7, scheduler="rr")
+    t = {
+        a: [Destination("192.168.5.1", 80, weight=3, forward=Forward.MASQ),
+            Destination("192.168.5.2", 8080, forward=Forward.ROUTE,
+                        upper_threshold=100, lower_threshold=10),
+            (Destination("192.168.5.3", 80, forward=Forward.TUNNEL,
+                         tunnel_type=TunnelType.GUE, tunnel_port=6080) if v6 else
+             Destination("192.168.5.3", 80, forward=Forward.TUNNEL)),   # sockopt: no GUE
+            Destination("192.168.5.4", 80, weight=0)],
+        fw: [Destination("192.168.6.1", 0), Destination("192.168.6.2", 0, weight=5)],
+        Service(address="10.2.0.2", port=53, protocol="udp"): [Destination("192.168.7.1", 53)],
+    }
+    if v6:
+        t[Service(address="2001:db8::1", port=443, scheduler="rr")] = [
+            Destination("2001:db8:1::1", 443), Destination("2001:db8:1::2", 443, weight=4)]
+    return a, fw, t
+
+
+@pytest.mark.parametrize("prune", [True, "destinations", False])
+def test_compared_in_c_plans_as_the_listing_does(ipvs_handle, prune):
+    """apply() compares the table's destinations with the wanted ones as C
+    structs; its plan is the one the records' own equality gives."""
+    from ipvs import Forward, TunnelType
+    from ipvs._handle import _dest_map, _svc_key, _want_map, plan_changes
+    lb = ipvs_handle
+    a, fw, table = _variety(lb, lb.backend == "netlink")
+    lb.apply(table)
+    lb.add_service(Service(address="10.2.0.9", port=80))       # not in desired
+    desired = {s: list(ds) for s, ds in table.items()}
+    ds = desired.pop(a)
+    a2 = a.replace(scheduler="rr")
+    desired[a2] = [ds[0].replace(weight=4),                    # weight
+                   ds[1].replace(lower_threshold=11),          # threshold
+                   (ds[2].replace(tunnel_port=6081) if ds[2].tunnel_port  # tunnel setting
+                    else ds[2].replace(weight=2)),
+                   ds[3],                                      # same
+                   Destination("192.168.5.9", 80)]             # new
+    desired[fw] = [desired[fw][0].replace(forward=Forward.TUNNEL,
+                                          tunnel_type=TunnelType.IPIP)]   # forward; .2 removed
+    desired[Service(address="10.2.0.3", port=80)] = [Destination("192.168.8.1", 80)]
+    plan = lb.apply(desired, prune=prune, dry_run=True)
+    have = {_svc_key(s): (s, _dest_map(d)) for s, d in lb._live().listing()}
+    ref = plan_changes(have, _want_map(desired.items()), prune=prune)
+    assert plan.changes == ref
+    kinds = sorted(c.action for c in plan.changes)
+    assert kinds.count("update_destination") == 4
+    assert kinds.count("add_destination") == 2
+    # and applied, a fresh listing shows desired, nothing left to do
+    lb.apply(desired, prune=prune)
+    assert not lb.apply(desired, prune=prune)
+    got = listed(lb)
+    for s, want in wanted(desired).items():
+        if prune:
+            assert got[s] == want
+        else:
+            assert set(want) <= set(got[s])
