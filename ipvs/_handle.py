@@ -788,7 +788,7 @@ def _dest_map(dests: Iterable[Destination], v4: Any = ipaddress.IPv4Address,
     An item that is not a `Destination`, or one whose port is None, is put
     under the key None instead (the caller checks and fills in: one pass over
     the list, not three)."""
-    out = {}
+    out: Dict[Any, Destination] = {}
     for d in dests:
         if d.__class__ is not dcls or d.port is None:
             out[None] = d
