@@ -703,15 +703,22 @@ def plot(results: list, path: str) -> None:
     panels = [("writing: create the table", [r for r in ROWS if r[1] == "create"]),
               ("reading: list, apply with nothing to change, incremental apply",
                [r for r in ROWS if r[1] in ("list", "incr")])]
+    shapes = sorted({r["dests"] for r in results},
+                    key=lambda m: -sum(1 for r in results if r["dests"] == m))
+    markers = ["o", "s", "^", "D"]
     for ax, (title, rows) in zip(axes, panels):
         for name, _kind, label, _t in rows:
-            pts = [(r["services"] * (1 + r["dests"]), statistics.median(r["times"][name]),
-                    "%dx%d" % (r["services"], r["dests"]))
-                   for r in results if r["times"].get(name)]
-            if not pts:
-                continue
-            style = "--" if name.startswith("floor") else "-"
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", label=label)
+            color = None
+            for k, m in enumerate(shapes):
+                pts = [(r["services"] * (1 + r["dests"]), statistics.median(r["times"][name]))
+                       for r in results if r["dests"] == m and r["times"].get(name)]
+                if not pts:
+                    continue
+                style = "--" if name.startswith("floor") else "-"
+                line = ax.plot([p[0] for p in pts], [p[1] for p in pts], style,
+                               marker=markers[k % len(markers)], color=color,
+                               label=label if color is None else None)
+                color = line[0].get_color()
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("objects in the table (services + destinations)")
@@ -719,8 +726,12 @@ def plot(results: list, path: str) -> None:
         ax.set_title(title, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
+    shape_note = "; ".join("%s: N x %d" % ({"o": "circles", "s": "squares", "^": "triangles",
+                                             "D": "diamonds"}[markers[k % len(markers)]], m)
+                           for k, m in enumerate(shapes))
     scales = ", ".join("%dx%d" % (r["services"], r["dests"]) for r in results)
-    fig.suptitle("ipvs benchmark (sandbox kernel): %s" % scales, fontsize=11)
+    fig.suptitle("ipvs benchmark (sandbox kernel): %s  (%s)" % (scales, shape_note),
+                 fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
 
@@ -773,11 +784,25 @@ def main(argv=None) -> int:
                    help="ROW=N: skip ROW above N objects (defaults: %s; N=0: no limit)"
                         % ", ".join("%s=%d" % kv for kv in DEFAULT_MAX_OBJECTS.items()))
     p.add_argument("--plot", help="write a PNG of median time against objects (matplotlib)")
+    p.add_argument("--plot-from", action="append", default=[],
+                   help="with --plot: draw it from these --json results, measure nothing")
     p.add_argument("--json", help="also write the raw results to this file")
     p.add_argument("--baseline", help="results (--json) of an earlier run at another scale, "
                                       "for the per-object scaling check")
     p.add_argument("--pyroute2-worker", choices=["create", "list"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+
+    if args.plot_from:
+        if not args.plot:
+            p.error("--plot-from needs --plot")
+        pool = []
+        for path in args.plot_from:
+            with open(path) as f:
+                data = json.load(f)
+            pool.extend(data if isinstance(data, list) else [data])
+        plot(pool, args.plot)
+        print("plot: %s" % args.plot)
+        return 0
 
     if args.pyroute2_worker:
         args.services = int(args.services)
