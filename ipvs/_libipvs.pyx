@@ -349,17 +349,19 @@ cdef object _dest_from_c(const ipvs_dest *d, int svc_af, _AddrCache cache):
 
 
 cdef int _dest_to_c(object dest, ipvs_dest *c) except -1:
+    # the enum fields are int subclasses: converted straight to C (no int()
+    # object made for each; apply() converts every wanted destination)
     memset(c, 0, sizeof(ipvs_dest))
-    c.af = <uint16_t>int(dest.family)
+    c.af = dest.family
     _addr_to_c(dest.address, &c.addr)
     c.port = dest.port
-    c.conn_flags = int(dest.forward)
+    c.conn_flags = dest.forward
     c.weight = dest.weight
     c.u_threshold = dest.upper_threshold
     c.l_threshold = dest.lower_threshold
-    c.tun_type = int(dest.tunnel_type)
+    c.tun_type = dest.tunnel_type
     c.tun_port = dest.tunnel_port
-    c.tun_flags = int(dest.tunnel_flags)
+    c.tun_flags = dest.tunnel_flags
     return 0
 
 
