@@ -86,3 +86,6 @@ class Handle:
 
 def _parse_nl_reply(data: bytes, svc_af: int = ...) -> List[Tuple[str, object]]:
     """(kind, value) per netlink message of a recorded reply (private: tests)."""
+
+def dest_map(dests: List[Any]) -> Dict[Any, Any]:
+    """{(address or its int, port): Destination} for apply(); None: an item to check."""

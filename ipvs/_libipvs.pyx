@@ -17,6 +17,7 @@ from libc.stdlib cimport malloc, free, qsort, bsearch
 from libc.errno cimport EINTR, ESRCH, EIO
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_Occurred
+from cpython.object cimport PyObject
 
 cdef extern from "Python.h":
     # declared without an exception value: the pending exception (e.g.
@@ -100,6 +101,16 @@ cdef extern from *:
     object ipvs_rec_alloc(object cls)
     Py_ssize_t ipvs_rec_offset(object descr)
     void ipvs_rec_put(object obj, Py_ssize_t off, object v)
+
+cdef extern from *:
+    """
+    /* a slot's value, borrowed (NULL when the slot is unset) */
+    static inline PyObject *ipvs_rec_get(PyObject *obj, Py_ssize_t off)
+    {
+        return *(PyObject **)((char *)obj + off);
+    }
+    """
+    PyObject *ipvs_rec_get(object obj, Py_ssize_t off)
 
 
 cdef int _slot_offsets(object cls, Py_ssize_t *out, int n) except -1:
@@ -386,6 +397,31 @@ cdef inline void _dkey_of(const ipvs_dest *d, int svc_af, _dkey *out) noexcept n
 
 cdef int _dkey_cmp(const void *a, const void *b) noexcept nogil:
     return memcmp(a, b, 20)
+
+
+def dest_map(list dests):
+    """{key: destination} for apply(), the key standing for ``d.key``:
+    (address, port) with an IPv4 address as its int (hashing an ipaddress
+    object runs Python code). Read straight from the records' slots. An
+    item that is not a `Destination` (exactly), or whose port is None, goes
+    under the key None (the caller checks and fills in)."""
+    cdef dict out = {}
+    cdef PyObject *a
+    cdef PyObject *port
+    for d in dests:
+        if type(d) is not Destination:
+            out[None] = d
+            continue
+        port = ipvs_rec_get(d, _DEST_OFF[1])
+        a = ipvs_rec_get(d, _DEST_OFF[0])
+        if port is NULL or a is NULL or <object>port is None:
+            out[None] = d
+            continue
+        if _V4_IP_OFF > 0 and type(<object>a) is IPv4Address:
+            out[(<object>ipvs_rec_get(<object>a, _V4_IP_OFF), <object>port)] = d
+        else:
+            out[(<object>a, <object>port)] = d
+    return out
 
 
 cdef object _daemon_from_c(const ipvs_daemon *d):

@@ -274,3 +274,32 @@ def test_incremental_equals_full_apply(before, after, prune):
         p_inc = inc.apply(new, prune=prune, current=old, changed=differ)
         assert sorted(map(str, p_inc.changes)) == sorted(map(str, p_full.changes))
         assert norm(inc.table()) == norm(full.table())
+
+
+def test_dest_map_in_cython_keys_as_the_python_version():
+    """apply()'s destination keys read from the slots (Cython) are those of
+    the plain Python loop, the odd items (not a Destination, port None)
+    included."""
+    from ipvs import _libipvs
+    from ipvs._handle import _dest_map_py
+
+    class Sub(Destination):
+        __slots__ = ()
+
+    items = [dest(1, 1), Destination("2001:db8::1", 443), Destination("10.9.9.9", None),
+             Destination("10.9.9.8", 0), "not a destination",
+             Sub("10.9.9.7", 80), dest(1, 1).replace(weight=9)]
+    assert _libipvs.dest_map(items) == _dest_map_py(items)
+    assert _libipvs.dest_map(items)[None] is items[5]     # the last odd item: the subclass
+    plain = [dest(i, j) for i in range(1, 4) for j in range(1, 30)]
+    assert _libipvs.dest_map(plain) == _dest_map_py(plain)
+    assert None not in _libipvs.dest_map(plain)
+
+
+def test_apply_accepts_a_destination_subclass(lb):
+    class Sub(Destination):
+        __slots__ = ()
+    s = svc(1)
+    plan = lb.apply({s: [Sub("192.168.1.1", 8080), Destination("192.168.1.2", None)]})
+    assert sorted(str(c.destination.port) for c in plan.changes if c.destination) == ["80", "8080"]
+    assert not lb.apply({s: [Destination("192.168.1.1", 8080), Destination("192.168.1.2", 80)]})
