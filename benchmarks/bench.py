@@ -54,7 +54,20 @@ ROWS = [
     ("ipvs-services", "list", "ipvs, services()+destinations()", ("le", 0.35)),
     ("ipvs-apply-noop", "list", "ipvs, apply() nothing to change", ("le", 0.4)),
     ("floor-dump", "list", "floor: C raw dump", None),
+    ("ipvs-apply-incr", "incr", "ipvs, apply(current=, changed=) 1 dest", None),
 ]
+# issue 19: (row, the floor row it is compared to, the most the ratio may be;
+# floor None: an absolute limit in seconds)
+FLOOR_TARGETS = [
+    ("ipvs-apply-empty", "floor-batch", 2.5),
+    ("ipvs-apply-noop", "floor-dump", 1.5),
+    ("ipvs-table", "floor-dump", 1.3),
+    ("ipvs-apply-incr", None, 0.020),
+]
+# rows skipped above this many objects unless --max-objects says otherwise:
+# ipvsadm -R took 219 s at 110,000 objects, pyroute2 ran out of memory there
+DEFAULT_MAX_OBJECTS = {"ipvsadm-create": 20000, "pyroute2-create": 20000,
+                       "pyroute2-list": 20000, "ipvs-single": 20000}
 ROW_NAMES = [r[0] for r in ROWS]
 # (row, floor row) pairs whose per-object library cost is compared across scales
 COST_ROWS = [("ipvs-batch", "floor-batch"), ("ipvs-apply-empty", "floor-batch"),
@@ -65,7 +78,7 @@ SKIP_GROUPS = {
     "ipvsadm": ["ipvsadm-create", "ipvsadm-list"],
     "floor": ["floor-batch", "floor-dump"],
     "ipvs": ["ipvs-single", "ipvs-batch", "ipvs-apply-empty", "ipvs-table",
-             "ipvs-services", "ipvs-apply-noop", "memory"],
+             "ipvs-services", "ipvs-apply-noop", "ipvs-apply-incr", "memory"],
 }
 
 
@@ -399,6 +412,42 @@ def m_ipvs_apply_noop(ctx):
     return times
 
 
+def m_ipvs_apply_incr(ctx):
+    """A controller's incremental apply: the table is full; each repetition
+    changes one real server's weight in one service (a different service
+    each time) and applies it with current= and changed=, timed from the
+    call to its return (the diff and the batch). 20 changes per repetition
+    of the other rows; the kernel's table is checked against the final
+    desired state with a full dry-run apply afterwards."""
+    times = []
+    svcs = list(ctx.desired)
+    reps = max(20, 4 * ctx.repeat)
+    with fresh_netns() as ns, handle(ns) as lb:
+        populate(lb, ctx.desired)
+        applied = dict(ctx.desired)     # what the controller knows is in the kernel
+        desired = dict(ctx.desired)
+        wait_idle()
+        for r in range(reps):
+            svc = svcs[(r * 7919) % len(svcs)]
+            dests = list(desired[svc])
+            j = r % len(dests)
+            dests[j] = dests[j].replace(weight=dests[j].weight % 100 + 1)
+            desired[svc] = dests
+            t0 = time.perf_counter()
+            plan = lb.apply(desired, current=applied, changed=[svc])
+            dt = time.perf_counter() - t0
+            if [c.action for c in plan.changes] != ["update_destination"]:
+                raise BenchError("incremental apply planned %s" % (plan.changes,))
+            applied[svc] = dests
+            times.append(dt)
+        left = lb.apply(desired, dry_run=True)
+        if left:
+            raise BenchError("after the incremental applies a full apply still plans %d "
+                             "changes" % len(left))
+        lb.flush()
+    return times
+
+
 def m_ipvs_table(ctx):
     times = []
     with fresh_netns() as ns, handle(ns) as lb:
@@ -488,13 +537,14 @@ def m_floor(ctx):
 class Ctx:
     def __init__(self, n, m, repeat, tmpdir, direct=True):
         self.n, self.m, self.repeat, self.tmpdir = n, m, repeat, tmpdir
+        self.objects = n * (1 + m)
         self.direct = direct
         self.desired = None
         self.floor_exe = None
 
 
 def run_scale(n: int, m: int, repeat: int, skip: set, tmpdir: str, floor_exe=None,
-              direct=True) -> dict:
+              direct=True, max_objects=None) -> dict:
     ctx = Ctx(n, m, repeat, tmpdir, direct)
     ctx.floor_exe = floor_exe
     t0 = time.perf_counter()
@@ -518,6 +568,7 @@ def run_scale(n: int, m: int, repeat: int, skip: set, tmpdir: str, floor_exe=Non
         ("ipvs-table", m_ipvs_table),
         ("ipvs-services", m_ipvs_services),
         ("ipvs-apply-noop", m_ipvs_apply_noop),
+        ("ipvs-apply-incr", m_ipvs_apply_incr),
         ("memory", m_memory),
         ("pyroute2-list", m_pyroute2_list),
         ("pyroute2-create", m_pyroute2_create),
@@ -529,6 +580,11 @@ def run_scale(n: int, m: int, repeat: int, skip: set, tmpdir: str, floor_exe=Non
         elif name in skip:
             continue
         if name.startswith("pyroute2") and not have_pyroute2:
+            continue
+        limit = (max_objects or DEFAULT_MAX_OBJECTS).get(name)
+        if limit is not None and ctx.objects > limit:
+            log("%d x %d: %s skipped (over %d objects)" % (n, m, name, limit))
+            res.setdefault("too_big", {})[name] = limit
             continue
         log("%d x %d: %s" % (n, m, name))
         t = time.perf_counter()
@@ -582,8 +638,11 @@ def report(res: dict, have_pyroute2_note: bool = True) -> str:
                 lines.append("%-38s %s" % (label, "FAILED"))
             elif name in res.get("skipped", ()):
                 lines.append("%-38s %s" % (label, "skipped"))
+            elif name in res.get("too_big", {}):
+                lines.append("%-38s %s" % (label, "not run (over %d objects)"
+                                           % res["too_big"][name]))
             continue
-        ratio = med[name] / med[base] if base in med else None
+        ratio = med[name] / med[base] if base in med and kind != "incr" else None
         rtxt = "%.3f" % ratio if ratio is not None else "-"
         lines.append("%-38s %10s %10s %8s  %s" % (label, fmt_s(med[name]), fmt_s(mn[name]),
                                                   rtxt, verdict(ratio, target)))
@@ -598,6 +657,7 @@ def report(res: dict, have_pyroute2_note: bool = True) -> str:
         b = res["bytes_per_dest"]
         lines.append("bytes per listed Destination (tracemalloc, table() / dests): %.0f"
                      "  (target <= 300: %s)" % (b, "met" if b <= 300 else "MISSED"))
+    lines.extend(floor_report(res))
     costs = per_object_costs(res)
     if costs:
         lines.append("library's own cost per object, (median - floor) / %d objects:"
@@ -611,6 +671,69 @@ def report(res: dict, have_pyroute2_note: bool = True) -> str:
                         else "under `ip netns exec`", statistics.median(po),
                         res.get("build_model_seconds", 0.0)))
     return "\n".join(lines)
+
+
+def floor_report(res: dict) -> list:
+    """Issue 19's targets: the library against the C floor of the same run."""
+    med = {k: statistics.median(v) for k, v in res["times"].items() if v}
+    out = ["issue 19 targets (against the floor of this run):"]
+    for row, floor, lim in FLOOR_TARGETS:
+        if row not in med:
+            continue
+        if floor is None:
+            out.append("  %-18s %8.2f ms          (target <= %.0f ms: %s)"
+                       % (row, med[row] * 1e3, lim * 1e3, "met" if med[row] <= lim else "MISSED"))
+        elif floor in med:
+            r = med[row] / med[floor]
+            out.append("  %-18s %8.3f s / %-11s %8.3f s = %5.2fx  (target <= %.1fx: %s)"
+                       % (row, med[row], floor, med[floor], r, lim,
+                          "met" if r <= lim else "MISSED"))
+    return out if len(out) > 1 else []
+
+
+def plot(results: list, path: str) -> None:
+    """Median seconds against objects (log-log), one line per row, one panel
+    for writing the table and one for reading it; the incremental apply in
+    the reading panel."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    results = sorted(results, key=lambda r: r["services"] * (1 + r["dests"]))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    panels = [("writing: create the table", [r for r in ROWS if r[1] == "create"]),
+              ("reading: list, apply with nothing to change, incremental apply",
+               [r for r in ROWS if r[1] in ("list", "incr")])]
+    shapes = sorted({r["dests"] for r in results},
+                    key=lambda m: -sum(1 for r in results if r["dests"] == m))
+    markers = ["o", "s", "^", "D"]
+    for ax, (title, rows) in zip(axes, panels):
+        for name, _kind, label, _t in rows:
+            color = None
+            for k, m in enumerate(shapes):
+                pts = [(r["services"] * (1 + r["dests"]), statistics.median(r["times"][name]))
+                       for r in results if r["dests"] == m and r["times"].get(name)]
+                if not pts:
+                    continue
+                style = "--" if name.startswith("floor") else "-"
+                line = ax.plot([p[0] for p in pts], [p[1] for p in pts], style,
+                               marker=markers[k % len(markers)], color=color,
+                               label=label if color is None else None)
+                color = line[0].get_color()
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("objects in the table (services + destinations)")
+        ax.set_ylabel("seconds (median)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    shape_note = "; ".join("%s: N x %d" % ({"o": "circles", "s": "squares", "^": "triangles",
+                                             "D": "diamonds"}[markers[k % len(markers)]], m)
+                           for k, m in enumerate(shapes))
+    scales = ", ".join("%dx%d" % (r["services"], r["dests"]) for r in results)
+    fig.suptitle("ipvs benchmark (sandbox kernel): %s  (%s)" % (scales, shape_note),
+                 fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
 
 
 def per_object_costs(res: dict) -> dict:
@@ -655,11 +778,31 @@ def main(argv=None) -> int:
                    help="how ipvsadm is started in the namespace: spawned from a thread "
                         "that entered it (default; the process does only ipvsadm's own "
                         "work) or under `ip netns exec` (adds its start-up cost)")
+    p.add_argument("--scales", help="SERVICESxDESTS comma list, e.g. 1000x10,10000x10,1000x100 "
+                                    "(overrides --services and --dests)")
+    p.add_argument("--max-objects", action="append", default=[],
+                   help="ROW=N: skip ROW above N objects (defaults: %s; N=0: no limit)"
+                        % ", ".join("%s=%d" % kv for kv in DEFAULT_MAX_OBJECTS.items()))
+    p.add_argument("--plot", help="write a PNG of median time against objects (matplotlib)")
+    p.add_argument("--plot-from", action="append", default=[],
+                   help="with --plot: draw it from these --json results, measure nothing")
     p.add_argument("--json", help="also write the raw results to this file")
     p.add_argument("--baseline", help="results (--json) of an earlier run at another scale, "
                                       "for the per-object scaling check")
     p.add_argument("--pyroute2-worker", choices=["create", "list"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+
+    if args.plot_from:
+        if not args.plot:
+            p.error("--plot-from needs --plot")
+        pool = []
+        for path in args.plot_from:
+            with open(path) as f:
+                data = json.load(f)
+            pool.extend(data if isinstance(data, list) else [data])
+        plot(pool, args.plot)
+        print("plot: %s" % args.plot)
+        return 0
 
     if args.pyroute2_worker:
         args.services = int(args.services)
@@ -670,7 +813,19 @@ def main(argv=None) -> int:
               "  python -m ipvs.sandbox -- %s benchmarks/bench.py" % sys.executable,
               file=sys.stderr)
         return 2
-    scales = [int(x) for x in str(args.services).split(",") if x.strip()]
+    if args.scales:
+        pairs = [tuple(int(v) for v in x.lower().split("x")) for x in args.scales.split(",")
+                 if x.strip()]
+    else:
+        pairs = [(int(x), args.dests) for x in str(args.services).split(",") if x.strip()]
+    scales = [n for n, _ in pairs]
+    max_objects = dict(DEFAULT_MAX_OBJECTS)
+    for item in args.max_objects:
+        row, _, lim = item.partition("=")
+        if row not in max_objects and row not in ROW_NAMES:
+            p.error("unknown --max-objects row %r" % row)
+        max_objects[row] = int(lim) if int(lim) > 0 else None
+    max_objects = {k: v for k, v in max_objects.items() if v is not None}
     repeats = [int(x) for x in str(args.repeat).split(",") if x.strip()]
     if len(repeats) == 1:
         repeats = repeats * len(scales)
@@ -698,9 +853,9 @@ def main(argv=None) -> int:
     results = []
     try:
         floor_exe = None
-        for n, r in zip(scales, repeats):
-            res = run_scale(n, args.dests, r, skip, tmpdir, floor_exe,
-                            direct=args.ipvsadm_via == "enter")
+        for (n, m), r in zip(pairs, repeats):
+            res = run_scale(n, m, r, skip, tmpdir, floor_exe,
+                            direct=args.ipvsadm_via == "enter", max_objects=max_objects)
             res["skipped"] = sorted(skip)
             floor_exe = res.pop("floor_exe")
             results.append(res)
@@ -715,13 +870,16 @@ def main(argv=None) -> int:
             base = json.load(f)
         base = base if isinstance(base, list) else [base]
     pool = (base or []) + results
-    pool.sort(key=lambda r: r["services"])
+    pool.sort(key=lambda r: r["services"] * (1 + r["dests"]))
     if len(pool) >= 2:
         print()
         print(scaling_report(pool[0], pool[-1]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
+    if args.plot:
+        plot(pool, args.plot)
+        print("plot: %s" % args.plot)
     return 0
 
 

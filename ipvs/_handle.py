@@ -6,6 +6,7 @@ reaches C; the Cython layer converts and raises the mapped kernel errors.
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import operator
 import os
@@ -508,9 +509,10 @@ class IPVS:
         destination, as `services` does; `InconsistentDumpError` after
         ``CONSISTENT_TRIES`` listings."""
         h = self._live()
-        if not consistent:
-            return dict(h.listing())
-        return dict(self._consistent("table", h.listing, _listing_unique))
+        with _gc_paused():  # fresh records only: nothing for the cyclic GC to find
+            if not consistent:
+                return dict(h.listing())
+            return dict(self._consistent("table", h.listing, _listing_unique))
 
     # --------------------------------------------------------------- table
     def flush(self) -> None:
@@ -610,7 +612,9 @@ class IPVS:
         return succeeded
 
     def apply(self, desired: Mapping[Service, Iterable[Destination]], *,
-              prune: PruneLike = True, dry_run: bool = False) -> Plan:
+              prune: PruneLike = True, dry_run: bool = False,
+              current: Optional[Mapping[Service, Iterable[Destination]]] = None,
+              changed: Optional[Iterable[Service]] = None) -> Plan:
         """Make the table match ``desired`` ({Service: [Destination]}) with
         the fewest changes: one dump, a minimal plan, one batch.
 
@@ -626,42 +630,143 @@ class IPVS:
           ``desired`` are never touched;
         * ``False``: nothing is deleted.
 
+        Incremental apply, for a caller that already knows the table (a
+        controller that applied the previous state itself):
+
+        * ``current``: what the table holds now, in the form of ``desired``
+          (typically the ``desired`` of the caller's last successful apply).
+          The table is not read: the plan is ``current`` -> ``desired``.
+        * ``changed`` (needs ``current``): the services whose entries differ
+          between ``current`` and ``desired`` (added, removed, or with other
+          destinations); only these are compared, every other entry is taken
+          as equal without being looked at, so the cost follows the size of
+          the change, not of the table. A service whose own settings changed
+          is one record in ``current`` and another in ``desired``: name both
+          (they are matched by their key, as always). A name found in
+          neither mapping is ignored.
+
+        A ``current`` that is not the table is the caller's error and is not
+        detected by the diff: a call the kernel refuses (adding what exists,
+        deleting what is gone) makes `BatchError`, the others stay applied;
+        what the kernel accepts is written as planned (an extra entry in the
+        table that ``current`` does not show stays). Calling ``apply``
+        without ``current`` reads the table and repairs all of it (a full
+        resync).
+
         ``dry_run=True`` computes the plan and writes nothing. Returns the
         `Plan` (its ``changes`` in the order they are sent). A destination
         port of None means its service's port. Raises TypeError /
-        ValueError for bad input (a service or destination given twice),
-        `BatchError` when calls failed (the others stay applied)."""
+        ValueError for bad input (a service or destination given twice,
+        ``changed`` without ``current``), `BatchError` when calls failed
+        (the others stay applied).
+
+        The cyclic garbage collector is paused while the plan is made (and
+        the table read): the records of a large table are fresh objects it
+        would otherwise traverse again and again, for nothing."""
         if not isinstance(desired, Mapping):
             raise TypeError("apply: desired must be a mapping of Service to destinations")
         if not (prune is True or prune is False or prune == "destinations"):
             raise ValueError("apply: prune must be True, False or \"destinations\", got %r"
                              % (prune,))
-        want: Dict[Any, Tuple[Service, Dict[Any, Destination]]] = {}
-        for svc, dests in desired.items():
-            _need(Service, "service", svc)
-            if svc.key in want:
-                raise ValueError("apply: %s is given twice" % svc)
-            dests = list(dests)
+        if current is not None and not isinstance(current, Mapping):
+            raise TypeError("apply: current must be a mapping of Service to destinations")
+        if changed is not None:
+            if current is None:
+                raise ValueError("apply: changed needs current (what the table holds now)")
+            if isinstance(changed, (Service, str, bytes, Mapping)):
+                raise TypeError("apply: changed must be an iterable of Service")
+            changed = list(changed)
+            for svc in changed:
+                _need(Service, "changed: service", svc)
+        with _gc_paused():
+            if changed is not None:
+                assert current is not None
+                want = _want_map([(s, desired[s]) for s in dict.fromkeys(changed)
+                                  if s in desired])
+                have = _want_map([(s, current[s]) for s in dict.fromkeys(changed)
+                                  if s in current], what="current")
+            else:
+                want = _want_map(desired.items())
+                if current is not None:
+                    have = _want_map(current.items(), what="current")
+                else:
+                    have = None
+            h = self._live()
+            if current is None and hasattr(h, "compare"):
+                # the kernel's handle: compared on the raw records
+                changes = _plan_compared(h, want, prune)
+            else:
+                if have is None:
+                    have = {_svc_key(svc): (svc, _listed_map(dests))
+                            for svc, dests in h.listing()}
+                changes = plan_changes(have, want, prune=prune)
+            plan = Plan(changes, applied=False)
+            if changes and not dry_run:
+                self._run_plan(changes)
+                plan.applied = True
+        return plan
+
+    def _run_plan(self, changes: List[Change]) -> None:
+        """Send apply()'s changes as one batch. A `Change` is the (method,
+        service, destination) tuple the C batch takes: no `Call` record is
+        made for the calls that succeed, only for the failures."""
+        results = self._live().batch(changes)
+        if results.count(None) == len(results):
+            return
+        failures = [(Call(c.action, c.service, c.destination, i), e)
+                    for i, (c, e) in enumerate(zip(changes, results)) if e is not None]
+        raise BatchError(failures, len(changes) - len(failures))
+
+
+_gc_lock = threading.Lock()
+_gc_state = [0, False]   # [apply() calls inside _gc_paused, was the GC enabled before]
+
+
+class _gc_paused:
+    """Pause the cyclic GC for the block; the first block in restores what was
+    there before when the last block out leaves (threads may nest)."""
+
+    def __enter__(self) -> None:
+        with _gc_lock:
+            if _gc_state[0] == 0:
+                _gc_state[1] = gc.isenabled()
+                gc.disable()
+            _gc_state[0] += 1
+
+    def __exit__(self, *exc: Any) -> None:
+        with _gc_lock:
+            _gc_state[0] -= 1
+            if _gc_state[0] == 0 and _gc_state[1]:
+                gc.enable()
+
+
+def _want_map(items: Iterable[Tuple[Service, Iterable[Destination]]], what: str = "desired"
+              ) -> Dict[Any, Tuple[Service, Dict[Any, Destination]]]:
+    """{service key: (Service, {dest key: Destination})} of apply()'s input,
+    checked (types, nothing given twice); ports of None filled in."""
+    want: Dict[Any, Tuple[Service, Dict[Any, Destination]]] = {}
+    for svc, dests in items:
+        _need(Service, "service", svc)
+        key = _svc_key(svc)
+        if key in want:
+            raise ValueError("apply: %s is given twice%s"
+                             % (svc, "" if what == "desired" else " in " + what))
+        dests = list(dests)
+        dmap = _dest_map(dests)
+        if dmap.pop(None, _MISSING) is not _MISSING:
+            # a port of None, or something that is not a Destination
             for d in dests:
                 _need(Destination, "destination", d)
-            if any(d.port is None for d in dests):
-                dests = [d.for_service(svc) for d in dests]
-            dmap = _dest_map(dests)
-            if len(dmap) != len(dests):
-                seen: Dict[Any, Destination] = {}
-                for d in dests:
-                    if seen.setdefault(d.key, d) is not d:
-                        raise ValueError("apply: %s is given twice in %s" % (d, svc))
-            want[svc.key] = (svc, dmap)
-        current = {svc.key: (svc, _dest_map(dests))
-                   for svc, dests in self._live().listing()}
-        changes = plan_changes(current, want, prune=prune)
-        plan = Plan(changes, applied=False)
-        if changes and not dry_run:
-            self._run_batch([Call(c.action, c.service, c.destination, i)
-                             for i, c in enumerate(changes)])
-            plan.applied = True
-        return plan
+            dests = [d.for_service(svc) for d in dests]
+            dmap = {_dest_key(d): d for d in dests}
+        if len(dmap) != len(dests):
+            seen: Dict[Any, Destination] = {}
+            for d in dests:
+                if seen.setdefault(d.key, d) is not d:
+                    raise ValueError("apply: %s is given twice in %s%s"
+                                     % (d, svc, "" if what == "desired" else " (" + what + ")"))
+        want[key] = (svc, dmap)
+    return want
 
 
 # An IPv4Address's int without a Python-level call: its `_ip` slot read by a
@@ -670,17 +775,95 @@ _V4_INT: Any = (operator.attrgetter("_ip") if hasattr(ipaddress.IPv4Address(0), 
                 else int)
 
 
-def _dest_map(dests: Iterable[Destination], v4: Any = ipaddress.IPv4Address,
-              v4int: Any = _V4_INT) -> Dict[Any, Destination]:
+_MISSING = object()
+
+
+def _dest_map_py(dests: Iterable[Destination], v4: Any = ipaddress.IPv4Address,
+                 v4int: Any = _V4_INT, dcls: type = Destination) -> Dict[Any, Destination]:
     """{key: destination} for apply(). The key stands for ``d.key``, (family,
     address, port), with an IPv4 address as its int (the family follows from
     the address): hashing an ipaddress object runs Python code, and apply()
-    hashes every destination several times (a third of its time at 100,000)."""
-    out = {}
+    hashes every destination several times (a third of its time at 100,000).
+
+    An item that is not a `Destination`, or one whose port is None, is put
+    under the key None instead (the caller checks and fills in: one pass over
+    the list, not three)."""
+    out: Dict[Any, Destination] = {}
     for d in dests:
+        if d.__class__ is not dcls or d.port is None:
+            out[None] = d
+            continue
         a = d.address
         out[(v4int(a) if a.__class__ is v4 else a, d.port)] = d
     return out
+
+
+# the same, in the Cython module (it reads the records' slots directly): a
+# quarter of apply()'s Python time at 100,000 destinations
+_dest_map: Any = getattr(_libipvs, "dest_map", _dest_map_py)
+
+
+def _dest_key(d: Destination, v4: Any = ipaddress.IPv4Address, v4int: Any = _V4_INT) -> Any:
+    """_dest_map's key of one destination (port set)."""
+    a = d.address
+    return (v4int(a) if a.__class__ is v4 else a, d.port)
+
+
+def _listed_map(dests: List[Destination]) -> Dict[Any, Destination]:
+    """_dest_map of a listing (ports set; a backend may hand back the
+    caller's own objects, of a subclass too)."""
+    dmap = _dest_map(dests)
+    if None in dmap:
+        dmap = {_dest_key(d): d for d in dests}
+    return dmap  # type: ignore[no-any-return]
+
+
+def _svc_key(s: Service, v4: Any = ipaddress.IPv4Address, v4int: Any = _V4_INT) -> Any:
+    """What stands for ``s.key`` in apply()'s maps: plain ints for the enums
+    and an IPv4 address (their hashes run Python code), the same identity."""
+    if s.fwmark:
+        return (int(s.family), -1, s.fwmark)
+    a = s.address
+    return (int(s.family), int(s.protocol), v4int(a) if a.__class__ is v4 else a, s.port)
+
+
+# the compared fields of a record beyond its key: equal keys and equal rests
+# are equal records (Service: for a non-fwmark service; see plan_changes)
+_SVC_REST = operator.attrgetter("scheduler", "flags", "timeout", "netmask", "pe_name")
+_DEST_REST = operator.attrgetter("weight", "forward", "upper_threshold", "lower_threshold",
+                                 "tunnel_type", "tunnel_port", "tunnel_flags")
+_new_change: Any = tuple.__new__    # Change(...) without its Python-level __new__
+
+
+def _plan_compared(h: Any, want: Mapping[Any, Tuple[Service, Mapping[Any, Destination]]],
+                   prune: PruneLike) -> List[Change]:
+    """`plan_changes` of the table against ``want``, the destinations compared
+    in C by ``h.compare`` (the same plan, in the same order)."""
+    services, diffs = h.compare(want, _svc_key, bool(prune))
+    changes: List[Change] = []
+    add = changes.append
+    new, C = _new_change, Change
+    srest = _SVC_REST
+    have = {}
+    for svc in services:
+        key = _svc_key(svc)
+        have[key] = svc
+        if prune is True and key not in want:
+            add(new(C, ("delete_service", svc, None)))
+    for key, (svc, dests) in want.items():
+        cur_svc = have.get(key)
+        if cur_svc is None:
+            add(new(C, ("add_service", svc, None)))
+            changes.extend([new(C, ("add_destination", svc, d)) for d in dests.values()])
+            continue
+        if srest(svc) != srest(cur_svc) or (svc.fwmark and svc != cur_svc):
+            add(new(C, ("update_service", svc, None)))
+        diff = diffs.get(key)
+        if diff is not None:
+            deleted, writes = diff
+            changes.extend([new(C, ("delete_destination", svc, d)) for d in deleted])
+            changes.extend([new(C, (action, svc, d)) for action, d in writes])
+    return changes
 
 
 def plan_changes(current: Mapping[Any, Tuple[Service, Mapping[Any, Destination]]],
@@ -690,32 +873,36 @@ def plan_changes(current: Mapping[Any, Tuple[Service, Mapping[Any, Destination]]
     (both {service key: (Service, {dest key: Destination})}); ``prune`` as
     `IPVS.apply` takes it."""
     changes: List[Change] = []
+    add = changes.append
+    new, C = _new_change, Change
+    srest, drest = _SVC_REST, _DEST_REST
     if prune is True:
         for key, (svc, _) in current.items():
             if key not in want:
-                changes.append(Change("delete_service", svc))
+                add(new(C, ("delete_service", svc, None)))
     for key, (svc, dests) in want.items():
         have = current.get(key)
         if have is None:
-            changes.append(Change("add_service", svc))
-            for d in dests.values():
-                changes.append(Change("add_destination", svc, d))
+            add(new(C, ("add_service", svc, None)))
+            changes.extend([new(C, ("add_destination", svc, d)) for d in dests.values()])
             continue
         cur_svc, cur_dests = have
-        if svc != cur_svc:
+        if svc is not cur_svc and (srest(svc) != srest(cur_svc)
+                                   or (svc.fwmark and svc != cur_svc)):
             # an update carries every setting; one without a persistence
             # engine clears the kernel's (verified on 6.1)
-            changes.append(Change("update_service", svc))
-        if prune:
+            add(new(C, ("update_service", svc, None)))
+        if prune and cur_dests.keys() - dests.keys():
             for dkey, d in cur_dests.items():
                 if dkey not in dests:
-                    changes.append(Change("delete_destination", svc, d))
+                    add(new(C, ("delete_destination", svc, d)))
+        get = cur_dests.get
         for dkey, d in dests.items():
-            cd = cur_dests.get(dkey)
+            cd = get(dkey)
             if cd is None:
-                changes.append(Change("add_destination", svc, d))
-            elif cd != d:
-                changes.append(Change("update_destination", svc, d))
+                add(new(C, ("add_destination", svc, d)))
+            elif cd is not d and drest(cd) != drest(d):
+                add(new(C, ("update_destination", svc, d)))
     return changes
 
 

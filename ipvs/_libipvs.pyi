@@ -6,7 +6,7 @@ here.  The friendly, validated API is ``ipvs.IPVS`` (ipvs/_handle.py); this
 module trusts its arguments to be model objects.
 """
 
-from typing import Dict, List, Literal, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Union
 
 from ipvs._model import Daemon as Daemon
 from ipvs._model import DaemonState as DaemonState
@@ -63,6 +63,12 @@ class Handle:
     def _svc_op(self, op: _SvcOpName, svc: Service) -> None: ...
     def destinations(self, svc: Service) -> List[Destination]: ...
     def listing(self) -> List[Tuple[Service, List[Destination]]]: ...
+    def compare(self, want: Dict[Any, Tuple[Service, Dict[Any, Destination]]],
+                keyfn: Callable[[Service], Any], prune_dests: bool
+                ) -> Tuple[List[Service],
+                           Dict[Any, Tuple[List[Destination], List[Tuple[str, Destination]]]]]:
+        """The table's services, and per wanted service whose destinations
+        differ: (deleted, [(method, Destination)]) (see apply())."""
     def _dest_op(self, op: _DestOpName, svc: Service, dest: Destination) -> None: ...
     def flush(self) -> None: ...
     def zero(self, svc: Optional[Service] = None) -> None: ...
@@ -80,3 +86,6 @@ class Handle:
 
 def _parse_nl_reply(data: bytes, svc_af: int = ...) -> List[Tuple[str, object]]:
     """(kind, value) per netlink message of a recorded reply (private: tests)."""
+
+def dest_map(dests: List[Any]) -> Dict[Any, Any]:
+    """{(address or its int, port): Destination} for apply(); None: an item to check."""

@@ -12,11 +12,12 @@ fork(): handled below this module, in csrc/libipvs.c (a child's first call
 opens the child's own socket in the handle's namespace)."""
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, uint64_t
-from libc.string cimport memset, memcpy, strlen
-from libc.stdlib cimport malloc, free
+from libc.string cimport memset, memcpy, memcmp, strlen
+from libc.stdlib cimport malloc, free, qsort, bsearch
 from libc.errno cimport EINTR, ESRCH, EIO
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_Occurred
+from cpython.object cimport PyObject
 
 cdef extern from "Python.h":
     # declared without an exception value: the pending exception (e.g.
@@ -100,6 +101,16 @@ cdef extern from *:
     object ipvs_rec_alloc(object cls)
     Py_ssize_t ipvs_rec_offset(object descr)
     void ipvs_rec_put(object obj, Py_ssize_t off, object v)
+
+cdef extern from *:
+    """
+    /* a slot's value, borrowed (NULL when the slot is unset) */
+    static inline PyObject *ipvs_rec_get(PyObject *obj, Py_ssize_t off)
+    {
+        return *(PyObject **)((char *)obj + off);
+    }
+    """
+    PyObject *ipvs_rec_get(object obj, Py_ssize_t off)
 
 
 cdef int _slot_offsets(object cls, Py_ssize_t *out, int n) except -1:
@@ -349,18 +360,68 @@ cdef object _dest_from_c(const ipvs_dest *d, int svc_af, _AddrCache cache):
 
 
 cdef int _dest_to_c(object dest, ipvs_dest *c) except -1:
+    # the enum fields are int subclasses: converted straight to C (no int()
+    # object made for each; apply() converts every wanted destination)
     memset(c, 0, sizeof(ipvs_dest))
-    c.af = <uint16_t>int(dest.family)
+    c.af = dest.family
     _addr_to_c(dest.address, &c.addr)
     c.port = dest.port
-    c.conn_flags = int(dest.forward)
+    c.conn_flags = dest.forward
     c.weight = dest.weight
     c.u_threshold = dest.upper_threshold
     c.l_threshold = dest.lower_threshold
-    c.tun_type = int(dest.tunnel_type)
+    c.tun_type = dest.tunnel_type
     c.tun_port = dest.tunnel_port
-    c.tun_flags = int(dest.tunnel_flags)
+    c.tun_flags = dest.tunnel_flags
     return 0
+
+
+# A destination's identity within its service as 20 comparable bytes
+# (family, port, address) and its index in the dump: Handle.compare sorts the
+# dumped destinations by it and looks the wanted ones up with bsearch.
+ctypedef struct _dkey:
+    uint8_t k[20]
+    size_t idx
+
+
+cdef inline void _dkey_of(const ipvs_dest *d, int svc_af, _dkey *out) noexcept nogil:
+    cdef uint16_t af = d.af if d.af else <uint16_t>svc_af
+    memset(out.k, 0, 20)
+    memcpy(&out.k[0], &af, 2)
+    memcpy(&out.k[2], &d.port, 2)
+    if af == C_AF_INET6:
+        memcpy(&out.k[4], d.addr.bytes, 16)
+    else:
+        memcpy(&out.k[4], &d.addr.ip, 4)
+
+
+cdef int _dkey_cmp(const void *a, const void *b) noexcept nogil:
+    return memcmp(a, b, 20)
+
+
+def dest_map(list dests):
+    """{key: destination} for apply(), the key standing for ``d.key``:
+    (address, port) with an IPv4 address as its int (hashing an ipaddress
+    object runs Python code). Read straight from the records' slots. An
+    item that is not a `Destination` (exactly), or whose port is None, goes
+    under the key None (the caller checks and fills in)."""
+    cdef dict out = {}
+    cdef PyObject *a
+    cdef PyObject *port
+    for d in dests:
+        if type(d) is not Destination:
+            out[None] = d
+            continue
+        port = ipvs_rec_get(d, _DEST_OFF[1])
+        a = ipvs_rec_get(d, _DEST_OFF[0])
+        if port is NULL or a is NULL or <object>port is None:
+            out[None] = d
+            continue
+        if _V4_IP_OFF > 0 and type(<object>a) is IPv4Address:
+            out[(<object>ipvs_rec_get(<object>a, _V4_IP_OFF), <object>port)] = d
+        else:
+            out[(<object>a, <object>port)] = d
+    return out
 
 
 cdef object _daemon_from_c(const ipvs_daemon *d):
@@ -591,6 +652,107 @@ cdef class Handle:
                 arr = NULL
             return result
         finally:
+            ipvs_free(arr)
+            ipvs_free(svcs)
+            self._leave()
+
+    def compare(self, dict want, keyfn, bint prune_dests):
+        """apply()'s read of the table, compared with ``want`` on the raw
+        records: no model object is built for what is equal.
+
+        ``want``: {keyfn(service): (Service, {key: Destination})}, ports set.
+        One service dump, then one destination dump per service of ``want``
+        found in the table; its destinations are compared with the wanted
+        ones as C structs (key: family, address, port; then weight,
+        forwarding method, thresholds, tunnel settings), as the records'
+        equality compares them. Returns (services, diffs): every service of
+        the table as a `Service` in dump order, and {key: (deleted, writes)}
+        for each wanted service whose destinations differ: ``deleted`` the
+        table's destinations that ``want`` lacks, in dump order (only with
+        ``prune_dests``), ``writes`` [(method, Destination)] in ``want``'s
+        order ("add_destination" or "update_destination")."""
+        cdef ipvs_service *svcs = NULL
+        cdef ipvs_dest *arr = NULL
+        cdef _dkey *keys = NULL
+        cdef char *seen = NULL
+        cdef size_t n = 0, m = 0, i, j, cap = 0
+        cdef int rc
+        cdef ipvs_dest wd
+        cdef _dkey probe
+        cdef _dkey *hit
+        cdef ipvs_dest *kd
+        cdef _AddrCache cache = _AddrCache()
+        services = []
+        diffs = {}
+        self._enter()
+        try:
+            with nogil:
+                rc = ipvs_get_services(self.h, &svcs, &n)
+            self._check(rc, "services")
+            for i in range(n):
+                svc = _svc_from_c(&svcs[i], cache)
+                services.append(svc)
+                w = want.get(keyfn(svc))
+                if w is None:
+                    continue
+                with nogil:
+                    rc = ipvs_get_dests(self.h, &svcs[i], &arr, &m)
+                if rc == -ESRCH:     # gone since the service dump (as listing())
+                    rc = 0
+                    m = 0
+                self._check(rc, "destinations", svc)
+                if m > cap:
+                    free(keys)
+                    free(seen)
+                    keys = NULL
+                    seen = NULL
+                    cap = m * 2
+                    keys = <_dkey *>malloc(cap * sizeof(_dkey))
+                    seen = <char *>malloc(cap)
+                    if keys is NULL or seen is NULL:
+                        raise MemoryError()
+                for j in range(m):
+                    _dkey_of(&arr[j], svcs[i].af, &keys[j])
+                    keys[j].idx = j
+                    seen[j] = 0
+                if m > 1:
+                    qsort(keys, m, sizeof(_dkey), _dkey_cmp)
+                writes = None
+                for d in (<dict>w[1]).values():
+                    _dest_to_c(d, &wd)
+                    _dkey_of(&wd, wd.af, &probe)
+                    hit = <_dkey *>bsearch(&probe, keys, m, sizeof(_dkey), _dkey_cmp) if m else NULL
+                    if hit is NULL:
+                        if writes is None:
+                            writes = []
+                        writes.append(("add_destination", d))
+                        continue
+                    seen[hit.idx] = 1
+                    kd = &arr[hit.idx]
+                    if (kd.weight != wd.weight
+                            or (kd.conn_flags & IPVS_FWD_MASK) != (wd.conn_flags & IPVS_FWD_MASK)
+                            or kd.u_threshold != wd.u_threshold
+                            or kd.l_threshold != wd.l_threshold
+                            or kd.tun_type != wd.tun_type or kd.tun_port != wd.tun_port
+                            or kd.tun_flags != wd.tun_flags):
+                        if writes is None:
+                            writes = []
+                        writes.append(("update_destination", d))
+                deleted = None
+                if prune_dests:
+                    for j in range(m):
+                        if not seen[j]:
+                            if deleted is None:
+                                deleted = []
+                            deleted.append(_dest_from_c(&arr[j], svcs[i].af, cache))
+                if writes is not None or deleted is not None:
+                    diffs[keyfn(svc)] = (deleted or [], writes or [])
+                ipvs_free(arr)
+                arr = NULL
+            return services, diffs
+        finally:
+            free(keys)
+            free(seen)
             ipvs_free(arr)
             ipvs_free(svcs)
             self._leave()
