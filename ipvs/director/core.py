@@ -312,7 +312,8 @@ class Director:
             self._touched.add(key)
             seen: Set[Tuple[Any, ...]] = set()
             for rc in sc.real_servers:
-                seen.add(rc.key)
+                rkey = rc.key         # a new tuple each time: made once
+                seen.add(rkey)
                 plist = []
                 for chk in rc.checks:
                     p = probes.get(chk)
@@ -321,11 +322,11 @@ class Director:
                         p.users = []
                         probes[chk] = p
                     plist.append(p)
-                rs = st.real_servers.get(rc.key)
+                rs = st.real_servers.get(rkey)
                 if rs is None:
-                    rs = RealServer(rc.key, rc.destination, rc, plist)
+                    rs = RealServer(rkey, rc.destination, rc, plist)
                     rs.state = rs.health()
-                    st.real_servers[rc.key] = rs
+                    st.real_servers[rkey] = rs
                     if not first:
                         self.emit("added", sc.name, rc.destination.address, rc.destination.port,
                                   state=rs.state)
