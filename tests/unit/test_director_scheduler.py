@@ -258,3 +258,37 @@ def test_tcp_over_ipv6(address):
     finally:
         srv.close()
     assert [r.result for _, _, r in results] == ["success"]
+
+
+def test_director_start_and_reload_leave_the_collector_as_they_found_it(tmp_path):
+    import gc
+    import io
+
+    from ipvs.director import parse
+    from ipvs.director._kernel import MemoryKernel
+    from ipvs.director.core import Director
+    path = tmp_path / "d.toml"
+    text = ('[director]\ncontrol = "%s"\n[[service]]\naddress = "10.0.0.1"\nport = 80\n'
+            '[[service.real_server]]\naddress = "10.0.1.1"\n' % (tmp_path / "s.sock"))
+    path.write_text(text)
+    seen = []
+
+    async def go():
+        d = Director(parse(text), path=str(path), kernel=MemoryKernel(), stream=io.StringIO(),
+                     state_file="")
+        await d.start()
+        seen.append(gc.isenabled())
+        path.write_text(text.replace('"10.0.1.1"', '"10.0.1.2"'))
+        await d.reload()
+        seen.append(gc.isenabled())
+        await d.stop()
+    was = gc.isenabled()
+    try:
+        gc.enable()
+        asyncio.run(go())
+        gc.disable()
+        asyncio.run(go())
+    finally:
+        if was:
+            gc.enable()
+    assert seen == [True, True, False, False]
