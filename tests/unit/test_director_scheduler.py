@@ -292,3 +292,22 @@ def test_director_start_and_reload_leave_the_collector_as_they_found_it(tmp_path
         if was:
             gc.enable()
     assert seen == [True, True, False, False]
+
+
+def test_rounds_plan_in_chunks_of_services_and_real_servers():
+    import io
+
+    from ipvs.director import parse
+    from ipvs.director._kernel import MemoryKernel
+    from ipvs.director import core
+    from ipvs.director.core import Director
+    text = "".join('[[service]]\naddress = "10.0.%d.1"\nport = 80\n%s' % (
+        s, "".join('[[service.real_server]]\naddress = "10.%d.%d.%d"\n' % (1 + s, r // 250, 1 + r % 250)
+                   for r in range(3000 if s < 3 else 1))) for s in range(8))
+    d = Director(parse(text), kernel=MemoryKernel(), stream=io.StringIO())
+    order = list(d.services)
+    chunks = d._chunks(order)
+    assert [k for c in chunks for k in c] == order
+    # 3,000 + 3,000 reaches 5,000: cut; the third 3,000 and the small ones next
+    assert [len(c) for c in chunks] == [2, 6]
+    assert all(len(c) <= core.CHUNK for c in d._chunks(order * 100))
