@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import errno
+import logging
 import os
 import random
 import select
@@ -41,6 +42,8 @@ from ipvs.director import checks as _checks
 from ipvs.director.checks import CheckResult
 
 __all__ = ["Scheduler", "TICK"]
+
+log = logging.getLogger("ipvs.director")
 
 TICK = 0.01               # seconds per wheel bucket
 BATCH = 512               # checks started per loop callback at most
@@ -172,7 +175,11 @@ class Scheduler:
         """A run ended: free its slot, hand its result on, schedule the next."""
         self.free += 1
         if probe.sched == token and not self._closed:
-            self.finish(probe, result)
+            try:
+                self.finish(probe, result)
+            except Exception:  # a bug there must not stop this probe or the batch
+                log.exception("handling the result of %s %s:%s", probe.check.type,
+                              probe.check.address, probe.check.port)
             if probe.sched == token:
                 now = self.loop.time()
                 due = probe.due + probe.period()

@@ -311,3 +311,30 @@ def test_rounds_plan_in_chunks_of_services_and_real_servers():
     # 3,000 + 3,000 reaches 5,000: cut; the third 3,000 and the small ones next
     assert [len(c) for c in chunks] == [2, 6]
     assert all(len(c) <= core.CHUNK for c in d._chunks(order * 100))
+
+
+def test_a_failing_result_handler_does_not_stop_the_probes(caplog):
+    srv = listener()
+    probes = [FakeProbe(tcp(srv.getsockname()[1])) for _ in range(3)]
+    got: List[Any] = []
+
+    def finish(p, r):
+        got.append(p)
+        if p is probes[0]:
+            raise RuntimeError("boom")
+
+    async def go():
+        sched = Scheduler(10, finish)
+        for p in probes:
+            sched.add(p, 0.0)
+        await asyncio.sleep(0.35)
+        await sched.close()
+        return sched
+    try:
+        sched = asyncio.run(go())
+    finally:
+        srv.close()
+    for p in probes:
+        assert 3 <= sum(1 for q in got if q is p) <= 5
+    assert sched.free == sched.slots
+    assert "boom" in caplog.text
