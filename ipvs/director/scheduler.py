@@ -6,9 +6,9 @@ sleep timer per probe, a writer callback and a timeout timer per connect,
 a heap of as many timers as probes) was most of the director's CPU.  Here:
 
 * A probe's next start sits in a bucket of a hashed timer wheel (one
-  bucket per ``TICK`` of loop time); one timer callback per tick takes the
-  due buckets, so the loop's own timer heap holds one entry, not one per
-  probe.
+  bucket per ``TICK`` of loop time); one loop timer, set for the earliest
+  bucket holding anything, takes the due buckets, so the loop's own timer
+  heap holds one entry, not one per probe, and an idle wheel wakes no one.
 * A probe that is due while all ``slots`` (checks in flight) are taken
   waits in a FIFO and starts as soon as a check ends: open sockets stay
   bounded by the slots however far behind the loop falls.
@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import errno
+import heapq
 import logging
 import os
 import random
@@ -78,6 +79,8 @@ class Scheduler:
         self._tcp: Dict[int, Tuple[Any, int, socket.socket, float]] = {}
         self._tasks: Set["asyncio.Task[None]"] = set()
         self._timer: Optional[asyncio.TimerHandle] = None
+        self._armed: Optional[int] = None                # the bucket it is set for
+        self._keys: List[int] = []    # a heap of the buckets holding entries
         self._soon: Optional[asyncio.Handle] = None
         self._token = 0
         self._closed = False
@@ -117,21 +120,36 @@ class Scheduler:
         b = self._buckets.get(k)
         if b is None:
             self._buckets[k] = [(probe, probe.sched)]
+            self._need(k)
         else:
             b.append((probe, probe.sched))
-        self._arm()
 
-    def _arm(self) -> None:
-        if self._timer is None and not self._closed:
-            self._timer = self.loop.call_at((self._cursor + 1) * self.tick, self._on_tick)
+    def _need(self, k: int) -> None:
+        """Bucket ``k`` (of starts or of deadlines) has entries now."""
+        heapq.heappush(self._keys, k)
+        if self._armed is None or k < self._armed:
+            self._arm(self._keys[0])     # the timer is always for the heap's first
+
+    def _arm(self, k: int) -> None:
+        # one timer, for the earliest bucket holding anything: an idle
+        # stretch costs no wake-ups (each is a system call, and in a
+        # user-mode kernel a slow one)
+        if self._closed:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._armed = k
+        self._timer = self.loop.call_at((k + 1) * self.tick, self._on_tick)
 
     # ------------------------------------------------------------ the wheel
     def _on_tick(self) -> None:
         self._timer = None
+        self._armed = None
         now = self.loop.time()
         last = int(now / self.tick)
-        buckets, deadlines, ready = self._buckets, self._deadlines, self._ready
-        for k in range(self._cursor, last + 1):
+        buckets, deadlines, ready, keys = self._buckets, self._deadlines, self._ready, self._keys
+        while keys and keys[0] <= last:
+            k = heapq.heappop(keys)
             due = buckets.pop(k, None)
             if due:
                 ready.extend(due)
@@ -140,8 +158,12 @@ class Scheduler:
                 self._expire(expired)
         self._cursor = last + 1
         self._start_ready()
-        if buckets or deadlines or self._tcp:
-            self._arm()
+        self._rearm()
+
+    def _rearm(self) -> None:
+        keys = self._keys
+        if keys and (self._armed is None or keys[0] < self._armed):
+            self._arm(keys[0])
 
     def _start_ready(self) -> None:
         self._soon = None
@@ -218,9 +240,9 @@ class Scheduler:
                 d = self._deadlines.get(k)
                 if d is None:
                     self._deadlines[k] = [(fd, sock)]
+                    self._need(k)
                 else:
                     d.append((fd, sock))
-                self._arm()
                 return
         except OSError as e:
             sock.close()
@@ -273,6 +295,7 @@ class Scheduler:
             self._soon.cancel()
             self._soon = None
         self._ready.clear()
+        self._keys.clear()
         self._buckets.clear()
         self._deadlines.clear()
         for _, _, sock, _ in self._tcp.values():

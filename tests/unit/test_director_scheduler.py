@@ -338,3 +338,32 @@ def test_a_failing_result_handler_does_not_stop_the_probes(caplog):
         assert 3 <= sum(1 for q in got if q is p) <= 5
     assert sched.free == sched.slots
     assert "boom" in caplog.text
+
+
+def test_an_idle_wheel_does_not_tick():
+    # one probe a second: the loop is woken for its start and its timeout's
+    # bucket, not every 10 ms (each wake-up is a system call; in the UML
+    # sandbox a slow one)
+    srv = listener()
+    p = FakeProbe(tcp(srv.getsockname()[1], interval=1.0, timeout=0.5))
+
+    async def go():
+        got: List[Any] = []
+        sched = Scheduler(10, lambda q, r: got.append(r))
+        ticks = []
+        real = sched._on_tick
+
+        def counted() -> None:
+            ticks.append(1)
+            real()
+        sched._on_tick = counted  # type: ignore[method-assign]
+        sched.add(p, 0.05)
+        await asyncio.sleep(1.2)
+        await sched.close()
+        return got, len(ticks)
+    try:
+        got, ticks = asyncio.run(go())
+    finally:
+        srv.close()
+    assert [r.result for r in got] == ["success", "success"]
+    assert ticks <= 6, ticks
