@@ -148,6 +148,7 @@ class Scheduler:
         now = self.loop.time()
         last = int(now / self.tick)
         buckets, deadlines, ready, keys = self._buckets, self._deadlines, self._ready, self._keys
+        drained = False
         while keys and keys[0] <= last:
             k = heapq.heappop(keys)
             due = buckets.pop(k, None)
@@ -155,6 +156,11 @@ class Scheduler:
                 ready.extend(due)
             expired = deadlines.pop(k, None)
             if expired:
+                if not drained:
+                    # connects that finished while the loop was busy are
+                    # results, not timeouts: collect them first
+                    self._connected()
+                    drained = True
                 self._expire(expired)
         self._cursor = last + 1
         self._start_ready()
@@ -256,7 +262,10 @@ class Scheduler:
         """The epoll set is readable: collect every finished connect."""
         tcp = self._tcp
         try:
-            events = self._ep.poll(0)
+            # all of them (poll's default is at most 1,023: after a stall of
+            # the loop the rest would wait for the next turn, and the
+            # deadlines' timer could call them timeouts first)
+            events = self._ep.poll(0, len(tcp) + 1)
         except OSError:  # pragma: no cover - closed under us
             return
         for fd, _ in events:
