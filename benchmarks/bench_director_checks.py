@@ -4,8 +4,7 @@
         [--measure 30] [--profile FILE]
 
 N TCP checks of N distinct endpoints (address, port) at one interval, run by
-the director's own scheduler (``Director._probe_loop``) and TCP check
-(``checks.run_check``), with the table in the director's in-memory kernel
+the director's own scheduler and TCP check (``ipvs.director.scheduler``), with the table in the director's in-memory kernel
 (``_kernel.MemoryKernel``).  The endpoints are 127.x.y.z addresses times a
 few ports, served by a handful of wildcard listening sockets in a private
 network namespace (``unshare -n``: only its loopback exists, so the
@@ -14,7 +13,7 @@ and closes, and stops by itself at its deadline or when this process goes.
 
 Measured after a warm-up of one interval (every probe has run and risen):
 lateness of check starts (actual start minus the time the scheduler had it
-due), CPU of the director's process, open file descriptors beside the checks
+due, recorded by the scheduler), CPU of the director's process, open file descriptors beside the checks
 in flight at the same moment, RSS.  The load average is printed beside every
 figure: the machine is shared.
 """
@@ -38,7 +37,6 @@ from typing import Any, Dict, List
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from ipvs.director import checks as _checks  # noqa: E402
 from ipvs.director.config import parse  # noqa: E402
 from ipvs.director.core import Director  # noqa: E402
 from ipvs.director._kernel import MemoryKernel  # noqa: E402
@@ -171,23 +169,6 @@ async def bench(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     stats: Dict[str, Any] = {"late": [], "inflight": 0, "max_inflight": 0, "results": {},
                              "measuring": False, "writes": 0}
-    real_run = _checks.run_check
-
-    async def run_check(check: Any, timeout: Any = None) -> Any:
-        p = d.probes.get(check)
-        if stats["measuring"] and p is not None and p.due is not None:
-            stats["late"].append(loop.time() - p.due)
-        stats["inflight"] += 1
-        stats["max_inflight"] = max(stats["max_inflight"], stats["inflight"])
-        try:
-            r = await real_run(check, timeout)
-        finally:
-            stats["inflight"] -= 1
-        if stats["measuring"]:
-            k = r.result if r.ok else "%s (%s)" % (r.result, r.message[:40])
-            stats["results"][k] = stats["results"].get(k, 0) + 1
-        return r
-    _checks.run_check = run_check  # the director calls checks.run_check by module
     real_kernel_run = kernel.run
 
     async def counted(calls: Any) -> None:
@@ -197,6 +178,16 @@ async def bench(args: argparse.Namespace) -> int:
 
     t0 = time.monotonic()
     await d.start()
+    sched = d.scheduler
+    assert sched is not None
+    real_finish = sched.finish
+
+    def finish(probe: Any, r: Any) -> None:
+        if stats["measuring"]:
+            k = r.result if r.ok else "%s (%s)" % (r.result, r.message[:40])
+            stats["results"][k] = stats["results"].get(k, 0) + 1
+        real_finish(probe, r)
+    sched.finish = finish  # type: ignore[method-assign]
     print("checks in flight at most %d" % d.max_checks_in_flight)
     print("start: %d probes, first round %d kernel writes in %.2f s (%s)" % (
         len(d.probes), stats["writes"], time.monotonic() - t0, load()))
@@ -206,9 +197,11 @@ async def bench(args: argparse.Namespace) -> int:
     async def sampler() -> None:
         while True:
             try:
-                samples.append((fds() - base_fds, stats["inflight"], rss_mb()))
+                n = sched.inflight
+                stats["max_inflight"] = max(stats["max_inflight"], n)
+                samples.append((fds() - base_fds, n, rss_mb()))
             except OSError as e:  # EMFILE: the checks hold every fd
-                print("sampler: %s (%d checks in flight)" % (e, stats["inflight"]))
+                print("sampler: %s (%d checks in flight)" % (e, sched.inflight))
             await asyncio.sleep(0.25)
     st = loop.create_task(sampler())
     await asyncio.sleep(args.interval * 2)   # warm-up: down -> rising -> up
@@ -220,7 +213,8 @@ async def bench(args: argparse.Namespace) -> int:
             print("director task ended: %r" % (t.exception(),))
     samples.clear()
     stats["measuring"] = True
-    stats["max_inflight"] = stats["inflight"]
+    stats["max_inflight"] = sched.inflight
+    sched.late = stats["late"]
     prof = cProfile.Profile() if args.profile else None
     u0 = resource.getrusage(resource.RUSAGE_SELF)
     w0 = time.monotonic()
@@ -232,6 +226,7 @@ async def bench(args: argparse.Namespace) -> int:
     w1 = time.monotonic()
     u1 = resource.getrusage(resource.RUSAGE_SELF)
     stats["measuring"] = False
+    sched.late = None
     st.cancel()
     cpu = (u1.ru_utime + u1.ru_stime - u0.ru_utime - u0.ru_stime) / (w1 - w0)
     late = stats["late"]

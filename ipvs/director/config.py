@@ -18,6 +18,7 @@ import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import ipvs
+from ipvs.director.simpletoml import loads_block
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -237,6 +238,8 @@ class _Ctx:
         # validated checks by their spec, for real servers sharing one
         # (the address and port, validated with the real server, differ)
         self.checks: Dict[Any, CheckConfig] = {}
+        # the same for a service's own [service.check] table, by the table's id
+        self.base_checks: Dict[int, Tuple[Any, CheckConfig]] = {}
 
     @property
     def lines(self) -> Dict[Path, int]:
@@ -317,6 +320,13 @@ def _freeze(v: Any) -> Any:
     return (type(v).__name__, v)
 
 
+def _retarget(c: CheckConfig, address: str, port: int) -> CheckConfig:
+    """``c`` (validated) for another target: the constructor, not
+    dataclasses.replace (a third of the cost, 36,800 times at scale)."""
+    return CheckConfig(c.type, address, port, c.interval, c.retry_interval, c.timeout,
+                       c.rise, c.fall, c.initial, c.params)
+
+
 def _check(ctx: _Ctx, path: Path, spec: Mapping[str, Any], address: str, port: int,
            base_path: Path) -> CheckConfig:
     """A validated check; ``address`` and ``port`` (the real server's, already
@@ -326,7 +336,7 @@ def _check(ctx: _Ctx, path: Path, spec: Mapping[str, Any], address: str, port: i
         key = _freeze(spec)
         done = ctx.checks.get(key)
         if done is not None:
-            return dataclasses.replace(done, address=address, port=port)
+            return _retarget(done, address, port)
     out = _check_new(ctx, path, spec, address, port, base_path)
     if key is not None:
         ctx.checks[key] = out
@@ -558,6 +568,19 @@ def _service(ctx: _Ctx, path: Path, t: Mapping[str, Any]) -> ServiceConfig:
     return ServiceConfig(svc, name, on_failure, quorum, hysteresis, sorry, tuple(real))
 
 
+_DOTTED = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+                     r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\Z")
+
+
+def _ipv4(text: str) -> Any:
+    """A plain dotted quad as an IPv4Address made from its packed bytes (a
+    fifth of the cost of ipaddress's parse, 36,800 times at scale); any
+    other text as it is, for the model to parse and judge."""
+    if _DOTTED.match(text):
+        return ipaddress.IPv4Address(socket.inet_aton(text))
+    return text
+
+
 def _real_server(ctx: _Ctx, path: Path, r: Any, svc: ipvs.Service, on_failure: str,
                  base_check: Mapping[str, Any], base_path: Path) -> RealServerConfig:
     if not isinstance(r, dict):
@@ -565,8 +588,8 @@ def _real_server(ctx: _Ctx, path: Path, r: Any, svc: ipvs.Service, on_failure: s
     _unknown(ctx, path, r, REAL_SERVER_KEYS)
     if "address" not in r:
         raise ctx.error(path, "a real server needs address")
-    kw: Dict[str, Any] = {"address": _type(ctx, path + ("address",), r["address"], str,
-                                           "an IP address")}
+    address = _type(ctx, path + ("address",), r["address"], str, "an IP address")
+    kw: Dict[str, Any] = {"address": _ipv4(address)}
     kw["port"] = _integer(ctx, path + ("port",), r.get("port", 0 if svc.fwmark else svc.port),
                           0, 65535)
     kw["weight"] = _integer(ctx, path + ("weight",), r.get("weight", 1), 0, 0x7FFFFFFF)
@@ -586,6 +609,7 @@ def _real_server(ctx: _Ctx, path: Path, r: Any, svc: ipvs.Service, on_failure: s
     if "check" in r and "checks" in r:
         raise ctx.error(path + ("checks",), "give check or checks, not both")
     specs: List[Tuple[Path, Dict[str, Any]]] = []
+    own = False
     if "checks" in r:
         if not isinstance(r["checks"], list) or not r["checks"]:
             raise ctx.error(path + ("checks",), "must be a non-empty list of tables")
@@ -598,8 +622,22 @@ def _real_server(ctx: _Ctx, path: Path, r: Any, svc: ipvs.Service, on_failure: s
             raise ctx.error(path + ("check",), "must be a table")
         specs.append((path + ("check",), _merge(base_check, r["check"])))
     else:
-        specs.append((base_path, dict(base_check)))
-    checks = tuple(_check(ctx, p, s, str(dest.address), dest.port, base_path) for p, s in specs)
+        # the service's check, unchanged: validated once per service (its
+        # dict lives as long as the parse, so its id is a safe key); the
+        # same condition as _check's own cache of specs
+        own = ("address" not in base_check and "port" not in base_check
+               and (dest.port or base_check.get("type") not in NEEDS_PORT))
+        done = ctx.base_checks.get(id(base_check)) if own else None
+        if done is not None and done[0] is base_check:
+            checks: Tuple[CheckConfig, ...] = (
+                _retarget(done[1], str(dest.address), dest.port),)
+        else:
+            specs.append((base_path, dict(base_check)))
+    if specs:
+        checks = tuple(_check(ctx, p, s, str(dest.address), dest.port, base_path)
+                       for p, s in specs)
+        if own and "check" not in r and "checks" not in r:
+            ctx.base_checks[id(base_check)] = (base_check, checks[0])
     notify = {}
     for k in ("notify_up", "notify_down"):
         if k in r:
@@ -732,7 +770,7 @@ def _parse_blocks(text: str, filename: str, cache: Dict[str, ServiceConfig]) -> 
         block = text[a:b]
         sc = cache.get(block) or fresh.get(block)
         if sc is None:
-            d = tomllib.loads(block)
+            d = loads_block(block) or tomllib.loads(block)
             if list(d) != ["service"] or not isinstance(d["service"], list) \
                     or len(d["service"]) != 1 or not isinstance(d["service"][0], dict):
                 return None

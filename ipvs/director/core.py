@@ -3,8 +3,9 @@ the kernel writer, on one asyncio loop.
 
 * A :class:`Probe` is one check of one target (a resolved ``CheckConfig``):
   identical checks of one real server behind several services are one probe.
-  Each probe runs in its own task, so at most one run of it is in flight; the
-  first run of each starts at a random point of its interval.
+  The scheduler (``ipvs.director.scheduler``) starts its runs from one timer
+  wheel, at most one run of it in flight; the first run of each starts at a
+  random point of its interval.
 * A real server's state follows its probes: ``up`` when all are up,
   ``falling`` while one of them is confirming a failure (still weighted),
   ``rising`` while it is confirming a recovery (weight 0), ``down``; or
@@ -17,19 +18,20 @@ the kernel writer, on one asyncio loop.
 from __future__ import annotations
 
 import asyncio
-import collections
+import contextlib
+import gc
 import dataclasses
 import json
 import logging
 import os
-import random
 import signal
 import sys
 import time
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 import ipvs
 from ipvs.director import checks as _checks
+from ipvs.director.scheduler import Scheduler
 from ipvs.director.config import (CheckConfig, Config, ConfigError, RealServerConfig,
                                   ServiceConfig, load, service_name)
 from ipvs.director.state import StateError, read_state, write_state
@@ -41,6 +43,7 @@ log = logging.getLogger("ipvs.director")
 
 HEALTHY = ("up", "falling")
 CHUNK = 500               # services planned between two yields to the loop
+CHUNK_SERVERS = 5000      # ... and about as many real servers at most
 NOTIFY_TIMEOUT = 30.0
 DRAIN_POLL = 1.0
 WATCH_INTERVAL = 2.0
@@ -61,7 +64,7 @@ class Probe:
         self.last: Optional[_checks.CheckResult] = None
         self.last_time: Optional[float] = None
         self.weight: Optional[int] = None   # asked for by exec/file checks
-        self.task: Optional["asyncio.Task[None]"] = None
+        self.sched = 0            # the scheduler's token while it is scheduled
         self.fresh = True         # made by this config load, never run yet
         self.due: Optional[float] = None    # loop time the current run was due
         # the (service, real server) pairs using it: a change refreshes only these
@@ -70,6 +73,12 @@ class Probe:
     @property
     def healthy(self) -> bool:
         return self.state in HEALTHY
+
+    def period(self) -> float:
+        """Seconds from one run's due time to the next: the retry interval
+        while confirming a change, else the interval."""
+        c = self.check
+        return c.retry_interval if self.state in ("rising", "falling") else c.interval
 
     def feed(self, result: _checks.CheckResult) -> bool:
         """Apply one result; True when the state changed."""
@@ -187,49 +196,28 @@ def _ordered(calls: List[Tuple[str, Any, Any]]) -> List[Tuple[str, Any, Any]]:
     return sorted(calls, key=lambda c: _ORDER[c[0]])
 
 
-class _Slots:
-    """A count of checks in flight with a FIFO of waiters: O(1) take and
-    give (asyncio.Semaphore of Python 3.11 scans all its waiters on every
-    acquire: tens of thousands of waiting probes made it quadratic)."""
-
-    def __init__(self, size: int) -> None:
-        self.free = size
-        self.waiters: "collections.deque[asyncio.Future[None]]" = collections.deque()
-
-    def take(self) -> bool:
-        if self.free > 0 and not self.waiters:
-            self.free -= 1
-            return True
-        return False
-
-    async def wait(self) -> None:
-        """Wait for a slot handed over by give()."""
-        fut = asyncio.get_running_loop().create_future()
-        self.waiters.append(fut)
-        try:
-            await fut
-        except BaseException:
-            if fut.done() and not fut.cancelled():
-                self.give()      # handed over just as we were cancelled
-            raise
-
-    def give(self) -> None:
-        while self.waiters:
-            fut = self.waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)     # the slot passes to this waiter
-                return
-        self.free += 1
-
-
 def _settle_heap() -> None:
     """Move the objects alive now (the configuration, the run-time state:
     millions at tens of thousands of real servers) out of the cyclic
     garbage collector's sight: its full collections would otherwise scan
     them all, a stall of a second at a time on the event loop."""
-    import gc
     if hasattr(gc, "freeze"):
         gc.freeze()
+
+
+@contextlib.contextmanager
+def _bulk() -> Iterator[None]:
+    """No cyclic garbage collection within: building the state of tens of
+    thousands of real servers makes millions of objects, and the
+    collector's passes over them were a third of a cold start (0.5-0.7 s
+    of 1.5-2.3 s on the host).  The caller settles the heap after."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _check_slots() -> int:
@@ -302,12 +290,13 @@ class Director:
         self._changed: Set[Tuple[Any, ...]] = set()
         self._full = True         # the next writer round reads the whole table
         self._touched: Set[Tuple[Any, ...]] = set()   # services _build changed
-        self._slots: Optional[_Slots] = None   # checks in flight
+        self.scheduler: Optional[Scheduler] = None   # starts the probes' runs
         self.max_checks_in_flight = 0
         self._saved: Optional[Tuple[List[str], List[Dict[str, Any]], Optional[str]]] = None
         #: the role of the state file (the last one keepalived or the API set)
         self.saved_role: Optional[str] = None
-        self._build(config, first=True)
+        with _bulk():
+            self._build(config, first=True)
 
     # ------------------------------------------------------------ building
     def _build(self, config: Config, first: bool) -> Dict[str, List[str]]:
@@ -346,7 +335,8 @@ class Director:
             self._touched.add(key)
             seen: Set[Tuple[Any, ...]] = set()
             for rc in sc.real_servers:
-                seen.add(rc.key)
+                rkey = rc.key         # a new tuple each time: made once
+                seen.add(rkey)
                 plist = []
                 for chk in rc.checks:
                     p = probes.get(chk)
@@ -355,11 +345,11 @@ class Director:
                         p.users = []
                         probes[chk] = p
                     plist.append(p)
-                rs = st.real_servers.get(rc.key)
+                rs = st.real_servers.get(rkey)
                 if rs is None:
-                    rs = RealServer(rc.key, rc.destination, rc, plist)
+                    rs = RealServer(rkey, rc.destination, rc, plist)
                     rs.state = rs.health()
-                    st.real_servers[rc.key] = rs
+                    st.real_servers[rkey] = rs
                     if not first:
                         self.emit("added", sc.name, rc.destination.address, rc.destination.port,
                                   state=rs.state)
@@ -502,44 +492,19 @@ class Director:
                 if self.metrics is not None:
                     self.metrics.server_state(st, rs)
 
-    async def _probe_loop(self, probe: Probe) -> None:
-        loop = asyncio.get_running_loop()
-        c = probe.check
-        due = loop.time() + random.uniform(0, min(c.interval, c.retry_interval))
-        await asyncio.sleep(due - loop.time())
-        slots = self._slots
-        assert slots is not None
-        while not self._closing:
-            probe.due = due
-            # a bounded number of checks in flight: their sockets stay within
-            # the open files limit however far behind the loop falls
-            if not slots.take():
-                await slots.wait()
-            try:
-                result = await _checks.run_check(c)
-            finally:
-                slots.give()
-            if self.probes.get(c) is not probe or self._closing:
-                return
-            self._on_result(probe, result)
-            period = c.retry_interval if probe.state in ("rising", "falling") else c.interval
-            # the next start is due one period after this one was due (no
-            # drift); a run that overran its period starts the next at once
-            now = loop.time()
-            due = max(due + period, now)
-            await asyncio.sleep(due - now)
-
     def _start_probes(self) -> None:
-        loop = asyncio.get_running_loop()
+        sched = self.scheduler
+        if sched is None:
+            return                 # not started: start() schedules them
         for p in self.probes.values():
-            # a "none" check is up and stays up: nothing to run, no task
-            if p.check.type != "none" and (p.task is None or p.task.done()):
-                p.task = loop.create_task(self._probe_loop(p))
+            # a "none" check is up and stays up: nothing to run
+            if p.check.type != "none" and not p.sched:
+                sched.add(p)
 
     def _stop_unused_probes(self, old: Dict[CheckConfig, Probe]) -> None:
         for chk, p in old.items():
-            if self.probes.get(chk) is not p and p.task is not None:
-                p.task.cancel()
+            if self.probes.get(chk) is not p:
+                p.sched = 0        # its wheel entry and a run in flight are void
 
     # ------------------------------------------------------------ desired
     def _quorum(self, st: ServiceState) -> None:
@@ -739,6 +704,25 @@ class Director:
                 pass  # deleted by this round's plan, forgotten after it
         return busy
 
+    def _chunks(self, order: List[Tuple[Any, ...]]) -> List[List[Tuple[Any, ...]]]:
+        """``order`` cut into chunks of at most CHUNK services and about
+        CHUNK_SERVERS real servers (50 services of 1,000 real servers in one
+        chunk were a stall of a quarter second for the checks)."""
+        out: List[List[Tuple[Any, ...]]] = []
+        chunk: List[Tuple[Any, ...]] = []
+        n = 0
+        services = self.services
+        for key in order:
+            if chunk and (len(chunk) >= CHUNK or n >= CHUNK_SERVERS):
+                out.append(chunk)
+                chunk, n = [], 0
+            chunk.append(key)
+            st = services.get(key)
+            n += len(st.real_servers) if st is not None else 0
+        if chunk:
+            out.append(chunk)
+        return out
+
     async def round(self, partial: bool = False
                     ) -> List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]]:
         """One round: read the own services back, finish drains, write the
@@ -761,13 +745,13 @@ class Director:
             want: Dict[Tuple[Any, ...], Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]] = {}
             calls: List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]] = []
             order = list(self.services) if keys is None else keys
-            for i in range(0, len(order), CHUNK):
+            chunks = self._chunks(order)
+            for chunk in chunks:
                 # in chunks, letting the checks run between them
-                chunk = order[i:i + CHUNK]
                 part = self.desired(chunk)
                 calls += self.plan(self.table, part, chunk)
                 want.update(part)
-                if len(order) > CHUNK:
+                if len(chunks) > 1:
                     await asyncio.sleep(0)
             calls = _ordered(calls)
             if calls:
@@ -954,13 +938,14 @@ class Director:
         self._lock = asyncio.Lock()
         self._stopped = asyncio.Event()
         self.max_checks_in_flight = self.config.director.max_checks_in_flight or _check_slots()
-        self._slots = _Slots(self.max_checks_in_flight)
-        saved = await self._restore_services()
-        await self._read()
-        self._adopt()
-        self._restore_servers(saved)
-        await self.round()
-        await self._keep_sync(config_changed=True)
+        self.scheduler = Scheduler(self.max_checks_in_flight, self._on_result)
+        with _bulk():
+            saved = await self._restore_services()
+            await self._read()
+            self._adopt()
+            self._restore_servers(saved)
+            await self.round()
+            await self._keep_sync(config_changed=True)
         self._full = False
         loop = asyncio.get_running_loop()
         self._start_probes()
@@ -972,7 +957,9 @@ class Director:
     async def stop(self) -> None:
         """Stop every task; the kernel table stays as it is."""
         self._closing = True
-        tasks = [p.task for p in self.probes.values() if p.task] + self._tasks
+        if self.scheduler is not None:
+            await self.scheduler.close()
+        tasks = list(self._tasks)
         tasks += list(self._notify_tasks)
         # asyncio.wait_for of Python < 3.12 may swallow a cancellation that
         # meets a finishing check: cancel again until every task is done
@@ -1002,7 +989,8 @@ class Director:
             if config is None:
                 if self.path is None:
                     raise ConfigError("no configuration file to reload")
-                config = load(self.path)
+                with _bulk():
+                    config = load(self.path)
             if config.director.netns != self.config.director.netns:
                 raise ConfigError("netns cannot change on reload (restart the director)",
                                   filename=config.filename, key="director.netns")
@@ -1014,7 +1002,8 @@ class Director:
         old = self.probes
         self.config = config
         self._touched = set()
-        changes = self._build(config, first=False)
+        with _bulk():
+            changes = self._build(config, first=False)
         touched, self._touched = self._touched, set()
         self._stop_unused_probes(old)
         assert self._lock is not None

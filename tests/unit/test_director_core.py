@@ -410,7 +410,9 @@ def test_first_runs_spread_over_the_interval(monkeypatch):
         return OK
     monkeypatch.setattr("ipvs.director.core._checks.run_check", fake_run)
     servers = "".join(rs("10.0.2.%d" % i) for i in range(1, 21))
-    cfg = conf(servers, check='type = "tcp"\ninterval = 1.0')
+    # an http check goes through checks.run_check (a TCP check runs on the
+    # scheduler's own epoll set: tests/unit/test_director_scheduler.py)
+    cfg = conf(servers, check='type = "http"\ninterval = 1.0')
 
     async def go():
         d = Director(cfg, kernel=MemoryKernel(), stream=io.StringIO())
