@@ -601,6 +601,19 @@ cdef class Handle:
             self._leave()
 
     # -------------------------------------------------------- destinations
+    cdef int _listed_dests(self, ipvs_service *c, ipvs_dest **arr, size_t *m,
+                           object svc) except -1:
+        """The destinations of a service of a service dump (``listing()``,
+        ``compare()``): one that was deleted since the dump has none. ESRCH
+        (sockopt) says so; netlink's dump is then empty: the same on both."""
+        cdef int rc
+        with nogil:
+            rc = ipvs_get_dests(self.h, c, arr, m)
+        if rc == -ESRCH:
+            rc = 0
+            m[0] = 0
+        return self._check(rc, "destinations", svc)
+
     def destinations(self, svc):
         cdef ipvs_service c, found
         cdef ipvs_dest *arr = NULL
@@ -638,15 +651,8 @@ cdef class Handle:
                 rc = ipvs_get_services(self.h, &svcs, &n)
             self._check(rc, "services")
             for i in range(n):
-                with nogil:
-                    rc = ipvs_get_dests(self.h, &svcs[i], &arr, &m)
                 svc = _svc_from_c(&svcs[i], cache)
-                if rc == -ESRCH:
-                    # ESRCH (sockopt): the service was deleted since the service
-                    # dump; netlink's dump is then empty: the same on both
-                    rc = 0
-                    m = 0
-                self._check(rc, "destinations", svc)
+                self._listed_dests(&svcs[i], &arr, &m, svc)
                 result.append((svc, [_dest_from_c(&arr[j], svcs[i].af, cache) for j in range(m)]))
                 ipvs_free(arr)
                 arr = NULL
@@ -695,12 +701,7 @@ cdef class Handle:
                 w = want.get(keyfn(svc))
                 if w is None:
                     continue
-                with nogil:
-                    rc = ipvs_get_dests(self.h, &svcs[i], &arr, &m)
-                if rc == -ESRCH:     # gone since the service dump (as listing())
-                    rc = 0
-                    m = 0
-                self._check(rc, "destinations", svc)
+                self._listed_dests(&svcs[i], &arr, &m, svc)
                 if m > cap:
                     free(keys)
                     free(seen)
