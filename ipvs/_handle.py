@@ -835,6 +835,13 @@ _DEST_REST = operator.attrgetter("weight", "forward", "upper_threshold", "lower_
 _new_change: Any = tuple.__new__    # Change(...) without its Python-level __new__
 
 
+def _service_differs(svc: Service, cur: Service, srest: Any = _SVC_REST) -> bool:
+    """``cur`` (the table's, same key) needs an update_service to become
+    ``svc``. An update carries every setting; one without a persistence
+    engine clears the kernel's (verified on 6.1)."""
+    return svc is not cur and (srest(svc) != srest(cur) or bool(svc.fwmark and svc != cur))
+
+
 def _plan_compared(h: Any, want: Mapping[Any, Tuple[Service, Mapping[Any, Destination]]],
                    prune: PruneLike) -> List[Change]:
     """`plan_changes` of the table against ``want``, the destinations compared
@@ -843,7 +850,7 @@ def _plan_compared(h: Any, want: Mapping[Any, Tuple[Service, Mapping[Any, Destin
     changes: List[Change] = []
     add = changes.append
     new, C = _new_change, Change
-    srest = _SVC_REST
+    differs = _service_differs
     have = {}
     for svc in services:
         key = _svc_key(svc)
@@ -856,7 +863,7 @@ def _plan_compared(h: Any, want: Mapping[Any, Tuple[Service, Mapping[Any, Destin
             add(new(C, ("add_service", svc, None)))
             changes.extend([new(C, ("add_destination", svc, d)) for d in dests.values()])
             continue
-        if srest(svc) != srest(cur_svc) or (svc.fwmark and svc != cur_svc):
+        if differs(svc, cur_svc):
             add(new(C, ("update_service", svc, None)))
         diff = diffs.get(key)
         if diff is not None:
@@ -875,7 +882,7 @@ def plan_changes(current: Mapping[Any, Tuple[Service, Mapping[Any, Destination]]
     changes: List[Change] = []
     add = changes.append
     new, C = _new_change, Change
-    srest, drest = _SVC_REST, _DEST_REST
+    differs, drest = _service_differs, _DEST_REST
     if prune is True:
         for key, (svc, _) in current.items():
             if key not in want:
@@ -887,10 +894,7 @@ def plan_changes(current: Mapping[Any, Tuple[Service, Mapping[Any, Destination]]
             changes.extend([new(C, ("add_destination", svc, d)) for d in dests.values()])
             continue
         cur_svc, cur_dests = have
-        if svc is not cur_svc and (srest(svc) != srest(cur_svc)
-                                   or (svc.fwmark and svc != cur_svc)):
-            # an update carries every setting; one without a persistence
-            # engine clears the kernel's (verified on 6.1)
+        if differs(svc, cur_svc):
             add(new(C, ("update_service", svc, None)))
         if prune and cur_dests.keys() - dests.keys():
             for dkey, d in cur_dests.items():
