@@ -109,9 +109,6 @@ class Scheduler:
         flight are ignored from now on."""
         probe.sched = 0
 
-    def scheduled(self, probe: Any) -> bool:
-        return bool(getattr(probe, "sched", 0))
-
     def _put(self, probe: Any, due: float) -> None:
         probe.due = due
         k = int(due / self.tick)

@@ -29,12 +29,13 @@ never tells the director.
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import logging
 import os
 import re
 import stat
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Deque, Dict, Optional
 
 import ipvs
 
@@ -320,7 +321,7 @@ class FifoFollower:
         self._rfd = -1
         self._wfd = -1
         self._buf = b""
-        self._queue: List[str] = []
+        self._queue: Deque[str] = collections.deque()
         self._task: Optional["asyncio.Task[None]"] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self.lines = 0          # lines read
@@ -368,7 +369,7 @@ class FifoFollower:
 
     async def _drain(self) -> None:
         while self._queue:
-            role = self._queue.pop(0)
+            role = self._queue.popleft()
             try:
                 await self._switch(role)
             except Exception as e:   # the keeper's resync tries again
@@ -412,7 +413,7 @@ async def keep(director: Any, config_changed: bool = False) -> None:
             keeper = SyncKeeper(want, netns=director.config.director.netns,
                                 handles=director._sync_handles, emit=director.emit,
                                 on_change=lambda k: _changed(director, k))
-            saved = getattr(director, "saved_role", None)
+            saved = director.saved_role
             if saved in STATES:
                 # keepalived does not repeat its state to a restarted director
                 keeper.role = saved
@@ -435,7 +436,7 @@ async def _follow(director: Any, wanted: bool) -> None:
     says (a failure to open it is an error event; the control API stays)."""
     d = director.config.director
     path = d.sync_fifo if wanted else None
-    old: Optional[FifoFollower] = getattr(director, "sync_fifo", None)
+    old: Optional[FifoFollower] = director.sync_fifo
     if old is not None and (old.path, old.name) == (path, d.sync_vrrp_instance):
         return
     if old is not None:
@@ -456,7 +457,7 @@ async def _follow(director: Any, wanted: bool) -> None:
 async def close(director: Any) -> None:
     """The director stops: the FIFO's follower closes (the sync keeper's
     daemon keeps running)."""
-    f: Optional[FifoFollower] = getattr(director, "sync_fifo", None)
+    f: Optional[FifoFollower] = director.sync_fifo
     if f is not None:
         director.sync_fifo = None
         await f.close()
@@ -469,7 +470,7 @@ def status(director: Any) -> Optional[Dict[str, Any]]:
     if keeper is None:
         return None
     out = keeper.status()
-    f: Optional[FifoFollower] = getattr(director, "sync_fifo", None)
+    f: Optional[FifoFollower] = director.sync_fifo
     if f is not None:
         out["keepalived_fifo"] = f.path
         out["vrrp_instance"] = f.name
@@ -480,9 +481,7 @@ def status(director: Any) -> Optional[Dict[str, Any]]:
 def _changed(director: Any, keeper: SyncKeeper) -> None:
     """A role was set: the metric follows and the state file keeps it."""
     _metric(director, keeper)
-    save = getattr(director, "_save_state", None)
-    if save is not None:
-        save()
+    director._save_state()
 
 
 def _metric(director: Any, keeper: SyncKeeper) -> None:

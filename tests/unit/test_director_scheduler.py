@@ -41,6 +41,19 @@ def listener(backlog: int = 64) -> socket.socket:
     return s
 
 
+def full_backlog(port: int) -> List[socket.socket]:
+    """Connections that fill the backlog of a ``listener(0)`` that never
+    accepts: further SYNs are dropped, so a connect hangs until its deadline
+    (close them after)."""
+    fillers = []
+    for _ in range(4):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(("127.0.0.1", port))
+        fillers.append(c)
+    return fillers
+
+
 def free_port() -> int:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -92,12 +105,7 @@ def test_tcp_timeout_when_the_syn_goes_unanswered():
     # are dropped, the connect hangs until the check's own deadline
     srv = listener(0)
     port = srv.getsockname()[1]
-    fillers = []
-    for _ in range(4):
-        c = socket.socket()
-        c.setblocking(False)
-        c.connect_ex(("127.0.0.1", port))
-        fillers.append(c)
+    fillers = full_backlog(port)
 
     async def go():
         return await collect([FakeProbe(tcp(port, interval=5.0, timeout=0.3))], 0.7)
@@ -116,12 +124,7 @@ def test_tcp_timeout_when_the_syn_goes_unanswered():
 def test_slots_bound_checks_in_flight_and_sockets():
     srv = listener(0)
     port = srv.getsockname()[1]
-    fillers = []
-    for _ in range(4):
-        c = socket.socket()
-        c.setblocking(False)
-        c.connect_ex(("127.0.0.1", port))
-        fillers.append(c)
+    fillers = full_backlog(port)
     probes = [FakeProbe(tcp(port, interval=0.05, timeout=0.2)) for _ in range(20)]
 
     async def go():
