@@ -8,11 +8,13 @@ read the table, send one batch of calls, reopen after the module went away.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import ipvs
 
 Call = Tuple[str, ipvs.Service, Optional[ipvs.Destination]]
+SYSCTL_DIR = "/proc/sys/net/ipv4/vs/"
 
 
 class Kernel:
@@ -38,6 +40,24 @@ class Kernel:
 
     async def close(self) -> None:
         await self.reopen()
+
+    def sysctl_read(self, name: str) -> str:
+        """The text of /proc/sys/net/ipv4/vs/NAME in the table's namespace."""
+        with self._in_netns():
+            with open(SYSCTL_DIR + name) as f:
+                return f.read()
+
+    def sysctl_write(self, name: str, value: str) -> None:
+        with self._in_netns():
+            with open(SYSCTL_DIR + name, "w") as f:
+                f.write(value + "\n")
+
+    def _in_netns(self) -> Any:
+        # /proc/sys/net is the namespace of the thread that opens the file
+        if self.netns is None:
+            return contextlib.nullcontext()
+        from ipvs import netns
+        return netns.enter(self.netns)
 
     async def table(self) -> Dict[ipvs.Service, List[ipvs.Destination]]:
         """{Service: [Destination]} of the whole namespace, with counters."""
@@ -69,6 +89,18 @@ class MemoryKernel:
         self.tables: Dict[Any, Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]] = {}
         self.batches: List[List[Call]] = []
         self.fail: Optional[BaseException] = None
+        #: net.ipv4.vs settings by name (a missing name: as the kernel
+        #: without it, FileNotFoundError)
+        self.sysctl: Dict[str, str] = {}
+
+    def sysctl_read(self, name: str) -> str:
+        if name not in self.sysctl:
+            raise FileNotFoundError(2, "No such file or directory", SYSCTL_DIR + name)
+        return self.sysctl[name] + "\n"
+
+    def sysctl_write(self, name: str, value: str) -> None:
+        self.sysctl_read(name)
+        self.sysctl[name] = value
 
     async def table(self) -> Dict[ipvs.Service, List[ipvs.Destination]]:
         if self.fail is not None:

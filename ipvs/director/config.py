@@ -29,8 +29,9 @@ except ImportError:  # pragma: no cover - depends on the installed extras
         raise
     import tomllib  # type: ignore[no-redef]
 
-__all__ = ["ConfigError", "Config", "DirectorConfig", "ServiceConfig", "RealServerConfig",
-           "CheckConfig", "load", "parse", "service_name", "CHECK_TYPES"]
+__all__ = ["ConfigError", "ConfigErrors", "Config", "DirectorConfig", "ServiceConfig", "RealServerConfig",
+           "CheckConfig", "load", "parse", "service_name", "canonical_service_name",
+           "CHECK_TYPES"]
 
 CHECK_TYPES = ("tcp", "http", "https", "udp", "dns", "smtp", "exec", "file", "none")
 COMMON_CHECK_KEYS = ("type", "address", "port", "interval", "retry_interval", "timeout",
@@ -47,6 +48,19 @@ TYPE_KEYS: Dict[str, Tuple[str, ...]] = {
     "none": (),
 }
 NEEDS_PORT = ("tcp", "http", "https", "udp", "dns", "smtp")
+#: scheduler names a kernel may offer (ip_vs_<name>.ko); --check refuses others
+SCHEDULER_NAMES = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq",
+                   "fo", "ovf", "mh", "twos")
+#: the settings under /proc/sys/net/ipv4/vs a kernel may have ([director] sysctl);
+#: est_cpulist and est_nice came in 6.2, lblc(r)_expiration with their schedulers
+SYSCTL_NAMES = ("am_droprate", "amemthresh", "backup_only", "cache_bypass",
+                "conn_reuse_mode", "conntrack", "debug_level", "drop_entry", "drop_packet",
+                "est_cpulist", "est_nice", "expire_nodest_conn", "expire_quiescent_template",
+                "ignore_tunneled", "lblc_expiration", "lblcr_expiration", "nat_icmp_send",
+                "pmtu_disc", "run_estimation", "schedule_icmp", "secure_tcp", "sloppy_sctp",
+                "sloppy_tcp", "snat_reroute", "sync_persist_mode", "sync_ports",
+                "sync_qlen_max", "sync_refresh_period", "sync_retries", "sync_sock_size",
+                "sync_threshold", "sync_version")
 DNS_QTYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15, "TXT": 16,
               "AAAA": 28, "SRV": 33, "ANY": 255}
 DNS_RCODES = {"NOERROR": 0, "FORMERR": 1, "SERVFAIL": 2, "NXDOMAIN": 3, "NOTIMP": 4,
@@ -54,7 +68,7 @@ DNS_RCODES = {"NOERROR": 0, "FORMERR": 1, "SERVFAIL": 2, "NXDOMAIN": 3, "NOTIMP"
 
 DIRECTOR_KEYS = ("netns", "control", "control_group", "metrics", "metrics_rates",
                  "drain_timeout", "resync_interval", "sync", "state_file",
-                 "max_checks_in_flight")
+                 "max_checks_in_flight", "sysctl")
 SERVICE_KEYS = ("address", "port", "fwmark", "family", "protocol", "scheduler", "flags",
                 "timeout", "netmask", "pe_name", "on_failure", "quorum", "hysteresis",
                 "sorry_server", "check", "real_server")
@@ -81,6 +95,28 @@ class ConfigError(ValueError):
         self.key = key
         where = filename + (":%d" % line if line else "")
         super().__init__("%s: %s%s" % (where, (key + ": ") if key else "", message))
+
+
+class ConfigErrors(ConfigError):
+    """Several errors of one file (``errors``: each a :class:`ConfigError`
+    with its line); ``str()`` is one line per error, in file order, and
+    ``line``/``key`` are the first one's."""
+
+    def __init__(self, errors: Sequence[ConfigError]) -> None:
+        flat: List[ConfigError] = []
+        for e in errors:
+            flat += e.errors if isinstance(e, ConfigErrors) else [e]
+        flat.sort(key=lambda e: e.line or 0)
+        self.errors = flat
+        first = flat[0]
+        ValueError.__init__(self, "\n".join(str(e) for e in flat))
+        self.message, self.filename = first.message, first.filename
+        self.line, self.key = first.line, first.key
+
+
+def _collect(errors: List[ConfigError]) -> None:
+    if errors:
+        raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +189,8 @@ class DirectorConfig:
     sync_vrrp_instance: Optional[str] = None
     state_file: Optional[str] = None        # None: beside the control socket; "": none
     max_checks_in_flight: Optional[int] = None  # None: from the open files limit
+    #: ``[director] sysctl``: ((name, value text), ...) of net.ipv4.vs.* kept set
+    sysctl: Tuple[Tuple[str, str], ...] = ()
 
     @property
     def state_path(self) -> Optional[str]:
@@ -181,6 +219,32 @@ def service_name(svc: ipvs.Service) -> str:
     host = "[%s]" % svc.address if svc.family == socket.AF_INET6 else str(svc.address)
     proto = svc.protocol.name if isinstance(svc.protocol, ipvs.Protocol) else str(svc.protocol)
     return "%s %s:%d" % (proto, host, svc.port)
+
+
+def canonical_service_name(text: str) -> str:
+    """A service string as an operator may type it (``tcp 10.0.0.1:80``,
+    ``fwm 7 ipv6``, extra blanks, an IPv6 address in any spelling) in the
+    form :func:`service_name` gives; the text as it is when it is not one."""
+    words = text.split()
+    if not words:
+        return text
+    proto = words[0].upper()
+    if proto == "FWM" and len(words) in (2, 3):
+        if len(words) == 3 and words[2].lower() != "ipv6":
+            return text
+        return "FWM %s%s" % (words[1], " IPv6" if len(words) == 3 else "")
+    if len(words) != 2:
+        return text
+    host, sep, port = words[1].rpartition(":")
+    if not sep:
+        return text
+    try:
+        addr = ipaddress.ip_address(host[1:-1] if host.startswith("[") and host.endswith("]")
+                                    else host)
+    except ValueError:
+        return text
+    host = "[%s]" % addr if addr.version == 6 else str(addr)
+    return "%s %s:%s" % (proto, host, port)
 
 
 # ------------------------------------------------------------ line finding
@@ -553,13 +617,29 @@ def _service(ctx: _Ctx, path: Path, t: Mapping[str, Any]) -> ServiceConfig:
         raise ctx.error(path + ("real_server",), "must be an array of tables [[service.real_server]]")
     real: List[RealServerConfig] = []
     seen: Dict[Any, int] = {}
+    errors: List[ConfigError] = []     # every real server's, not only the first
+    if svc.scheduler not in SCHEDULER_NAMES:
+        errors.append(ctx.error(path + ("scheduler",), "no kernel has a scheduler %r (one of: "
+                                "%s)" % (svc.scheduler, " ".join(SCHEDULER_NAMES))))
     for i, r in enumerate(rss):
         rpath = path + ("real_server", i)
-        rs = _real_server(ctx, rpath, r, svc, on_failure, base_check, path + ("check",))
-        if rs.key in seen:
-            raise ctx.error(rpath + ("address",), "real server given twice in %s" % name)
+        try:
+            rs = _real_server(ctx, rpath, r, svc, on_failure, base_check, path + ("check",))
+            if rs.key in seen:
+                raise ctx.error(rpath + ("address",), "real server given twice in %s" % name)
+            _same_family(ctx, rpath, svc, rs.destination)
+        except ConfigError as e:
+            errors.append(e)
+            continue
         seen[rs.key] = i
         real.append(rs)
+    if "quorum" in t and len(real) == len(rss):
+        total = sum(rs.destination.weight for rs in real)
+        if quorum > total:
+            errors.append(ctx.error(path + ("quorum",), "quorum %d is above %d, the sum of the "
+                                    "real servers' weights: the service could never have "
+                                    "quorum" % (quorum, total)))
+    _collect(errors)
     sorry = None
     if "sorry_server" in t:
         host, port = _hostport(ctx, path + ("sorry_server",), t["sorry_server"],
@@ -569,7 +649,19 @@ def _service(ctx: _Ctx, path: Path, t: Mapping[str, Any]) -> ServiceConfig:
                        {"address": host, "port": port, "weight": 1, "forward": fwd})
         if sorry.key in seen:
             raise ctx.error(path + ("sorry_server",), "the sorry server is also a real server")
+        _same_family(ctx, path + ("sorry_server",), svc, sorry)
     return ServiceConfig(svc, name, on_failure, quorum, hysteresis, sorry, tuple(real))
+
+
+def _same_family(ctx: _Ctx, path: Path, svc: ipvs.Service, dest: ipvs.Destination) -> None:
+    """The kernel's rule: a destination of another address family than its
+    service's only with tunnel forwarding (EINVAL otherwise)."""
+    fam = socket.AF_INET6 if dest.address.version == 6 else socket.AF_INET
+    if fam != svc.family and dest.forward != ipvs.Forward.TUNNEL:
+        raise ctx.error(path + ("address",), "an IPv%d real server of an IPv%d service needs "
+                        'forward = "tunnel" (the kernel refuses other methods across '
+                        "families)" % (dest.address.version, 6 if svc.family == socket.AF_INET6
+                                       else 4))
 
 
 _DOTTED = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
@@ -688,7 +780,31 @@ def _director(ctx: _Ctx, t: Any) -> DirectorConfig:
     if "max_checks_in_flight" in t:
         kw["max_checks_in_flight"] = _integer(ctx, path + ("max_checks_in_flight",),
                                               t["max_checks_in_flight"], 1, 1 << 20)
+    if "sysctl" in t:
+        kw["sysctl"] = _sysctls(ctx, path + ("sysctl",), t["sysctl"])
     return DirectorConfig(**kw)
+
+
+def _sysctls(ctx: _Ctx, path: Path, t: Any) -> Tuple[Tuple[str, str], ...]:
+    """``[director] sysctl = { expire_nodest_conn = 1, ... }``: names as
+    under /proc/sys/net/ipv4/vs, values integers (or a string such as
+    ``sync_threshold = "3 50"``), kept as the text written there."""
+    if not isinstance(t, dict):
+        raise ctx.error(path, "must be a table of net.ipv4.vs settings")
+    out = []
+    for name, value in t.items():
+        if name not in SYSCTL_NAMES:
+            raise ctx.error(path + (name,), "not a net.ipv4.vs setting (the names under "
+                            "/proc/sys/net/ipv4/vs)")
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ctx.error(path + (name,), "must be an integer (or a string of integers)")
+        text = " ".join(str(value).split())
+        if not text or not all(re.fullmatch(r"-?\d+", w) for w in text.split()) \
+                and name != "est_cpulist":
+            raise ctx.error(path + (name,), "must be an integer (or a string of integers), "
+                            "not %r" % (value,))
+        out.append((name, text))
+    return tuple(out)
 
 
 SYNC_KEYS = ("state", "interface", "sync_id", "max_len", "mcast_group", "mcast_port",
@@ -747,6 +863,18 @@ def _sync_fifo(ctx: _Ctx, path: Path, t: Dict[str, Any]) -> Tuple[Optional[str],
     return fifo, name
 
 
+def _sync_families(ctx: _Ctx, path: Path, director: DirectorConfig, sc: ServiceConfig) -> None:
+    """With [director.sync], no real server of another family than its
+    service's: the kernel refuses the pair (either order)."""
+    if director.sync is None:
+        return
+    for j, rs in enumerate(sc.real_servers):
+        if (rs.destination.address.version == 6) != (sc.service.family == socket.AF_INET6):
+            raise ctx.error(path + ("real_server", j, "address"),
+                            "the kernel's sync daemon ([director.sync]) refuses real servers "
+                            "of another family than their service")
+
+
 _SERVICE_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*service[ \t]*\]\][ \t]*(?:#[^\n]*)?$", re.M)
 _CACHES: Dict[str, Dict[str, ServiceConfig]] = {}
 
@@ -781,6 +909,7 @@ def _parse_blocks(text: str, filename: str, cache: Dict[str, ServiceConfig]) -> 
             sc = _service(_Ctx(block, filename), ("service", 0), d["service"][0])
         if sc.service.key in seen:
             return None
+        _sync_families(ctx, ("service",), director, sc)
         seen.add(sc.service.key)
         fresh[block] = sc
         services.append(sc)
@@ -815,22 +944,33 @@ def parse(text: str, filename: str = "<config>",
             key = km.group(1) if km else None
         raise ConfigError("TOML syntax: " + msg, filename=filename, line=line, key=key) from None
     ctx = _Ctx(text, filename)
-    _unknown(ctx, (), data, ("director", "service"))
-    director = _director(ctx, data.get("director", {}))
+    errors: List[ConfigError] = []       # every error of the file, each with its line
+    director = DirectorConfig()
+    try:
+        _unknown(ctx, (), data, ("director", "service"))
+        director = _director(ctx, data.get("director", {}))
+    except ConfigError as e:
+        errors.append(e)
     svcs = data.get("service", [])
     if not isinstance(svcs, list):
         raise ctx.error(("service",), "must be an array of tables [[service]]")
     services: List[ServiceConfig] = []
     seen: Dict[Any, int] = {}
     for i, t in enumerate(svcs):
-        if not isinstance(t, dict):
-            raise ctx.error(("service", i), "must be a table")
-        sc = _service(ctx, ("service", i), t)
-        if sc.service.key in seen:
-            raise ctx.error(("service", i), "%s given twice (also service[%d])"
-                            % (sc.name, seen[sc.service.key]))
+        try:
+            if not isinstance(t, dict):
+                raise ctx.error(("service", i), "must be a table")
+            sc = _service(ctx, ("service", i), t)
+            if sc.service.key in seen:
+                raise ctx.error(("service", i), "%s given twice (also service[%d])"
+                                % (sc.name, seen[sc.service.key]))
+            _sync_families(ctx, ("service", i), director, sc)
+        except ConfigError as e:
+            errors.append(e)
+            continue
         seen[sc.service.key] = i
         services.append(sc)
+    _collect(errors)
     return Config(director, tuple(services), filename)
 
 

@@ -33,11 +33,12 @@ import ipvs
 from ipvs.director import checks as _checks
 from ipvs.director.scheduler import Scheduler
 from ipvs.director.config import (CheckConfig, Config, ConfigError, RealServerConfig,
-                                  ServiceConfig, load, service_name)
+                                  ServiceConfig, canonical_service_name, load,
+                                  service_name)
 from ipvs.director.state import StateError, read_state, write_state
 from ipvs.director.sync import status as _sync_status
 
-__all__ = ["Director", "NotFound", "Probe"]
+__all__ = ["Director", "KernelRefused", "NotFound", "Probe"]
 
 log = logging.getLogger("ipvs.director")
 
@@ -51,6 +52,11 @@ WATCH_INTERVAL = 2.0
 
 class NotFound(LookupError):
     """An unknown service or real server (the control API's 404)."""
+
+
+class KernelRefused(ConfigError):
+    """A reload the kernel refused: the running configuration stays (in the
+    kernel, the status and the metrics); the message is the kernel's."""
 
 
 class Probe:
@@ -243,6 +249,21 @@ def _now() -> float:
     return time.time()
 
 
+SERVICE_FIELDS = ("scheduler", "flags", "timeout", "netmask", "pe_name")
+DEST_FIELDS = ("weight", "forward", "upper_threshold", "lower_threshold", "tunnel_type",
+               "tunnel_port", "tunnel_flags")
+
+
+def _plain(value: Any) -> Any:
+    """A field's value for an event: enum members by name, addresses as text."""
+    if isinstance(value, (int, float, str)) and not hasattr(value, "name"):
+        return value
+    name = getattr(value, "name", None)
+    if isinstance(name, str):
+        return name.lower()
+    return str(value) if value is not None else None
+
+
 class Director:
     """Keeps the services of a configuration in one namespace's IPVS table.
 
@@ -295,6 +316,12 @@ class Director:
         self._saved: Optional[Tuple[List[str], List[Dict[str, Any]], Optional[str]]] = None
         #: the role of the state file (the last one keepalived or the API set)
         self.saved_role: Optional[str] = None
+        self._round_began: Optional[float] = None   # monotonic start of a round in progress
+        #: events and notify commands of a reload the kernel has not accepted
+        #: yet (sent when it has, dropped when it refused the file)
+        self._held: Optional[List[Any]] = None
+        self.sysctl_values: Dict[str, Optional[str]] = {}   # [director] sysctl as last read
+        self._draining = False    # a drain goes on (the writer polls its connections)
         with _bulk():
             self._build(config, first=True)
 
@@ -384,6 +411,9 @@ class Director:
     def emit(self, event: str, service: Optional[str] = None, address: Any = None,
              port: Optional[int] = None, **extra: Any) -> dict:
         """Send an event to the log, the /events subscribers and notify."""
+        if self._held is not None:      # a reload not yet accepted by the kernel
+            self._held.append(lambda: self.emit(event, service, address, port, **extra))
+            return {"event": event}
         ev: Dict[str, Any] = {"time": round(_now(), 3), "event": event}
         if service is not None:
             ev["service"] = service
@@ -429,6 +459,9 @@ class Director:
                 state: str) -> None:
         if not argv:
             return
+        if self._held is not None:
+            self._held.append(lambda: self._notify(argv, st, rs, state))
+            return
 
         async def run() -> None:
             env = dict(os.environ)
@@ -459,6 +492,9 @@ class Director:
         old_weight = probe.weight
         if self.metrics is not None:
             self.metrics.check_done(probe.check.type, result)
+            if not result.ok:
+                for st, rs in probe.users:
+                    self.metrics.check_failed(st, rs)
         changed = probe.feed(result)
         if changed or probe.weight != old_weight:
             self._refresh_states(result, probe.users)
@@ -735,42 +771,134 @@ class Director:
         round (resync, drains, reloads, the control API)."""
         assert self._lock is not None
         async with self._lock:
-            keys: Optional[List[Tuple[Any, ...]]] = None
-            if partial:
-                keys = [k for k in self._changed if k in self.services]
-            else:
-                await self._read()
-                self._drains()
-            self._changed = set()
-            want: Dict[Tuple[Any, ...], Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]] = {}
-            calls: List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]] = []
-            order = list(self.services) if keys is None else keys
-            chunks = self._chunks(order)
-            for chunk in chunks:
-                # in chunks, letting the checks run between them
-                part = self.desired(chunk)
-                calls += self.plan(self.table, part, chunk)
-                want.update(part)
-                if len(chunks) > 1:
-                    await asyncio.sleep(0)
-            calls = _ordered(calls)
-            if calls:
-                await self.kernel.run(calls)
-            if keys is None:
-                self._written(want)
-            else:
-                self._written_part(want, keys)
-            for key in [k for k, st in self.services.items()
-                        if st.cfg is None and k not in want
-                        and (keys is None or k in keys)]:
-                self.emit("removed", self.services.pop(key).name)
-                self.table.pop(key, None)
-            self.rounds += 1
-            if keys is None:
-                self._save_state()
-            if self.metrics is not None:
-                self.metrics.after_round(self)
-            return calls
+            self._round_began = time.monotonic()
+            try:
+                return await self._round(partial)
+            finally:
+                self._round_began = None
+
+    async def _round(self, partial: bool
+                     ) -> List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]]:
+        keys: Optional[List[Tuple[Any, ...]]] = None
+        mirror = self.table       # as last read and written: what drift is seen against
+        if partial:
+            keys = [k for k in self._changed if k in self.services]
+        else:
+            await self._read()
+            self._drains()
+            self._sysctls()
+        self._changed = set()
+        want: Dict[Tuple[Any, ...], Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]] = {}
+        calls: List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]] = []
+        order = list(self.services) if keys is None else keys
+        chunks = self._chunks(order)
+        for chunk in chunks:
+            # in chunks, letting the checks run between them
+            part = self.desired(chunk)
+            calls += self.plan(self.table, part, chunk)
+            want.update(part)
+            if len(chunks) > 1:
+                await asyncio.sleep(0)
+        calls = _ordered(calls)
+        if calls and keys is None and self.rounds:
+            self._report_drift(mirror, calls)
+        if calls:
+            await self.kernel.run(calls)
+        if keys is None:
+            self._written(want)
+        else:
+            self._written_part(want, keys)
+        for key in [k for k, st in self.services.items()
+                    if st.cfg is None and k not in want
+                    and (keys is None or k in keys)]:
+            self.emit("removed", self.services.pop(key).name)
+            self.table.pop(key, None)
+        self.rounds += 1
+        if keys is None:
+            self._save_state()
+        if self.metrics is not None:
+            self.metrics.after_round(self)
+        self._draining = any(rs.draining and not rs.gone for st in self.services.values()
+                             for rs in st.real_servers.values())
+        if self._draining and self._tasks and asyncio.current_task() is not self._tasks[0]:
+            # a drain begun outside the writer (the control API, a
+            # reload): the writer must poll it from now on, not sleep on
+            # until the next resync
+            self.wake()
+        return calls
+
+    def _report_drift(self, mirror: Dict[Tuple[Any, ...], Tuple[ipvs.Service,
+                                                                Dict[Any, ipvs.Destination]]],
+                      calls: List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]]) -> None:
+        """Event ``drift`` for each call of this round that repairs a change
+        someone else made: the table just read differs from what the
+        director last read and wrote (``mirror``) where it writes now."""
+        now = self.table
+        for method, svc, dest in calls:
+            key = svc.key
+            was, cur = mirror.get(key), now.get(key)
+            if was is None:
+                continue               # not in the kernel as the director's before
+            st = self.services.get(key)
+            if method == "add_service":
+                self._drifted(st, svc, None, "service", "absent", "present")
+            elif method == "update_service" and cur is not None:
+                for f in SERVICE_FIELDS:
+                    k, w = getattr(cur[0], f), getattr(svc, f)
+                    if k != w and getattr(was[0], f) != k:
+                        self._drifted(st, svc, None, f, k, w)
+            elif dest is not None and cur is not None:
+                have, had = cur[1].get(dest.key), was[1].get(dest.key)
+                if method == "add_destination" and had is not None:
+                    self._drifted(st, svc, dest, "destination", "absent", "present")
+                elif method == "delete_destination" and had is None:
+                    self._drifted(st, svc, dest, "destination", "present", "absent")
+                elif method == "update_destination" and have is not None and had is not None:
+                    for f in DEST_FIELDS:
+                        k, w = getattr(have, f), getattr(dest, f)
+                        if k != w and getattr(had, f) != k:
+                            self._drifted(st, svc, dest, f, k, w)
+
+    def _drifted(self, st: Optional[ServiceState], svc: ipvs.Service,
+                 dest: Optional[ipvs.Destination], field: str, kernel: Any, wanted: Any) -> None:
+        name = st.name if st is not None else service_name(svc)
+        self.emit("drift", name, None if dest is None else dest.address,
+                  None if dest is None else dest.port, field=field,
+                  kernel=_plain(kernel), wanted=_plain(wanted))
+        if self.metrics is not None:
+            self.metrics.drift(svc, field)
+
+    # ------------------------------------------------------------ sysctl
+    def _sysctls(self, first: bool = False) -> Dict[str, Optional[str]]:
+        """Set the net.ipv4.vs settings of [director] sysctl where they
+        differ (at start; at each full round a difference is drift,
+        reported and repaired).  Returns the values found."""
+        found: Dict[str, Optional[str]] = {}
+        for name, value in self.config.director.sysctl:
+            try:
+                cur = " ".join(self.kernel.sysctl_read(name).split())
+            except OSError as e:
+                if first or self.sysctl_values.get(name) is not None:
+                    self.emit("error", message="sysctl %s: %s" % (name, e.strerror or e))
+                self.sysctl_values[name] = found[name] = None
+                continue
+            found[name] = cur
+            if cur != value:
+                try:
+                    self.kernel.sysctl_write(name, value)
+                except OSError as e:
+                    self.emit("error", message="sysctl %s = %s: %s" % (name, value,
+                                                                       e.strerror or e))
+                    self.sysctl_values[name] = cur
+                    continue
+                if first or name not in self.sysctl_values:
+                    self.emit("sysctl", name=name, value=value, previous=cur)
+                else:
+                    self.emit("drift", field="sysctl", name=name, kernel=cur, wanted=value)
+                    if self.metrics is not None:
+                        self.metrics.drift(None, "sysctl")
+            self.sysctl_values[name] = value
+        return found
 
     # ------------------------------------------------------------ state file
     def _state(self) -> Tuple[List[str], List[Dict[str, Any]], Optional[str]]:
@@ -875,8 +1003,7 @@ class Director:
         failures = 0
         while not self._closing:
             timeout = self._next_resync - loop.time()
-            if any(rs.draining and not rs.gone for st in self.services.values()
-                   for rs in st.real_servers.values()):
+            if self._draining:
                 timeout = min(timeout, DRAIN_POLL)
             if failures:
                 timeout = min(timeout, min(2.0, 0.5 * failures))
@@ -889,8 +1016,7 @@ class Director:
             if loop.time() >= self._next_resync:
                 self._next_resync = loop.time() + self.config.director.resync_interval
                 full = True
-            if any(rs.draining and not rs.gone for st in self.services.values()
-                   for rs in st.real_servers.values()):
+            if self._draining:
                 full = True   # drains need the connection counters
             try:
                 self._full = True
@@ -927,6 +1053,40 @@ class Director:
                 self.wake()
 
     # ------------------------------------------------------------ life
+    def writer_alive(self, stall: float = 30.0) -> bool:
+        """True while the writer runs and no round has been in progress for
+        ``stall`` seconds or more (what systemd's watchdog is fed on)."""
+        if not self._tasks or self._tasks[0].done():
+            return False
+        began = self._round_began
+        return began is None or time.monotonic() - began < stall
+
+    async def preview(self, states: Optional[Dict[Tuple[str, str, int], Dict[str, Any]]] = None
+                      ) -> List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]]:
+        """The calls a start would send to the live table now, without
+        sending them (``ipvs-director diff``).  ``states``: real servers as
+        a running director last knew them, {(service, address, port):
+        its /status entry}; the others are as a start finds them."""
+        saved = await self._restore_services()
+        await self._read()
+        self._adopt()
+        self._restore_servers(saved)
+        if states:
+            now = time.monotonic()
+            for st in self.services.values():
+                for rs in st.real_servers.values():
+                    known = states.get((st.name, str(rs.destination.address),
+                                        rs.destination.port))
+                    if known is None or rs.cfg is None:
+                        continue
+                    if known.get("state") == "draining":
+                        rs.draining_since = now
+                        rs.manual_drain = True
+                    elif known.get("state") in ("up", "falling", "rising", "down"):
+                        rs.state = known["state"]
+                    rs.weight_override = known.get("weight_override")
+        return _ordered(self.plan(self.table, self.desired()))
+
     @property
     def started(self) -> bool:
         """True once start() has run (the control API and reloads work)."""
@@ -942,10 +1102,22 @@ class Director:
         with _bulk():
             saved = await self._restore_services()
             await self._read()
+            before = dict(self.table)       # the own services as found
             self._adopt()
             self._restore_servers(saved)
-            await self.round()
-            await self._keep_sync(config_changed=True)
+            sysctls = self._sysctls(first=True)
+            try:
+                await self.round()
+                await self._keep_sync(config_changed=True)
+            except BaseException:
+                # a refused start leaves nothing of itself behind
+                with contextlib.suppress(Exception):
+                    await self._put_back(before, set(self.services) | set(before))
+                with contextlib.suppress(Exception):
+                    for name, value in sysctls.items():
+                        if value is not None:
+                            self.kernel.sysctl_write(name, value)
+                raise
         self._full = False
         loop = asyncio.get_running_loop()
         self._start_probes()
@@ -999,7 +1171,85 @@ class Director:
             if self.metrics is not None:
                 self.metrics.reload(False)
             raise
+        snapshot = self._snapshot()
+        self._held = []
+        try:
+            result = await self._reload(config)
+        except Exception as e:
+            self._held = []
+            try:
+                await self._roll_back(snapshot)
+            except Exception as again:
+                self._held = None
+                self.emit("error", message="putting back the running configuration: %s" % again)
+            self._held = None
+            message = "the kernel refused %s: %s" % (config.filename, e)
+            self.emit("reload_failed", message=message)
+            if self.metrics is not None:
+                self.metrics.reload(False)
+            raise KernelRefused(message, filename=config.filename) from e
+        held, self._held = self._held, None
+        for send in held:
+            send()
+        if self.metrics is not None:
+            self.metrics.reload(True)
+        return result
+
+    def _snapshot(self) -> Dict[str, Any]:
+        """What a refused reload puts back: the configuration, the probes,
+        which services and real servers there were, their quorum states and
+        the table as last read and written."""
+        return {"config": self.config, "probes": self.probes,
+                "services": {k: set(st.real_servers) for k, st in self.services.items()},
+                "quorum": {k: (st.quorum_up, st.sorry_active)
+                           for k, st in self.services.items()},
+                "table": dict(self.table)}
+
+    async def _roll_back(self, snap: Dict[str, Any]) -> None:
+        """Back to ``snap`` after the kernel refused a reload's write: the
+        run-time state of the old configuration (its own probes), then its
+        table put back and written whole."""
+        keys = set(self.services) | set(snap["services"])
         old = self.probes
+        self.config = snap["config"]
+        self.probes = {**old, **snap["probes"]}
+        with _bulk():
+            self._build(self.config, first=False)
+        self._touched = set()
+        self._stop_unused_probes(old)
+        for key in [k for k in self.services if k not in snap["services"]]:
+            del self.services[key]
+        for key, st in self.services.items():
+            had = snap["services"][key]
+            for rkey in [r for r in st.real_servers if r not in had]:
+                del st.real_servers[rkey]
+            st.quorum_up, st.sorry_active = snap["quorum"][key]
+        self._refresh_states()
+        assert self._lock is not None
+        async with self._lock:
+            await self._put_back(snap["table"], keys)
+        self._start_probes()
+        await self.round()
+
+    async def _put_back(self, before: Dict[Tuple[Any, ...], Tuple[ipvs.Service,
+                                                                   Dict[Any, ipvs.Destination]]],
+                        keys: Set[Tuple[Any, ...]]) -> None:
+        """The services of ``keys`` written back as ``before`` has them (the
+        table as read before a write the kernel refused; a key not in it is
+        deleted)."""
+        await self.kernel.reopen()
+        now = {svc.key: (svc, {d.key: d for d in dests})
+               for svc, dests in (await self.kernel.table()).items() if svc.key in keys}
+        calls = _ordered(self.plan(now, before, keys))
+        if calls:
+            await self.kernel.run(calls)
+        self.table = {k: v for k, v in self.table.items() if k not in keys}
+        self.table.update((k, v) for k, v in before.items() if k in keys)
+
+    async def _reload(self, config: Config) -> Dict[str, Any]:
+        old = self.probes
+        kept = {(key, rkey): rs.destination.weight for key, st in self.services.items()
+                for rkey, rs in st.real_servers.items() if rs.weight_override is not None}
         self.config = config
         self._touched = set()
         with _bulk():
@@ -1035,10 +1285,21 @@ class Director:
         await self._keep_sync(config_changed=True)
         self._start_probes()
         _settle_heap()
-        self.emit("reload", **changes, calls=len(calls))
-        if self.metrics is not None:
-            self.metrics.reload(True)
-        return {"reloaded": True, **changes, "calls": len(calls)}
+        extra: Dict[str, Any] = {}
+        kept_api = []
+        for (key, rkey), weight in kept.items():
+            rs = self.services[key].real_servers.get(rkey) if key in self.services else None
+            if rs is not None and rs.cfg is not None and rs.weight_override is not None \
+                    and rs.destination.weight != weight:
+                kept_api.append({"service": self.services[key].name,
+                                 "address": str(rs.destination.address),
+                                 "port": rs.destination.port, "weight": rs.weight_override,
+                                 "configured_weight": rs.destination.weight})
+        if kept_api:
+            # the file changed the weight of a server whose API weight stays
+            extra["kept_api_weight"] = kept_api
+        self.emit("reload", **changes, calls=len(calls), **extra)
+        return {"reloaded": True, **changes, "calls": len(calls), **extra}
 
     def _adopt_new(self, keys: Optional[Set[Tuple[Any, ...]]] = None) -> None:
         for key, (svc, dests) in self.table.items():
@@ -1069,7 +1330,8 @@ class Director:
     def _find(self, service: Any, address: Any, port: Any) -> Tuple[ServiceState, RealServer]:
         if not isinstance(service, str):
             raise ValueError('"service" must be a service string such as "TCP 10.0.0.1:80"')
-        st = next((s for s in self.services.values() if s.name == service.strip()), None)
+        name = canonical_service_name(service)
+        st = next((s for s in self.services.values() if s.name == name), None)
         if st is None:
             raise NotFound("unknown service %r" % service)
         try:
@@ -1112,13 +1374,21 @@ class Director:
 
     async def set_weight(self, service: Any, address: Any, port: Any,
                          weight: Any) -> Dict[str, Any]:
+        """``POST /weight``: an API weight for one real server; ``None``
+        clears it (back to the configured weight)."""
         st, rs = self._find(service, address, port)
-        if not isinstance(weight, int) or isinstance(weight, bool) or not 0 <= weight <= 0x7FFFFFFF:
-            raise ValueError('"weight" must be an integer 0..2147483647')
+        if weight is not None and (not isinstance(weight, int) or isinstance(weight, bool)
+                                   or not 0 <= weight <= 0x7FFFFFFF):
+            raise ValueError('"weight" must be an integer 0..2147483647, or null to clear it')
         if rs.cfg is None:
             raise ValueError("that real server is not in the file any more")
         rs.weight_override = weight
-        self.emit("weight", st.name, rs.destination.address, rs.destination.port, weight=weight)
+        if weight is None:
+            self.emit("weight", st.name, rs.destination.address, rs.destination.port,
+                      weight=rs.destination.weight, cleared=True)
+        else:
+            self.emit("weight", st.name, rs.destination.address, rs.destination.port,
+                      weight=weight)
         await self.round()
         return self.server_status(st, rs)
 
@@ -1168,5 +1438,5 @@ class Director:
             }
             out.append(item)
         return {"services": out, "config": self.path, "rounds": self.rounds,
-                "sync": _sync_status(self),
+                "sync": _sync_status(self), "sysctl": dict(self.sysctl_values),
                 "kernel_error": self.last_round_error, "event_streams": len(self.subscribers)}

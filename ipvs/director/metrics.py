@@ -46,6 +46,15 @@ class DirectorMetrics:
                                 "1 for the director's current sync role (master or backup), "
                                 "0 for the other; absent without [director.sync]",
                                 ["state"], registry=r)
+        self.drift_repairs = Counter(
+            "ipvs_director_drift_repairs_total",
+            "Changes someone else made to the director's services (or its sysctl settings, "
+            "field=\"sysctl\" with empty service labels) that the director put back",
+            SERVICE_LABELS + ("field",), registry=r)
+        self.check_failures = Counter(
+            "ipvs_director_real_server_check_failures_total",
+            "Failed health checks of the real server (each failed run of each of its checks)",
+            DEST_LABELS, registry=r)
         self.last_reload.set(time.time())
         self.collector = IPVSCollector(netns, rates=rates)
         self._server: Any = None
@@ -66,6 +75,15 @@ class DirectorMetrics:
     def check_done(self, type_: str, result: Any) -> None:
         self.checks.labels(type_, result.result).inc()
         self.duration.labels(type_).observe(result.duration)
+
+    def check_failed(self, st: Any, rs: Any) -> None:
+        labels = service_labels(st.service) + (str(rs.destination.address), str(rs.destination.port))
+        self.check_failures.labels(*labels).inc()
+
+    def drift(self, service: Any, field: str) -> None:
+        """One repair of ``field`` of ``service`` (None: a sysctl)."""
+        labels = service_labels(service) if service is not None else ("",) * len(SERVICE_LABELS)
+        self.drift_repairs.labels(*labels, field).inc()
 
     def server_state(self, st: Any, rs: Any) -> None:
         labels = service_labels(st.service) + (str(rs.destination.address), str(rs.destination.port))
