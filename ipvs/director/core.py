@@ -320,6 +320,8 @@ class Director:
         #: events and notify commands of a reload the kernel has not accepted
         #: yet (sent when it has, dropped when it refused the file)
         self._held: Optional[List[Any]] = None
+        self._held_task: Optional["asyncio.Task[Any]"] = None
+        self._reloading: Optional[asyncio.Lock] = None
         self.sysctl_values: Dict[str, Optional[str]] = {}   # [director] sysctl as last read
         self._draining = False    # a drain goes on (the writer polls its connections)
         with _bulk():
@@ -411,7 +413,7 @@ class Director:
     def emit(self, event: str, service: Optional[str] = None, address: Any = None,
              port: Optional[int] = None, **extra: Any) -> dict:
         """Send an event to the log, the /events subscribers and notify."""
-        if self._held is not None:      # a reload not yet accepted by the kernel
+        if self._held is not None and self._holding():   # a reload not yet accepted
             self._held.append(lambda: self.emit(event, service, address, port, **extra))
             return {"event": event}
         ev: Dict[str, Any] = {"time": round(_now(), 3), "event": event}
@@ -446,6 +448,13 @@ class Director:
                 _end_stream(q)
         return ev
 
+    def _holding(self) -> bool:
+        """True in the task of a reload whose events are held."""
+        try:
+            return asyncio.current_task() is self._held_task
+        except RuntimeError:
+            return False
+
     def subscribe(self) -> "asyncio.Queue[Optional[dict]]":
         q: "asyncio.Queue[Optional[dict]]" = asyncio.Queue(maxsize=10000)
         self.subscribers.append(q)
@@ -459,7 +468,7 @@ class Director:
                 state: str) -> None:
         if not argv:
             return
-        if self._held is not None:
+        if self._held is not None and self._holding():
             self._held.append(lambda: self._notify(argv, st, rs, state))
             return
 
@@ -1096,6 +1105,7 @@ class Director:
         """Adopt the live table, write the first round, start the probes."""
         self._dirty = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._reloading = asyncio.Lock()
         self._stopped = asyncio.Event()
         self.max_checks_in_flight = self.config.director.max_checks_in_flight or _check_slots()
         self.scheduler = Scheduler(self.max_checks_in_flight, self._on_result)
@@ -1171,29 +1181,33 @@ class Director:
             if self.metrics is not None:
                 self.metrics.reload(False)
             raise
-        snapshot = self._snapshot()
-        self._held = []
-        try:
-            result = await self._reload(config)
-        except Exception as e:
-            self._held = []
+        if self._reloading is None:
+            self._reloading = asyncio.Lock()
+        async with self._reloading:     # one reload at a time (SIGHUP storms)
+            snapshot = self._snapshot()
+            self._held, self._held_task = [], asyncio.current_task()
             try:
-                await self._roll_back(snapshot)
-            except Exception as again:
-                self._held = None
-                self.emit("error", message="putting back the running configuration: %s" % again)
-            self._held = None
-            message = "the kernel refused %s: %s" % (config.filename, e)
-            self.emit("reload_failed", message=message)
+                result = await self._reload(config)
+            except Exception as e:
+                self._held = []
+                try:
+                    await self._roll_back(snapshot)
+                except Exception as again:
+                    self._held = None
+                    self.emit("error", message="putting back the running configuration: %s"
+                              % again)
+                self._held = self._held_task = None
+                message = "the kernel refused %s: %s" % (config.filename, e)
+                self.emit("reload_failed", message=message)
+                if self.metrics is not None:
+                    self.metrics.reload(False)
+                raise KernelRefused(message, filename=config.filename) from e
+            held, self._held, self._held_task = self._held, None, None
+            for send in held:
+                send()
             if self.metrics is not None:
-                self.metrics.reload(False)
-            raise KernelRefused(message, filename=config.filename) from e
-        held, self._held = self._held, None
-        for send in held:
-            send()
-        if self.metrics is not None:
-            self.metrics.reload(True)
-        return result
+                self.metrics.reload(True)
+            return result
 
     def _snapshot(self) -> Dict[str, Any]:
         """What a refused reload puts back: the configuration, the probes,
@@ -1439,4 +1453,5 @@ class Director:
             out.append(item)
         return {"services": out, "config": self.path, "rounds": self.rounds,
                 "sync": _sync_status(self), "sysctl": dict(self.sysctl_values),
-                "kernel_error": self.last_round_error, "event_streams": len(self.subscribers)}
+                "kernel_error": self.last_round_error, "event_streams": len(self.subscribers),
+                "tasks": len(asyncio.all_tasks())}
