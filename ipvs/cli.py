@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, TextIO, Tuple
 
 import ipvs
 import ipvs.errors
@@ -22,7 +22,7 @@ from ipvs import _format as F
 from ipvs._cli_parse import (TRY_HELP, VERSION_LINE, Args, CliError, build_destination,
                              build_service, parse_args)
 
-__all__ = ["main", "CliError", "parse_args", "build_service", "build_destination"]
+__all__ = ["main", "CliError", "parse_args", "build_service", "build_destination", "rules"]
 
 Table = List[Tuple[Service, List[Destination]]]
 
@@ -420,6 +420,51 @@ def main(argv: Optional[Sequence[str]] = None, stdin: Optional[TextIO] = None,
                 runner.close()
             except Exception:
                 pass
+
+
+# ---------------------------------------------------------- calls as -R lines
+
+_RULE_WORDS = {"add_service": "-A", "update_service": "-E", "delete_service": "-D",
+               "add_destination": "-a", "update_destination": "-e",
+               "delete_destination": "-d"}
+
+
+def rules(calls: Iterable[Tuple[str, Service, Optional[Destination]]]) -> List[str]:
+    """``ipvsadm -R`` lines (numeric) of table calls, in their order.
+
+    ``calls`` are ``(method, Service, Destination or None)`` with the
+    methods of :class:`ipvs.IPVS` that change the table: ``add_service``
+    (``-A``), ``update_service`` (``-E``), ``delete_service`` (``-D``),
+    ``add_destination`` (``-a``), ``update_destination`` (``-e``),
+    ``delete_destination`` (``-d``).  Added and edited entries carry every
+    option ``ipvsadm -S`` writes, plus ``-x``/``-y`` when a threshold is set;
+    deletions name only the entry.  ``ipvs -R`` (and ``ipvsadm -R``) applies
+    the lines.  ValueError for another method or a destination missing.
+    """
+    out: List[str] = []
+    for method, svc, dest in calls:
+        word = _RULE_WORDS.get(method)
+        if word is None:
+            raise ValueError("not a table call: %r" % (method,))
+        if method.endswith("_service"):
+            line = F.save_service(svc)             # -A <service> -s ... [options]
+            if method == "delete_service":
+                line = line.split(" -s ", 1)[0]    # the service alone
+            out.append(word + line[2:])
+            continue
+        if dest is None:
+            raise ValueError("%s needs a destination" % method)
+        line = F.save_destination(svc, dest)       # -a <service> -r ADDR -m -w N ...
+        if method == "delete_destination":
+            words = line.split(" ")
+            line = " ".join(words[:words.index("-r") + 2])
+        else:
+            if dest.upper_threshold:
+                line += " -x %d" % dest.upper_threshold
+            if dest.lower_threshold:
+                line += " -y %d" % dest.lower_threshold
+        out.append(word + line[2:])
+    return out
 
 
 if __name__ == "__main__":

@@ -3,11 +3,17 @@ running director through its control socket.
 
     ipvs-director -c FILE                    run (SIGHUP reloads, SIGTERM stops)
     ipvs-director -c FILE --check            validate FILE only (exit 0 or 1)
-    ipvs-director [-s SOCKET | -c FILE] status | reload | events
+    ipvs-director [-s SOCKET | -c FILE] status [--json]
+    ipvs-director [-s SOCKET | -c FILE] reload | events
     ipvs-director [-s SOCKET | -c FILE] drain|undrain SERVICE ADDRESS PORT
-    ipvs-director [-s SOCKET | -c FILE] weight SERVICE ADDRESS PORT N
+    ipvs-director [-s SOCKET | -c FILE] weight SERVICE ADDRESS PORT N|clear
     ipvs-director [-s SOCKET | -c FILE] role master|backup
+    ipvs-director -c FILE diff               what a director would write now (ipvsadm -R)
     ipvs-director convert KEEPALIVED_CONF    print a keepalived.conf as TOML
+
+No documented path ends in a Python traceback: a control socket that is
+missing or refuses, an error answer, a reader that goes away (``| head``)
+and a stop with ``netns`` set end with one line at most.
 """
 
 from __future__ import annotations
@@ -16,45 +22,260 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Set
 
 from ipvs.director.config import Config, ConfigError, DirectorConfig, load
 
-__all__ = ["main"]
+__all__ = ["main", "status_table", "COMMANDS"]
 
-_NETNS: Any = None
-COMMANDS = {"status": 0, "reload": 0, "events": 0, "drain": 3, "undrain": 3, "weight": 4,
-            "role": 1}
+_SERVER = (("service", "SERVICE"), ("address", "ADDRESS"), ("port", "PORT"))
+#: the subcommands talking to a running director, with their arguments (name, metavar)
+COMMANDS = {"status": (), "reload": (), "events": (), "drain": _SERVER, "undrain": _SERVER,
+            "weight": _SERVER + (("weight", "N|clear"),), "role": (("state", "master|backup"),)}
+HELP = {
+    "status": "the running director's services and real servers, in the way of "
+              "ipvsadm -Ln (--json: the JSON of GET /status)",
+    "reload": "read the file again (as SIGHUP does); the error and exit 1 when it is refused",
+    "events": "follow the event stream (one JSON object a line)",
+    "drain": "stop sending new connections to a real server; it is removed once its "
+             "connections are gone or drain_timeout passed",
+    "undrain": "end a drain: the real server follows its checks again",
+    "weight": "set a real server's weight over the configured one; clear: back to "
+              "the configured weight",
+    "role": "switch the sync daemon of [director.sync] to master or backup",
+    "diff": "print what a director on FILE would write to the kernel now, in "
+            "ipvsadm -R syntax; writes nothing (exit 0: no difference, 1: some, 2: error)",
+    "convert": "print a keepalived.conf's virtual servers as the director's TOML",
+}
+STATUS_PERIOD = 5.0       # s between two STATUS= lines to systemd at most
 
+
+class _StdoutGone(Exception):
+    """The reader of our stdout went away (``| head``)."""
+
+
+def _out(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise _StdoutGone() from None
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe: stdout to /dev/null, so that the interpreter's
+    last flush has nowhere to fail (what CLI tools do on EPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _err(text: str) -> None:
+    try:
+        sys.stderr.write("ipvs-director: %s\n" % text)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+# ------------------------------------------------------------ the parser
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ipvs-director",
+        usage="%(prog)s [-h] [-c FILE] [-s SOCKET] [--check] [--log-format {text,json}] "
+              "[COMMAND ...]",
         description="Keep IPVS services in the kernel with real server weights following "
-                    "health checks; or talk to a running director.")
-    p.add_argument("-c", "--config", metavar="FILE", help="the TOML configuration file")
-    p.add_argument("-s", "--socket", metavar="SOCKET",
-                   help="control socket of a running director (default: the file's "
-                        "[director] control, else %s)" % DirectorConfig.control)
+                    "health checks (ipvs-director -c FILE); or talk to a running "
+                    "director (a subcommand).",
+        epilog="SERVICE is a service string such as \"TCP 10.0.0.1:80\", "
+               "\"UDP [2001:db8::1]:53\", \"FWM 7\", \"FWM 7 IPv6\" (the protocol word in "
+               "any case). Exit status of the subcommands: 0 on success, 1 when the "
+               "director refused or cannot be reached, 2 on a usage error.")
+    _common(p, top=True)
     p.add_argument("--check", action="store_true", help="validate FILE and exit")
     p.add_argument("--log-format", choices=("text", "json"), default="text",
                    help="format of the state change lines on stderr")
-    p.add_argument("command", nargs="?", choices=sorted(COMMANDS),
-                   help="talk to a running director instead of running one")
-    p.add_argument("args", nargs="*", help="SERVICE ADDRESS PORT [N], or master|backup")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND",
+                           title="subcommands (without one: run the director of -c FILE)")
+    for name, words in COMMANDS.items():
+        sp = sub.add_parser(name, help=HELP[name], description=HELP[name])
+        _common(sp, top=False)
+        if name == "status":
+            sp.add_argument("--json", action="store_true",
+                            help="print the JSON of GET /status instead of the table")
+        for dest, metavar in words:
+            sp.add_argument(dest, metavar=metavar)
+    sp = sub.add_parser("diff", help=HELP["diff"], description=HELP["diff"])
+    _common(sp, top=False)
+    sub.add_parser("convert", help=HELP["convert"], add_help=False,
+                   description=HELP["convert"]).add_argument(
+        "rest", nargs=argparse.REMAINDER, metavar="KEEPALIVED_CONF")
     return p
+
+
+def _common(p: argparse.ArgumentParser, top: bool) -> None:
+    """-c and -s, before the subcommand or after it."""
+    default = None if top else argparse.SUPPRESS
+    p.add_argument("-c", "--config", metavar="FILE", default=default,
+                   help="the TOML configuration file")
+    p.add_argument("-s", "--socket", metavar="SOCKET", default=default,
+                   help="control socket of a running director (default: the file's "
+                        "[director] control, else %s)" % DirectorConfig.control)
+
+
+# ------------------------------------------------------------ status table
+
+_FORWARD = {"masq": "Masq", "route": "Route", "tunnel": "Tunnel", "local": "Local",
+            "bypass": "Bypass"}
+_HEADER = ("Prot LocalAddress:Port Scheduler Quorum Sorry\n"
+           "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn State\n")
+
+
+def _host_port(address: str, port: Any) -> str:
+    return "%s:%s" % ("[%s]" % address if ":" in address else address, port)
+
+
+def _server_line(rs: Dict[str, Any]) -> str:
+    addr = _host_port(str(rs.get("address")), rs.get("port"))
+    fwd = _FORWARD.get(str(rs.get("forward")), str(rs.get("forward") or "-"))
+    weight = rs.get("weight")
+    conns = rs.get("connections") or {}
+    state = str(rs.get("state"))
+    notes = []
+    if not rs.get("in_file", True):
+        notes.append("not in the file")
+    if rs.get("weight_override") is not None:
+        notes.append("api weight %s, file %s" % (rs["weight_override"],
+                                                 rs.get("configured_weight")))
+    last = rs.get("last_check") or {}
+    if state in ("down", "falling", "rising") and last.get("result") not in (None, "success"):
+        msg = str(last.get("message") or last.get("result"))
+        notes.append(msg if len(msg) <= 60 else msg[:57] + "...")
+    if weight is None:
+        state += " (not in the kernel)"
+    text = "  -> %-28s %-7s %-6s %-10s %-10s %s" % (
+        addr, fwd, "-" if weight is None else weight,
+        conns.get("active", "-") if conns else "-",
+        conns.get("inactive", "-") if conns else "-", state)
+    if notes:
+        text += "  (%s)" % "; ".join(notes)
+    return text + "\n"
+
+
+def _service_line(svc: Dict[str, Any]) -> str:
+    proto, _, ident = str(svc.get("service")).partition(" ")
+    text = "%-4s %s %s" % (proto, ident, svc.get("scheduler"))
+    quorum = svc.get("quorum")
+    if svc.get("quorum_up") is False:
+        text += "  quorum %s lost" % quorum
+    elif quorum not in (None, 1):
+        text += "  quorum %s" % quorum
+    if svc.get("sorry_server"):
+        text += "  sorry %s %s" % (svc["sorry_server"],
+                                   "active" if svc.get("sorry_active") else "standby")
+    if not svc.get("in_file", True):
+        text += "  leaving (not in the file)"
+    if not svc.get("in_kernel", True):
+        text += "  not in the kernel"
+    return text + "\n"
+
+
+def _count(n: Any, what: str) -> str:
+    return "%s %s%s" % (n, what, "" if n == 1 else "s")
+
+
+def status_table(doc: Dict[str, Any]) -> str:
+    """The text of ``ipvs-director status``: the JSON of ``GET /status`` in
+    the way of ``ipvsadm -Ln``, with a State column (up, down, rising,
+    falling, draining), the quorum and sorry server of each service, the
+    sync role and the kernel's error when there is one."""
+    services = doc.get("services") or []
+    servers = [rs for s in services for rs in s.get("real_servers") or []]
+    up = sum(1 for rs in servers if rs.get("state") in ("up", "falling"))
+    draining = sum(1 for rs in servers if rs.get("state") == "draining")
+    head = "ipvs-director %s: %s, %d of %s up" % (
+        doc.get("config") or "-", _count(len(services), "service"), up,
+        _count(len(servers), "real server"))
+    if draining:
+        head += ", %d draining" % draining
+    out = [head + " (%s)\n" % _count(doc.get("rounds", 0), "round")]
+    sync = doc.get("sync")
+    if sync:
+        role = "role %s (sync daemon on %s, syncid %s" % (
+            sync.get("state"), sync.get("interface"), sync.get("sync_id"))
+        if sync.get("vrrp_instance"):
+            role += ", keepalived %s" % sync["vrrp_instance"]
+            if sync.get("vrrp_last"):
+                role += ": %s" % sync["vrrp_last"]
+        role += ")"
+        if sync.get("error"):
+            role += ": error: %s" % sync["error"]
+        out.append(role + "\n")
+    sysctl = doc.get("sysctl")
+    if isinstance(sysctl, dict) and sysctl:
+        out.append("sysctl %s\n" % " ".join("%s=%s" % kv for kv in sorted(sysctl.items())))
+    if doc.get("kernel_error"):
+        out.append("kernel error: %s\n" % doc["kernel_error"])
+    out.append(_HEADER)
+    for svc in services:
+        out.append(_service_line(svc))
+        out.extend(_server_line(rs) for rs in svc.get("real_servers") or [])
+    return "".join(out)
+
+
+# ------------------------------------------------------------ running
+
+def _summary(director: Any) -> str:
+    """One line for systemd's STATUS=: services, real servers up."""
+    total = up = 0
+    for st in director.services.values():
+        for rs in st.real_servers.values():
+            if rs.cfg is None:
+                continue
+            total += 1
+            if not rs.draining and rs.state in ("up", "falling"):
+                up += 1
+    text = "%s, %d of %s up" % (_count(len(director.services), "service"), up,
+                                _count(total, "real server"))
+    if director.last_round_error:
+        text += "; kernel error: %s" % director.last_round_error
+    return text
+
+
+async def _keep_notified(director: Any, notifier: Any) -> None:
+    """WATCHDOG=1 at half of WATCHDOG_USEC while the writer's rounds run,
+    and STATUS= when the summary changed."""
+    loop = asyncio.get_running_loop()
+    interval = notifier.watchdog_interval
+    period = min(interval, STATUS_PERIOD) if interval else STATUS_PERIOD
+    last_status = loop.time()
+    while True:
+        await asyncio.sleep(period)
+        alive = director.writer_alive()
+        if interval and alive:
+            notifier.watchdog()
+        if loop.time() - last_status >= STATUS_PERIOD - 0.01:
+            last_status = loop.time()
+            notifier.status(_summary(director) if alive else "the kernel writer is stalled")
 
 
 async def _run(cfg: Config, path: str, log_format: str) -> int:
     from ipvs.director.control import ControlServer
     from ipvs.director.core import Director
+    from ipvs.director.sdnotify import Notifier
+    notifier = Notifier()
     director = Director(cfg, path=path, log_format=log_format,
                         state_file=cfg.director.state_path)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    pending: set = set()
+    pending: Set["asyncio.Task[None]"] = set()
 
     def reload() -> None:
         async def go() -> None:
@@ -81,8 +302,10 @@ async def _run(cfg: Config, path: str, log_format: str) -> int:
     try:
         await director.start()
     except Exception as e:
-        print("ipvs-director: cannot start: %s" % e, file=sys.stderr)
+        _err("cannot start: %s" % e)
+        notifier.send("STATUS=cannot start: %s" % e)
         await director.stop()
+        notifier.close()
         return 1
     finally:
         import gc
@@ -93,59 +316,99 @@ async def _run(cfg: Config, path: str, log_format: str) -> int:
         if metrics is not None:
             metrics.serve(*cfg.director.metrics)
     except Exception as e:
-        print("ipvs-director: %s" % e, file=sys.stderr)
+        _err(str(e))
+        notifier.send("STATUS=%s" % e)
         await director.stop()
         await control.close()
+        notifier.close()
         return 1
+    # the first round is written and the control socket listens
+    notifier.ready(_summary(director))
+    keeper = None
+    if notifier.enabled:
+        if notifier.watchdog_interval:
+            notifier.watchdog()
+        keeper = loop.create_task(_keep_notified(director, notifier))
     await stop.wait()
+    notifier.stopping("stopping: the kernel table is left as it is")
+    if keeper is not None:
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)
     director.emit("stopping", message="the kernel table is left as it is")
     await control.close()
     await director.stop()
     if metrics is not None:
         metrics.close()
+    notifier.close()
     return 0
+
+
+# ------------------------------------------------------------ subcommands
+
+def _socket(args: argparse.Namespace) -> Optional[str]:
+    if args.socket is not None:
+        return str(args.socket)
+    if args.config:
+        try:
+            return load(args.config).director.control
+        except ConfigError as e:
+            _err(str(e))
+            return None
+    return DirectorConfig.control
+
+
+def _body(args: argparse.Namespace) -> Optional[Dict[str, Any]]:
+    """The request body of a subcommand; ValueError for a bad argument."""
+    cmd = args.command
+    if cmd == "role":
+        if args.state not in ("master", "backup"):
+            raise ValueError("role takes master or backup")
+        return {"state": args.state}
+    if cmd not in ("drain", "undrain", "weight"):
+        return None
+    try:
+        port = int(args.port)
+    except ValueError:
+        raise ValueError("PORT must be an integer, not %r" % args.port) from None
+    body: Dict[str, Any] = {"service": args.service, "address": args.address, "port": port}
+    if cmd == "weight":
+        if args.weight == "clear":
+            body["weight"] = None
+        else:
+            try:
+                body["weight"] = int(args.weight)
+            except ValueError:
+                raise ValueError("N must be an integer or clear, not %r" % args.weight) from None
+    return body
+
+
+def _error_message(data: bytes, status: int) -> str:
+    try:
+        doc = json.loads(data)
+        if isinstance(doc, dict) and doc.get("error"):
+            return str(doc["error"])
+    except ValueError:
+        pass
+    text = data.decode("utf-8", "replace").strip()
+    return text or "HTTP %d" % status
 
 
 def _client(args: argparse.Namespace) -> int:
     from ipvs.director.control import request
-    sock = args.socket
-    if sock is None:
-        if args.config:
-            try:
-                sock = load(args.config).director.control
-            except ConfigError as e:
-                print("ipvs-director: %s" % e, file=sys.stderr)
-                return 1
-        else:
-            sock = DirectorConfig.control
-    want = COMMANDS[args.command]
-    if len(args.args) != want:
-        print("ipvs-director: %s takes %s" % (args.command, {
-            0: "no arguments", 1: "master or backup", 3: "SERVICE ADDRESS PORT",
-            4: "SERVICE ADDRESS PORT N"}[want]),
-            file=sys.stderr)
+    try:
+        body = _body(args)
+    except ValueError as e:
+        _err(str(e))
         return 2
-    body: Optional[dict] = None
-    if args.command == "role":
-        if args.args[0] not in ("master", "backup"):
-            print("ipvs-director: role takes master or backup", file=sys.stderr)
-            return 2
-        body = {"state": args.args[0]}
-    elif want:
-        try:
-            body = {"service": args.args[0], "address": args.args[1], "port": int(args.args[2])}
-            if want == 4:
-                body["weight"] = int(args.args[3])
-        except ValueError:
-            print("ipvs-director: PORT and N must be integers", file=sys.stderr)
-            return 2
+    sock = _socket(args)
+    if sock is None:
+        return 1
     method, target = {"status": ("GET", "/status"), "events": ("GET", "/events"),
                       "reload": ("POST", "/reload")}.get(args.command,
                                                          ("POST", "/" + args.command))
 
     def line(raw: bytes) -> None:
-        sys.stdout.write(raw.decode("utf-8", "replace") + "\n")
-        sys.stdout.flush()
+        _out(raw.decode("utf-8", "replace") + "\n")
     try:
         status, data = request(sock, method, target, body,
                                timeout=None if args.command == "events" else 120.0,
@@ -153,28 +416,76 @@ def _client(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     except OSError as e:
-        print("ipvs-director: %s: %s" % (sock, e.strerror or e), file=sys.stderr)
+        _err("%s: %s" % (sock, e.strerror or e))
         return 1
-    if data:
-        try:
-            print(json.dumps(json.loads(data), indent=2))
-        except ValueError:
-            sys.stdout.write(data.decode("utf-8", "replace"))
-    return 0 if 200 <= status < 300 else 1
+    if not 200 <= status < 300:
+        msg = _error_message(data, status)
+        _err("reload failed: %s" % msg if args.command == "reload" else msg)
+        return 1
+    if not data:
+        return 0
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        _out(data.decode("utf-8", "replace"))
+        return 0
+    if args.command == "status" and not args.json:
+        _out(status_table(doc))
+    else:
+        _out(json.dumps(doc, indent=2) + "\n")
+    return 0
 
+
+def _diff(args: argparse.Namespace) -> int:
+    if not args.config:
+        _err("diff needs -c FILE")
+        return 2
+    from ipvs.director.diff import main as diff_main
+    return diff_main(args.config, args.socket, out=_DiffOut())
+
+
+class _DiffOut:
+    """stdout for diff's lines, a broken pipe becoming _StdoutGone."""
+
+    def write(self, text: str) -> int:
+        _out(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+# ------------------------------------------------------------ main
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``ipvs-director`` and ``python -m ipvs.director``."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        rc = _main(argv)
+        sys.stdout.flush()     # here, where a reader gone (| head) can be handled
+        return rc
+    except (_StdoutGone, BrokenPipeError):
+        _quiet_stdout()
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+def _main(argv: List[str]) -> int:
     if argv[:1] == ["convert"]:
         from ipvs.director.convert import main as convert_main
         return convert_main(argv[1:])
     args = _parser().parse_args(argv)
+    if args.command == "convert":
+        from ipvs.director.convert import main as convert_main
+        return convert_main(args.rest)
+    if args.command == "diff":
+        return _diff(args)
     if args.command:
         return _client(args)
     if not args.config:
-        print("ipvs-director: -c FILE is needed (or a command: %s)" % ", ".join(COMMANDS),
-              file=sys.stderr)
+        _err("-c FILE is needed (or a subcommand: %s)"
+             % ", ".join(list(COMMANDS) + ["diff", "convert"]))
         return 2
     # no cyclic garbage collection while the file is parsed and the first
     # round built: its passes over millions of young objects were a third
@@ -184,9 +495,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         cfg = load(args.config)
     except ConfigError as e:
-        print("ipvs-director: %s" % e, file=sys.stderr)
+        gc.enable()
+        _err(str(e))
         return 1
     if args.check:
+        gc.enable()
         print("%s: OK (%d services, %d real servers)" % (
             args.config, len(cfg.services), sum(len(s.real_servers) for s in cfg.services)))
         return 0
@@ -194,15 +507,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     faulthandler.register(signal.SIGUSR1)  # a traceback of every thread on demand
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(message)s")
-    if cfg.director.netns:
-        # the checks (and /metrics) run from the namespace of the table
-        from ipvs import netns
+    if not cfg.director.netns:
+        return asyncio.run(_run(cfg, args.config, args.log_format))
+    # the checks (and /metrics) run from the namespace of the table: this
+    # thread (and the threads it starts) enter it for the director's life,
+    # and leave it before the interpreter's teardown
+    from ipvs import netns
+    inside = netns.enter(cfg.director.netns)
+    try:
+        inside.__enter__()
+    except (OSError, ValueError) as e:
+        _err("netns %s: %s" % (cfg.director.netns, getattr(e, "strerror", None) or e))
+        return 1
+    try:
+        return asyncio.run(_run(cfg, args.config, args.log_format))
+    finally:
         try:
-            # kept for the life of the process: its exit would switch back
-            global _NETNS
-            _NETNS = netns.enter(cfg.director.netns)
-            _NETNS.__enter__()
-        except OSError as e:
-            print("ipvs-director: netns %s: %s" % (cfg.director.netns, e), file=sys.stderr)
-            return 1
-    return asyncio.run(_run(cfg, args.config, args.log_format))
+            inside.__exit__(None, None, None)
+        except RuntimeError as e:   # could not switch back: the process ends anyway
+            _err(str(e))
