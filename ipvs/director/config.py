@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover - depends on the installed extras
         raise
     import tomllib  # type: ignore[no-redef]
 
-__all__ = ["ConfigError", "ConfigErrors", "Config", "DirectorConfig", "ServiceConfig", "RealServerConfig",
+__all__ = ["AnnounceConfig", "ConfigError", "ConfigErrors", "Config", "DirectorConfig", "ServiceConfig", "RealServerConfig",
            "CheckConfig", "load", "parse", "service_name", "canonical_service_name",
            "CHECK_TYPES"]
 
@@ -68,7 +68,7 @@ DNS_RCODES = {"NOERROR": 0, "FORMERR": 1, "SERVFAIL": 2, "NXDOMAIN": 3, "NOTIMP"
 
 DIRECTOR_KEYS = ("netns", "control", "control_group", "metrics", "metrics_rates",
                  "drain_timeout", "resync_interval", "sync", "state_file",
-                 "max_checks_in_flight", "sysctl")
+                 "max_checks_in_flight", "sysctl", "announce")
 SERVICE_KEYS = ("address", "port", "fwmark", "family", "protocol", "scheduler", "flags",
                 "timeout", "netmask", "pe_name", "on_failure", "quorum", "hysteresis",
                 "sorry_server", "check", "real_server")
@@ -169,6 +169,16 @@ class ServiceConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class AnnounceConfig:
+    """``[director.announce]``: how the director tells a BGP speaker which
+    VIPs to announce (active-active directors behind ECMP)."""
+    via: str                        # "exabgp" or "interface"
+    interface: str = "ipvs-vips"    # via "interface": the dummy interface of the VIPs
+    when: str = "all"               # "all" or "any" of a VIP's services healthy
+    withdraw_grace: float = 5.0     # s between withdrawing at a stop and the exit
+
+
+@dataclasses.dataclass(frozen=True)
 class DirectorConfig:
     """The ``[director]`` table."""
     netns: Optional[str] = None
@@ -191,6 +201,8 @@ class DirectorConfig:
     max_checks_in_flight: Optional[int] = None  # None: from the open files limit
     #: ``[director] sysctl``: ((name, value text), ...) of net.ipv4.vs.* kept set
     sysctl: Tuple[Tuple[str, str], ...] = ()
+    #: ``[director.announce]``, or None (no VIP announcing)
+    announce: Optional[AnnounceConfig] = None
 
     @property
     def state_path(self) -> Optional[str]:
@@ -528,7 +540,7 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> Dict[str, Any]:
 def _enum_name(ctx: _Ctx, path: Path, enum_cls: Any, value: Any) -> Any:
     try:
         if isinstance(value, str):
-            return enum_cls[value.upper()]
+            return enum_cls[value.upper().replace("-", "_")]   # ipvsadm spells mh-port
         if isinstance(value, int) and not isinstance(value, bool):
             return enum_cls(value)
     except (KeyError, ValueError):
@@ -595,6 +607,10 @@ def _service(ctx: _Ctx, path: Path, t: Mapping[str, Any]) -> ServiceConfig:
         for name in fl:
             value |= _enum_name(ctx, path + ("flags",), ipvs.ServiceFlags, name)
         kw["flags"] = value
+    elif kw.get("scheduler") == "mh":
+        # a real server quiesced (weight 0) is skipped by the lookup: its
+        # flows go to the next one, and every other flow stays where it is
+        kw["flags"] = ipvs.ServiceFlags.MH_FALLBACK
     for k in ("timeout",):
         if k in t:
             kw[k] = _integer(ctx, path + (k,), t[k], 0, 0xFFFFFFFF)
@@ -782,7 +798,37 @@ def _director(ctx: _Ctx, t: Any) -> DirectorConfig:
                                               t["max_checks_in_flight"], 1, 1 << 20)
     if "sysctl" in t:
         kw["sysctl"] = _sysctls(ctx, path + ("sysctl",), t["sysctl"])
+    if "announce" in t:
+        kw["announce"] = _announce(ctx, path + ("announce",), t["announce"])
     return DirectorConfig(**kw)
+
+
+ANNOUNCE_KEYS = ("via", "interface", "when", "withdraw_grace")
+
+
+def _announce(ctx: _Ctx, path: Path, t: Any) -> AnnounceConfig:
+    if not isinstance(t, dict):
+        raise ctx.error(path, "must be a table [director.announce]")
+    _unknown(ctx, path, t, ANNOUNCE_KEYS)
+    if t.get("via") not in ("exabgp", "interface"):
+        raise ctx.error(path + ("via",), 'must be "exabgp" or "interface"')
+    kw: Dict[str, Any] = {"via": t["via"]}
+    if "interface" in t:
+        name = _type(ctx, path + ("interface",), t["interface"], str, "an interface name")
+        if not name or len(name) > 15 or any(c in name for c in "/ \t\n\0:") \
+                or name in ("lo", ".", ".."):
+            raise ctx.error(path + ("interface",), "not an interface name of its own: %r" % name)
+        kw["interface"] = name
+    if "when" in t:
+        if t["when"] not in ("all", "any"):
+            raise ctx.error(path + ("when",), 'must be "all" or "any"')
+        kw["when"] = t["when"]
+    if "withdraw_grace" in t:
+        kw["withdraw_grace"] = _number(ctx, path + ("withdraw_grace",), t["withdraw_grace"],
+                                       positive=False)
+        if kw["withdraw_grace"] < 0:
+            raise ctx.error(path + ("withdraw_grace",), "must be 0 or more")
+    return AnnounceConfig(**kw)
 
 
 def _sysctls(ctx: _Ctx, path: Path, t: Any) -> Tuple[Tuple[str, str], ...]:

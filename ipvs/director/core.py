@@ -38,7 +38,7 @@ from ipvs.director.config import (CheckConfig, Config, ConfigError, RealServerCo
 from ipvs.director.state import StateError, read_state, write_state
 from ipvs.director.sync import status as _sync_status
 
-__all__ = ["Director", "KernelRefused", "NotFound", "Probe"]
+__all__ = ["Director", "KernelRefused", "NoAnnounce", "NotFound", "Probe"]
 
 log = logging.getLogger("ipvs.director")
 
@@ -52,6 +52,10 @@ WATCH_INTERVAL = 2.0
 
 class NotFound(LookupError):
     """An unknown service or real server (the control API's 404)."""
+
+
+class NoAnnounce(LookupError):
+    """The file has no [director.announce] (the control API's 409)."""
 
 
 class KernelRefused(ConfigError):
@@ -249,6 +253,16 @@ def _now() -> float:
     return time.time()
 
 
+def _in_order(svc: ipvs.Service, dests: Dict[Any, ipvs.Destination]) -> Any:
+    """The destinations as they are added: an ``mh`` service's in sorted
+    (address, port) order, so that every director given the same file
+    builds the same Maglev table (it depends on the order of adding)."""
+    if svc.scheduler != "mh":
+        return dests.items()
+    return sorted(dests.items(), key=lambda kv: (kv[1].address.version,
+                                                 int(kv[1].address), kv[1].port))
+
+
 SERVICE_FIELDS = ("scheduler", "flags", "timeout", "netmask", "pe_name")
 DEST_FIELDS = ("weight", "forward", "upper_threshold", "lower_threshold", "tunnel_type",
                "tunnel_port", "tunnel_flags")
@@ -324,6 +338,8 @@ class Director:
         self._reloading: Optional[asyncio.Lock] = None
         self.sysctl_values: Dict[str, Optional[str]] = {}   # [director] sysctl as last read
         self._draining = False    # a drain goes on (the writer polls its connections)
+        #: the VIP announcer of [director.announce] (ipvs.director.announce), or None
+        self.announcer: Any = None
         with _bulk():
             self._build(config, first=True)
 
@@ -587,8 +603,13 @@ class Director:
         for key, st in items:
             self._quorum(st)
             dests: Dict[Any, ipvs.Destination] = {}
+            # an mh service's real servers of the file are quiesced, never
+            # deleted: deleting one would move other flows in the table
+            mh = st.service.scheduler == "mh"
             for rkey, rs in st.real_servers.items():
                 if rs.gone:
+                    if mh and rs.cfg is not None:
+                        dests[rkey] = rs.at(0)
                     continue
                 if rs.draining:
                     dests[rkey] = rs.at(0)
@@ -598,7 +619,7 @@ class Director:
                 if rs.state in HEALTHY:
                     w = 0 if st.sorry_active else rs.weight()
                     dests[rkey] = rs.at(w)
-                elif rs.cfg.on_failure == "quiesce":
+                elif rs.cfg.on_failure == "quiesce" or mh:
                     dests[rkey] = rs.at(0)
             if st.sorry_active and st.cfg is not None and st.cfg.sorry_server is not None:
                 dests[st.cfg.sorry_server.key] = st.cfg.sorry_server
@@ -626,14 +647,14 @@ class Director:
             svc, dests = want[key]
             if have is None:
                 head.append(("add_service", svc, None))
-                adds += [("add_destination", svc, d) for d in dests.values()]
+                adds += [("add_destination", svc, d) for _, d in _in_order(svc, dests)]
                 continue
             if have[0] != svc:
                 head.append(("update_service", svc, None))
             for dkey, d in have[1].items():
                 if dkey not in dests:
                     deletes.append(("delete_destination", svc, d))
-            for dkey, d in dests.items():
+            for dkey, d in _in_order(svc, dests):
                 cd = have[1].get(dkey)
                 if cd is None:
                     adds.append(("add_destination", svc, d))
@@ -740,7 +761,10 @@ class Director:
                         del st.real_servers[rkey]
                     else:
                         rs.gone = True
-                    self.emit("removed", st.name, rs.destination.address, rs.destination.port,
+                    # an mh service keeps a drained server of its file at weight 0
+                    kept = rs.cfg is not None and st.service.scheduler == "mh"
+                    self.emit("quiesced" if kept else "removed", st.name,
+                              rs.destination.address, rs.destination.port,
                               reason="drain timeout" if expired and conns else "drained",
                               connections=conns)
                 else:
@@ -834,6 +858,8 @@ class Director:
             # reload): the writer must poll it from now on, not sleep on
             # until the next resync
             self.wake()
+        if self.announcer is not None:
+            await self.announcer.update()
         return calls
 
     def _report_drift(self, mirror: Dict[Tuple[Any, ...], Tuple[ipvs.Service,
@@ -1109,6 +1135,9 @@ class Director:
         self._stopped = asyncio.Event()
         self.max_checks_in_flight = self.config.director.max_checks_in_flight or _check_slots()
         self.scheduler = Scheduler(self.max_checks_in_flight, self._on_result)
+        if self.config.director.announce is not None:
+            from ipvs.director.announce import Announcer
+            self.announcer = Announcer(self, self.config.director.announce)
         with _bulk():
             saved = await self._restore_services()
             await self._read()
@@ -1135,6 +1164,35 @@ class Director:
         self._tasks.append(loop.create_task(self._watch()))
         _settle_heap()
         self.emit("started", services=len(self.services))
+
+    async def withdraw(self) -> None:
+        """At SIGTERM, before the control socket closes: withdraw every VIP
+        of [director.announce] and keep serving ``withdraw_grace`` seconds
+        (the router moves the flows meanwhile)."""
+        a = self.announcer
+        if a is None or a.stopping:
+            return
+        assert self._lock is not None
+        async with self._lock:
+            await a.withdraw_all()
+        await asyncio.sleep(a.cfg.withdraw_grace)
+
+    async def maintenance(self, on: Any) -> Dict[str, Any]:
+        """``POST /maintenance``: withdraw every VIP (``on``) or announce
+        again as health says; the connections that still arrive are served."""
+        if not isinstance(on, bool):
+            raise ValueError('"on" must be true or false')
+        if self.announcer is None:
+            raise NoAnnounce("this director has no [director.announce]")
+        assert self._lock is not None
+        async with self._lock:
+            return await self.announcer.set_maintenance(on)
+
+    def announce_status(self) -> Dict[str, Any]:
+        """``GET /announce``."""
+        if self.announcer is None:
+            raise NoAnnounce("this director has no [director.announce]")
+        return self.announcer.status()
 
     async def stop(self) -> None:
         """Stop every task; the kernel table stays as it is."""
@@ -1176,6 +1234,13 @@ class Director:
             if config.director.netns != self.config.director.netns:
                 raise ConfigError("netns cannot change on reload (restart the director)",
                                   filename=config.filename, key="director.netns")
+            old_a, new_a = self.config.director.announce, config.director.announce
+            if (old_a is None) != (new_a is None) or (
+                    old_a is not None and new_a is not None
+                    and (old_a.via, old_a.interface) != (new_a.via, new_a.interface)):
+                raise ConfigError("[director.announce] via and interface cannot change on "
+                                  "reload (restart the director)", filename=config.filename,
+                                  key="director.announce")
         except ConfigError as e:
             self.emit("reload_failed", message=str(e))
             if self.metrics is not None:
@@ -1226,6 +1291,8 @@ class Director:
         keys = set(self.services) | set(snap["services"])
         old = self.probes
         self.config = snap["config"]
+        if self.announcer is not None and self.config.director.announce is not None:
+            self.announcer.cfg = self.config.director.announce
         self.probes = {**old, **snap["probes"]}
         with _bulk():
             self._build(self.config, first=False)
@@ -1261,6 +1328,8 @@ class Director:
         self.table.update((k, v) for k, v in before.items() if k in keys)
 
     async def _reload(self, config: Config) -> Dict[str, Any]:
+        if self.announcer is not None and config.director.announce is not None:
+            self.announcer.cfg = config.director.announce     # when, withdraw_grace
         old = self.probes
         kept = {(key, rkey): rs.destination.weight for key, st in self.services.items()
                 for rkey, rs in st.real_servers.items() if rs.weight_override is not None}
@@ -1453,5 +1522,6 @@ class Director:
             out.append(item)
         return {"services": out, "config": self.path, "rounds": self.rounds,
                 "sync": _sync_status(self), "sysctl": dict(self.sysctl_values),
+                "announce": self.announcer.status() if self.announcer is not None else None,
                 "kernel_error": self.last_round_error, "event_streams": len(self.subscribers),
                 "tasks": len(asyncio.all_tasks())}

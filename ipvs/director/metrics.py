@@ -55,6 +55,10 @@ class DirectorMetrics:
             "ipvs_director_real_server_check_failures_total",
             "Failed health checks of the real server (each failed run of each of its checks)",
             DEST_LABELS, registry=r)
+        self.vip_announced = Gauge("ipvs_director_vip_announced",
+                                   "1 while the director announces the VIP to its BGP speaker "
+                                   "([director.announce]), 0 while withdrawn",
+                                   ["vip"], registry=r)
         self.last_reload.set(time.time())
         self.collector = IPVSCollector(netns, rates=rates)
         self._server: Any = None
@@ -84,6 +88,15 @@ class DirectorMetrics:
         """One repair of ``field`` of ``service`` (None: a sysctl)."""
         labels = service_labels(service) if service is not None else ("",) * len(SERVICE_LABELS)
         self.drift_repairs.labels(*labels, field).inc()
+
+    def vip(self, vip: str, announced: bool) -> None:
+        self.vip_announced.labels(vip).set(1 if announced else 0)
+
+    def vip_forget(self, vip: str) -> None:
+        try:
+            self.vip_announced.remove(vip)
+        except KeyError:
+            pass
 
     def server_state(self, st: Any, rs: Any) -> None:
         labels = service_labels(st.service) + (str(rs.destination.address), str(rs.destination.port))
