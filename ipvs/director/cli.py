@@ -8,6 +8,8 @@ running director through its control socket.
     ipvs-director [-s SOCKET | -c FILE] drain|undrain SERVICE ADDRESS PORT
     ipvs-director [-s SOCKET | -c FILE] weight SERVICE ADDRESS PORT N|clear
     ipvs-director [-s SOCKET | -c FILE] role master|backup
+    ipvs-director [-s SOCKET | -c FILE] maintenance on|off
+    ipvs-director [-s SOCKET | -c FILE] announce      (ExaBGP's API process)
     ipvs-director -c FILE diff               what a director would write now (ipvsadm -R)
     ipvs-director convert KEEPALIVED_CONF    print a keepalived.conf as TOML
 
@@ -34,7 +36,8 @@ __all__ = ["main", "status_table", "COMMANDS"]
 _SERVER = (("service", "SERVICE"), ("address", "ADDRESS"), ("port", "PORT"))
 #: the subcommands talking to a running director, with their arguments (name, metavar)
 COMMANDS = {"status": (), "reload": (), "events": (), "drain": _SERVER, "undrain": _SERVER,
-            "weight": _SERVER + (("weight", "N|clear"),), "role": (("state", "master|backup"),)}
+            "weight": _SERVER + (("weight", "N|clear"),), "role": (("state", "master|backup"),),
+            "maintenance": (("on", "on|off"),), "announce": ()}
 HELP = {
     "status": "the running director's services and real servers, in the way of "
               "ipvsadm -Ln (--json: the JSON of GET /status)",
@@ -46,6 +49,10 @@ HELP = {
     "weight": "set a real server's weight over the configured one; clear: back to "
               "the configured weight",
     "role": "switch the sync daemon of [director.sync] to master or backup",
+    "maintenance": "on: withdraw every VIP of [director.announce] (the connections that "
+                   "still arrive are served); off: announce again as health says",
+    "announce": "ExaBGP's API process for [director.announce] via = \"exabgp\": print "
+                "announce/withdraw route lines as the director decides",
     "diff": "print what a director on FILE would write to the kernel now, in "
             "ipvsadm -R syntax; writes nothing (exit 0: no difference, 1: some, 2: error)",
     "convert": "print a keepalived.conf's virtual servers as the director's TOML",
@@ -221,6 +228,16 @@ def status_table(doc: Dict[str, Any]) -> str:
     sysctl = doc.get("sysctl")
     if isinstance(sysctl, dict) and sysctl:
         out.append("sysctl %s\n" % " ".join("%s=%s" % kv for kv in sorted(sysctl.items())))
+    ann = doc.get("announce")
+    if isinstance(ann, dict):
+        vips = "; ".join("%s %s%s" % (v.get("vip"), "announced" if v.get("announced")
+                                      else "withdrawn",
+                                      "" if v.get("announced") or not v.get("reason")
+                                      else " (%s)" % v["reason"])
+                         for v in ann.get("vips") or [])
+        out.append("announce via %s%s: %s\n" % (ann.get("via"), ", maintenance"
+                                                if ann.get("maintenance") else "",
+                                                vips or "no VIP"))
     if doc.get("kernel_error"):
         out.append("kernel error: %s\n" % doc["kernel_error"])
     out.append(_HEADER)
@@ -331,6 +348,12 @@ async def _run(cfg: Config, path: str, log_format: str) -> int:
         keeper = loop.create_task(_keep_notified(director, notifier))
     await stop.wait()
     notifier.stopping("stopping: the kernel table is left as it is")
+    try:
+        # [director.announce]: withdraw the VIPs and keep serving
+        # withdraw_grace seconds, the control socket still answering
+        await director.withdraw()
+    except Exception as e:
+        director.emit("error", message="withdraw at stop: %s: %s" % (type(e).__name__, e))
     if keeper is not None:
         keeper.cancel()
         await asyncio.gather(keeper, return_exceptions=True)
@@ -364,6 +387,10 @@ def _body(args: argparse.Namespace) -> Optional[Dict[str, Any]]:
         if args.state not in ("master", "backup"):
             raise ValueError("role takes master or backup")
         return {"state": args.state}
+    if cmd == "maintenance":
+        if args.on not in ("on", "off"):
+            raise ValueError("maintenance takes on or off")
+        return {"on": args.on == "on"}
     if cmd not in ("drain", "undrain", "weight"):
         return None
     try:
@@ -403,6 +430,9 @@ def _client(args: argparse.Namespace) -> int:
     sock = _socket(args)
     if sock is None:
         return 1
+    if args.command == "announce":
+        from ipvs.director.announce import main as announce_main
+        return announce_main(sock)
     method, target = {"status": ("GET", "/status"), "events": ("GET", "/events"),
                       "reload": ("POST", "/reload")}.get(args.command,
                                                          ("POST", "/" + args.command))

@@ -188,13 +188,20 @@ class ControlServer:
     async def _dispatch(self, method: str, path: str, body: bytes) -> Tuple[int, Any]:
         d = self.director
         routes = {"/status": "GET", "/drain": "POST", "/undrain": "POST", "/weight": "POST",
-                  "/reload": "POST", "/events": "GET", "/role": "POST"}
+                  "/reload": "POST", "/events": "GET", "/role": "POST", "/announce": "GET",
+                  "/maintenance": "POST"}
         if path not in routes:
             return 404, {"error": "no such endpoint %s" % path}
         if method != routes[path]:
             return 405, {"error": "%s wants %s" % (path, routes[path])}
         if path == "/status":
             return 200, _status(d)
+        from ipvs.director.core import NoAnnounce, NotFound
+        if path == "/announce":
+            try:
+                return 200, d.announce_status()
+            except NoAnnounce as e:
+                return 409, {"error": str(e)}
         args: Dict[str, Any] = {}
         if body.strip():
             try:
@@ -203,7 +210,6 @@ class ControlServer:
                 return 400, {"error": "bad JSON: %s" % e}
             if not isinstance(args, dict):
                 return 400, {"error": "the body must be a JSON object"}
-        from ipvs.director.core import NotFound
         from ipvs.director.sync import NoSync
         try:
             if path == "/reload":
@@ -215,6 +221,13 @@ class ControlServer:
                     return 400, {"error": "unknown keys: %s"
                                  % ", ".join(sorted(set(args) - {"state"}))}
                 return 200, await d.role(args["state"])
+            if path == "/maintenance":
+                if "on" not in args:
+                    return 400, {"error": "missing 'on'"}
+                if set(args) - {"on"}:
+                    return 400, {"error": "unknown keys: %s"
+                                 % ", ".join(sorted(set(args) - {"on"}))}
+                return 200, await d.maintenance(args["on"])
             for k in ("service", "address", "port") + (("weight",) if path == "/weight" else ()):
                 if k not in args:
                     return 400, {"error": "missing %r" % k}
@@ -231,7 +244,7 @@ class ControlServer:
             return 422, {"error": str(e), "line": e.line, "key": e.key}
         except NotFound as e:
             return 404, {"error": str(e)}
-        except NoSync as e:
+        except (NoSync, NoAnnounce) as e:
             return 409, {"error": str(e)}
         except ValueError as e:
             return 400, {"error": str(e)}

@@ -37,7 +37,7 @@ def test_help_lists_every_subcommand(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     for name in ("status", "reload", "events", "drain", "undrain", "weight", "role",
-                 "diff", "convert"):
+                 "maintenance", "announce", "diff", "convert"):
         assert "\n    %s " % name in out, name
     assert "--check" in out and "--log-format" in out
 
@@ -52,9 +52,11 @@ def test_subcommand_help_and_usage_errors(capsys):
     assert e.value.code == 2
     assert cli.main(["-s", "/nowhere", "weight", SVC, "10.0.1.1", "80", "lots"]) == 2
     assert cli.main(["-s", "/nowhere", "role", "leader"]) == 2
+    assert cli.main(["-s", "/nowhere", "maintenance", "maybe"]) == 2
     assert cli.main(["diff"]) == 2
     err = capsys.readouterr().err
     assert "N must be an integer or clear" in err and "master or backup" in err
+    assert "maintenance takes on or off" in err
     assert "diff needs -c FILE" in err
 
 
@@ -117,6 +119,21 @@ def test_status_table():
     assert lines[11] == ("  -> [2001:db8::6]:0              Route   -      -          -"
                          "          down (not in the kernel)")
     assert len(lines) == 12
+
+
+def test_status_table_announce_and_sysctl():
+    doc = {"config": "d.toml", "rounds": 2, "sync": None, "kernel_error": None,
+           "sysctl": {"expire_nodest_conn": 1, "conn_reuse_mode": 0},
+           "announce": {"via": "exabgp", "when": "all", "maintenance": True,
+                        "vips": [{"vip": "10.200.0.100", "announced": False,
+                                  "reason": "maintenance"},
+                                 {"vip": "10.200.0.101", "announced": True, "reason": "ok"}]},
+           "services": []}
+    lines = cli.status_table(doc).splitlines()
+    assert lines[1] == "sysctl conn_reuse_mode=0 expire_nodest_conn=1"
+    assert lines[2] == ("announce via exabgp, maintenance: 10.200.0.100 withdrawn "
+                        "(maintenance); 10.200.0.101 announced")
+    assert len(lines) == 5
 
 
 def test_status_table_quiet_parts_left_out():
@@ -189,6 +206,11 @@ def test_error_answers_are_one_line(api):
     one_line_error(run("-s", sock, "drain", "TCP 10.9.9.9:80", "10.0.1.1", "8080"),
                    "unknown service")
     one_line_error(run("-s", sock, "role", "master"), "no [director.sync]")
+    one_line_error(run("-s", sock, "maintenance", "on"), "no [director.announce]")
+    st, body = call(sock, "GET", "/announce")
+    assert st == 409 and "[director.announce]" in body["error"]
+    st, body = call(sock, "POST", "/maintenance", {"on": True, "off": False})
+    assert st == 400 and "unknown keys: off" in body["error"]
     with open(path, "w") as f:
         f.write(TEXT.replace("weight = 2", 'weight = 2\nforward = "sideways"'))
     r = run("-s", sock, "reload")
