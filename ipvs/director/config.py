@@ -52,15 +52,17 @@ NEEDS_PORT = ("tcp", "http", "https", "udp", "dns", "smtp")
 SCHEDULER_NAMES = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq",
                    "fo", "ovf", "mh", "twos")
 #: the settings under /proc/sys/net/ipv4/vs a kernel may have ([director] sysctl);
-#: est_cpulist and est_nice came in 6.2, lblc(r)_expiration with their schedulers
+#: est_cpulist and est_nice came in 6.2, conn_lfactor, svc_lfactor and conn_max in
+#: 7.x, lblc(r)_expiration with their schedulers; a name this kernel lacks is an
+#: error event at run time, a name no kernel has is refused by --check
 SYSCTL_NAMES = ("am_droprate", "amemthresh", "backup_only", "cache_bypass",
-                "conn_reuse_mode", "conntrack", "debug_level", "drop_entry", "drop_packet",
+                "conn_lfactor", "conn_max", "conn_reuse_mode", "conntrack", "debug_level", "drop_entry", "drop_packet",
                 "est_cpulist", "est_nice", "expire_nodest_conn", "expire_quiescent_template",
                 "ignore_tunneled", "lblc_expiration", "lblcr_expiration", "nat_icmp_send",
                 "pmtu_disc", "run_estimation", "schedule_icmp", "secure_tcp", "sloppy_sctp",
                 "sloppy_tcp", "snat_reroute", "sync_persist_mode", "sync_ports",
                 "sync_qlen_max", "sync_refresh_period", "sync_retries", "sync_sock_size",
-                "sync_threshold", "sync_version")
+                "svc_lfactor", "sync_threshold", "sync_version")
 DNS_QTYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15, "TXT": 16,
               "AAAA": 28, "SRV": 33, "ANY": 255}
 DNS_RCODES = {"NOERROR": 0, "FORMERR": 1, "SERVFAIL": 2, "NXDOMAIN": 3, "NOTIMP": 4,

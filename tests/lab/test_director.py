@@ -478,7 +478,7 @@ def test_bad_file_refused_table_stays(lab, tmp_path, director_factory):
     # the same refusal from the subcommand and --check
     r = subprocess.run([sys.executable, "-m", "ipvs.director", "-s", d.sock, "reload"],
                        capture_output=True, text=True, timeout=30)
-    assert r.returncode == 1 and "real_server[0].weight" in r.stdout
+    assert r.returncode == 1 and "real_server[0].weight" in r.stderr
     r = subprocess.run([sys.executable, "-m", "ipvs.director", "-c", d.path, "--check"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and ":%d: service[0].real_server[0].weight" % line in r.stderr
@@ -568,14 +568,14 @@ def test_events_stream_and_status_subcommand(lab, tmp_path, director_factory):
     finally:
         proc.kill()
         proc.wait(5)
-    r = subprocess.run([sys.executable, "-m", "ipvs.director", "-c", d.path, "status"],
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run([sys.executable, "-m", "ipvs.director", "-c", d.path, "status",
+                        "--json"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0
     assert json.loads(r.stdout)["services"][0]["real_servers"][0]["state"] == "down"
     r = subprocess.run([sys.executable, "-m", "ipvs.director", "-s", d.sock, "drain",
                         "TCP 10.9.9.9:80", lab.server_addresses[0], str(lab.port)],
                        capture_output=True, text=True, timeout=30)
-    assert r.returncode == 1 and "unknown service" in r.stdout
+    assert r.returncode == 1 and "unknown service" in r.stderr
     d.stop()
 
 
