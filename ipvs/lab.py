@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import http
 import ipaddress
 import os
@@ -83,9 +84,10 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import ipvs
 from ipvs import netns
 
-__all__ = ["Lab", "LabError", "wait_for"]
+__all__ = ["Lab", "LabError", "MissingTool", "wait_for"]
 
 CLIENT_NET = "10.200.0"
 CLIENT_NET6 = "fd00:200:"
@@ -99,6 +101,15 @@ CLIENT_EXTRA = [f"{CLIENT_NET}.{i}" for i in range(3, 10)]
 
 class LabError(RuntimeError):
     """Setting up the lab failed (an ``ip`` command, a sysctl...)."""
+
+
+class MissingTool(LabError):
+    """A program the lab needs is not installed: the message ends with the
+    command that installs it (also in ``install``)."""
+
+    def __init__(self, what: str, install: str) -> None:
+        super().__init__("%s: %s" % (what, install))
+        self.install = install
 
 
 def _ip_batch(commands: List[str], ns: Optional[str] = None, timeout: float = 60) -> None:
@@ -396,15 +407,21 @@ class Lab:
     the namespace names), ``lifetime`` (seconds after which the servers stop
     by themselves) and ``timeout`` (of each client operation). Use it as a
     context manager, or ``start()`` and ``close()``.
+
+    ``router=True``: a router running BIRD 2 between the client and 1..8
+    directors, which reach it over BGP (hold time ``bgp_hold`` seconds) and
+    share the VIP by ECMP; see ipvs/_lab_router.py and docs/lab.md.
     """
 
     def __init__(self, servers: int = 3, *, port: int = 8000, http_port: int = 8080,
                  directors: int = 1, prefix: str = "ipvslab", lifetime: float = 600.0,
-                 timeout: float = 5.0) -> None:
+                 timeout: float = 5.0, router: bool = False, bgp_hold: int = 3) -> None:
         if isinstance(servers, bool) or not isinstance(servers, int) or not 1 <= servers <= 50:
             raise ValueError("servers must be an int 1..50")
-        if isinstance(directors, bool) or directors not in (1, 2):
-            raise ValueError("directors must be 1 or 2, got %r" % (directors,))
+        if isinstance(directors, bool) or \
+                directors not in (range(1, 9) if router else (1, 2)):
+            raise ValueError("directors must be 1 or 2 (1..8 with router=True), got %r"
+                             % (directors,))
         for what, value in (("port", port), ("http_port", http_port)):
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
                 raise ValueError("%s must be an int 1..65535" % what)
@@ -450,14 +467,21 @@ class Lab:
         self.by_address.update(zip(self.server_addresses6, self.names))
         self._created: List[str] = []
         self._next_udp_port = 20000
+        self._next_tcp_port = 10000
         self._servers: Optional[_Servers] = None
         self.started = False
+        #: the router's namespace (``Lab(router=True)``: see ipvs/_lab_router.py), else None
+        self.router: Optional[str] = None
+        self._routed: Optional[Any] = None
+        if router:
+            from ipvs import _lab_router
+            self._routed = _lab_router.RouterLab(self, directors, bgp_hold)
 
     # ---------------------------------------------------------------- setup
     @property
     def namespaces(self) -> List[str]:
         """Every namespace of the lab (the order they are made in)."""
-        extra = [self.switch] if self.switch else []
+        extra = [ns for ns in (self.switch, self.router) if ns]
         return extra + [self.client] + self.directors + self.servers
 
     def start(self) -> "Lab":
@@ -478,6 +502,9 @@ class Lab:
         for ns in self.namespaces:
             netns.create(ns)
             self._created.append(ns)
+        if self._routed is not None:
+            self._routed.build()
+            return
         if self.switch:
             self._build_segment()
             return
@@ -575,7 +602,7 @@ class Lab:
         """Two-director labs: move the VIPs to ``directors[index]`` so that
         the client's next packets reach it, as VRRP's gratuitous ARP would
         (the client's neighbour entries for the VIPs are renewed)."""
-        if not self.switch:
+        if not self.switch or self.router:
             raise LabError("move_vip needs a lab with two directors (Lab(directors=2))")
         if isinstance(index, bool) or not isinstance(index, int) or \
                 not 0 <= index < len(self.directors):
@@ -592,8 +619,65 @@ class Lab:
         _ip_batch(["neigh flush to %s dev eth0" % VIP, "neigh flush to %s dev eth0" % VIP6],
                   self.client)
 
+    # -------------------------------------------------------------- router
+    def _router_lab(self) -> Any:
+        if self._routed is None:
+            raise LabError("this lab has no router (Lab(..., router=True))")
+        return self._routed
+
+    @property
+    def router_address(self) -> str:
+        """The router's address on the directors' segment (its BGP address)."""
+        return str(self._router_lab().router_address)
+
+    def router_paths(self, vip: Optional[str] = None) -> List[str]:
+        """The router's next hops for ``vip`` (default ``vip``) now: the
+        directors' addresses that BGP gave it, sorted; [] for none."""
+        return list(self._router_lab().router_paths(vip or self.vip))
+
+    def cut_director(self, index: int) -> None:
+        """Set director ``index``'s link to the segment down at the switch, as
+        if its cable were cut: nobody is told, the router drops the path
+        when the BGP hold time (``bgp_hold``) runs out."""
+        self._router_lab().set_link(index, False)
+
+    def restore_director(self, index: int) -> None:
+        """Set director ``index``'s link up again (after ``cut_director``)."""
+        self._router_lab().set_link(index, True)
+
+    def start_director_bird(self, index: int, interface: Optional[str] = "ipvs-vips",
+                            config_extra: str = "") -> None:
+        """Run BIRD 2 in director ``index``: one BGP session to the router
+        announcing every address on ``interface`` (``protocol direct``; the
+        caller makes the interface) and the routes of any ``protocol
+        static`` in ``config_extra`` (BIRD config text added at the end).
+        Stopped by ``stop_speakers(index)`` or ``close()``."""
+        self._router_lab().start_director_bird(index, interface, config_extra)
+
+    def start_exabgp(self, index: int, process_argv: List[str]) -> None:
+        """Run ExaBGP in director ``index``: the router as its neighbor, and
+        ``process_argv`` as its API process (text encoder; it prints
+        ``announce route VIP/32 next-hop self``...). Stopped by
+        ``stop_speakers(index)`` or ``close()``."""
+        self._router_lab().start_exabgp(index, process_argv)
+
+    def stop_speakers(self, index: int) -> None:
+        """Stop the BGP speaker the lab started in director ``index``
+        (SIGTERM: BIRD closes its session, so the router withdraws at once)."""
+        self._router_lab().stop_speakers(index)
+
+    def birdc(self, command: str, director: Optional[int] = None) -> str:
+        """``birdc COMMAND`` on the router's BIRD (or director ``director``'s)."""
+        return str(self._router_lab().birdc(command, director))
+
+    def speaker_log(self, index: int) -> str:
+        """The end of the output of the speaker in director ``index``."""
+        return str(self._router_lab().speaker_log(index))
+
     def close(self) -> None:
         """Stop the servers and remove every namespace the lab made."""
+        if self._routed is not None:
+            self._routed.close()  # the BGP speakers and the router's BIRD
         if self._servers is not None:
             self._servers.stop()
             self._servers = None
@@ -667,7 +751,7 @@ class Lab:
         srv.call(put)
 
     # ---------------------------------------------------------------- use
-    def ipvs(self, *, director: int = 0, **kwargs: Any) -> Any:
+    def ipvs(self, *, director: int = 0, **kwargs: Any) -> "ipvs.IPVS":
         """An ``ipvs.IPVS`` handle on the namespace of ``directors[director]``
         (keywords as IPVS takes them, ``netns`` aside). The caller closes it."""
         import ipvs
@@ -707,29 +791,31 @@ class Lab:
                 raise ConnectionError("unexpected answer %r" % buf[:80])
         return buf.decode().strip()
 
-    def _client_connect(self, address: str, port: int,
-                        source: Optional[str] = None) -> socket.socket:
+    def _client_connect(self, address: str, port: int, source: Optional[str] = None,
+                        source_port: int = 0) -> socket.socket:
         """A TCP socket from the client namespace, connected to address:port
         (closed again when the connect fails)."""
+        family = self._family(address)
         with netns.enter(self.client):
-            s = socket.socket(self._family(address), socket.SOCK_STREAM)
+            s = socket.socket(family, socket.SOCK_STREAM)
         try:
             s.settimeout(self.timeout)
-            if source:
-                s.bind((source, 0))
+            if source or source_port:
+                anywhere = "::" if family == socket.AF_INET6 else "0.0.0.0"
+                s.bind((source or anywhere, source_port))
             s.connect((address, port))
         except BaseException:
             s.close()
             raise
         return s
 
-    def tcp_connect(self, address: str, port: int,
-                    source: Optional[str] = None) -> Tuple[socket.socket, str]:
+    def tcp_connect(self, address: str, port: int, source: Optional[str] = None,
+                    source_port: int = 0) -> Tuple[socket.socket, str]:
         """Open a TCP connection from the client; returns (socket, server name).
 
         The socket is left open (see ``hold``); the caller closes it.
         """
-        s = self._client_connect(address, port, source)
+        s = self._client_connect(address, port, source, source_port)
         try:
             name = self._read_name(s)
         except BaseException:
@@ -762,11 +848,24 @@ class Lab:
 
     def hold(self, address: str, port: int, count: int,
              source: Optional[str] = None) -> List[Tuple[socket.socket, str]]:
-        """Open ``count`` TCP connections and keep them open: (socket, name)."""
+        """Open ``count`` TCP connections and keep them open: (socket, name).
+
+        Each from a source port of its own taken in turn from 10000..19999
+        (below the kernel's ephemeral range), so that hashes over ports
+        (ECMP's, ``sh``/``mh`` with their port flag) spread them."""
         held = []
         try:
             for _ in range(count):
-                held.append(self.tcp_connect(address, port, source))
+                for attempt in range(50):
+                    port_from = self._next_tcp_port
+                    self._next_tcp_port = port_from + 1 if port_from < 19999 else 10000
+                    try:
+                        held.append(self.tcp_connect(address, port, source, port_from))
+                        break
+                    except OSError as e:  # a port still taken (TIME_WAIT): the next
+                        if e.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL) \
+                                or attempt == 49:
+                            raise
         except BaseException:
             for s, _ in held:
                 s.close()
