@@ -14,9 +14,9 @@ extension; ``IPVS`` (and the batch/apply types) load the extension on first use.
 from typing import TYPE_CHECKING, Any, List
 
 from ipvs._version import __version__
-from ipvs._model import (Call, Connection, Daemon, DaemonState, Destination, Forward, Info,
-                         Protocol, Service, ServiceFlags, Stats, Timeouts, TunnelFlags,
-                         TunnelType)
+from ipvs._model import (SCHEDULERS, Call, Connection, Daemon, DaemonState, Destination,
+                         Forward, Info, Protocol, Service, ServiceFlags, Stats, Timeouts,
+                         TunnelFlags, TunnelType)
 from ipvs.errors import (BatchError, DaemonExistsError, DaemonNotRunningError,
                          DestinationExistsError, DestinationNotFoundError, InvalidRequestError,
                          InconsistentDumpError, IPVSError, IPVSPermissionError, IPVSTimeoutError,
@@ -29,6 +29,7 @@ __all__ = [
     "IPVS", "Batch", "Change", "Plan", "Call", "AsyncIPVS", "AsyncBatch",
     "Service", "Destination", "Stats", "Info", "Timeouts", "Daemon", "Connection",
     "Protocol", "Forward", "ServiceFlags", "TunnelType", "TunnelFlags", "DaemonState",
+    "SCHEDULERS",
     "IPVSError", "IPVSUnavailableError", "IPVSPermissionError", "IPVSTimeoutError",
     "UnsupportedError", "ServiceExistsError", "ServiceNotFoundError",
     "DestinationExistsError", "DestinationNotFoundError", "SchedulerNotFoundError",

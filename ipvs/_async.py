@@ -96,7 +96,8 @@ import weakref
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from ipvs import _libipvs
-from ipvs._handle import IPVS, Call, NetnsLike, _need
+from ipvs._handle import IPVS, Call, NetnsLike
+from ipvs._plan import _need
 from ipvs._model import Destination, Service
 from ipvs.errors import BatchError, IPVSError, UnsupportedError
 
@@ -736,6 +737,8 @@ def _install() -> None:
             fn = _kernel_call(name)
         fn.__name__ = name
         fn.__qualname__ = "AsyncIPVS." + name
+        # help() and inspect.signature() show the sync method's real parameters
+        setattr(fn, "__wrapped__", getattr(IPVS, name))
         doc = getattr(getattr(IPVS, name, None), "__doc__", None)
         fn.__doc__ = ("Coroutine of `IPVS.%s`: same arguments, result and exceptions.%s"
                       % (name, "\n\n" + doc if doc else ""))

@@ -3,14 +3,16 @@
 The coroutines of `AsyncIPVS` are generated at import time from
 ``METHODS`` (one list of names, resolved against `IPVS` when called), so a
 type checker learns their signatures here: each is the `IPVS` method of the
-same name as a coroutine.  Keep in step with ipvs/_handle.py;
-tests/unit/test_async_unit.py checks that every name of ``METHODS`` has a
-coroutine stub here.
+same name as a coroutine (at run time they carry the `IPVS` method's
+signature, which ``help()`` shows).  Keep in step with ipvs/_handle.py:
+tests/unit/test_stub_signatures.py compares every public method here with
+the runtime's ``inspect.signature`` (parameters, kinds, defaults and types).
 """
 
-from typing import (Any, Dict, Iterable, List, Literal, Mapping, Optional, Tuple, Union)
+from typing import (Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union)
 
 from ipvs._handle import Call, NetnsLike, Plan
+from ipvs._plan import PruneLike, ScopeLike
 from ipvs._model import (Connection, Daemon, DaemonState, Destination, Info, Service, Stats,
                          Timeouts)
 from ipvs.errors import IPVSError
@@ -87,5 +89,7 @@ class AsyncIPVS:
     async def connections(self) -> List[Connection]: ...
     async def stats(self) -> Stats: ...
     async def apply(self, desired: Mapping[Service, Iterable[Destination]], *,
-                    prune: Union[bool, Literal["destinations"]] = True,
-                    dry_run: bool = False) -> Plan: ...
+                    prune: PruneLike = True, dry_run: bool = False,
+                    current: Optional[Mapping[Service, Iterable[Destination]]] = None,
+                    changed: Optional[Iterable[Service]] = None,
+                    scope: Optional[ScopeLike] = None) -> Plan: ...

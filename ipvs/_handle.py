@@ -8,26 +8,24 @@ from __future__ import annotations
 
 import gc
 import ipaddress
-import operator
 import os
 import socket
 import threading
 import warnings
-from typing import (Any, Dict, Iterable, Iterator, List, Literal, Mapping,
-                    NamedTuple, Optional, Sequence, Tuple, Union)
+from typing import (Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union)
 
-from ipvs import _libipvs, _memory
+from ipvs import _libipvs, _memory, _plan
 from ipvs._model import (Call, Connection, Daemon, DaemonState, Destination, Info, Protocol,
                          Service, Stats, Timeouts)
+# the planner's names that tests and older callers import from here
+from ipvs._plan import (Change, Plan, PruneLike, ScopeLike, _dest_key, _dest_map,  # noqa: F401
+                        _dest_map_py, _listed_map, _need, _svc_key, _want_map, plan_changes)
 from ipvs.errors import (BatchError, IPVSError, IPVSUnavailableError, destination_missing,
                          inconsistent_dump)
 
 __all__ = ["IPVS", "Batch", "Change", "Plan", "Call"]
 
 NetnsLike = Union[None, str, "os.PathLike[str]", int]
-#: what `IPVS.apply` may delete: True (the whole table), "destinations" (only
-#: destinations of the services it is given), False (nothing)
-PruneLike = Union[bool, Literal["destinations"]]
 
 # the fields that make a record's identity: `modify_*` must not change them
 _SERVICE_KEY_FIELDS = frozenset({"address", "port", "protocol", "fwmark", "family"})
@@ -35,11 +33,6 @@ _DEST_KEY_FIELDS = frozenset({"address", "port", "family"})
 # read-back state a write does not carry
 _DEST_READ_ONLY = frozenset({"active_connections", "inactive_connections",
                              "persistent_connections", "stats"})
-
-
-def _need(kind: type, name: str, value: Any) -> None:
-    if not isinstance(value, kind):
-        raise TypeError("%s must be a %s, not %s" % (name, kind.__name__, type(value).__name__))
 
 
 def _open_netns(netns: NetnsLike) -> Tuple[int, bool]:
@@ -97,54 +90,6 @@ def _netns_problem(fd: int) -> Optional[str]:
     if kind != 0x40000000:  # CLONE_NEWNET
         return "a namespace, but not a network namespace"
     return None
-
-
-class Change(NamedTuple):
-    """One step of a plan: ``action`` is the IPVS method that performs it."""
-    action: str
-    service: Service
-    destination: Optional[Destination] = None
-
-    def __str__(self) -> str:
-        if self.destination is None:
-            return "%s %s" % (self.action, self.service)
-        return "%s %s in %s" % (self.action, self.destination, self.service)
-
-
-class Plan:
-    """The changes `IPVS.apply` made (or would make, with ``dry_run``)."""
-
-    __slots__ = ("changes", "applied")
-
-    def __init__(self, changes: Sequence[Change], applied: bool = False) -> None:
-        self.changes: List[Change] = list(changes)
-        self.applied = applied
-
-    def __bool__(self) -> bool:
-        return bool(self.changes)
-
-    def __len__(self) -> int:
-        return len(self.changes)
-
-    def __iter__(self) -> Iterator[Change]:
-        return iter(self.changes)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Plan):
-            return self.changes == other.changes
-        if isinstance(other, list):
-            return self.changes == other
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return "Plan(%r, applied=%r)" % (self.changes, self.applied)
-
-    def __str__(self) -> str:
-        if not self.changes:
-            return "no changes"
-        return "\n".join(str(c) for c in self.changes)
 
 
 class Batch:
@@ -614,21 +559,35 @@ class IPVS:
     def apply(self, desired: Mapping[Service, Iterable[Destination]], *,
               prune: PruneLike = True, dry_run: bool = False,
               current: Optional[Mapping[Service, Iterable[Destination]]] = None,
-              changed: Optional[Iterable[Service]] = None) -> Plan:
+              changed: Optional[Iterable[Service]] = None,
+              scope: Optional[ScopeLike] = None) -> Plan:
         """Make the table match ``desired`` ({Service: [Destination]}) with
         the fewest changes: one dump, a minimal plan, one batch.
 
         Services and destinations in ``desired`` are added, or updated where
         a setting differs. What is deleted depends on ``prune``:
 
-        * ``True`` (default): the whole table of the namespace becomes
-          ``desired``: every service not in it is deleted (also services
-          other tools made), and every destination not listed for its
-          service;
+        * ``True`` (default): the whole table of the namespace (or the whole
+          ``scope``) becomes ``desired``: every service not in it is deleted
+          (without ``scope`` also services other tools made), and every
+          destination not listed for its service;
         * ``"destinations"``: only destinations of the services in
           ``desired`` that are not listed for them; services not in
           ``desired`` are never touched;
         * ``False``: nothing is deleted.
+
+        Ownership, for a program that shares the table with others:
+
+        * ``scope``: the services this call owns, as a set of keys
+          (``Service.key``) or of `Service` records (taken by key), or a
+          predicate taking a `Service` (decide by the key fields: address,
+          port, protocol, fwmark, family). Only services in scope are
+          compared, written and deleted: a foreign service is never read
+          into the plan, and entries of ``desired`` outside the scope are
+          left out too. With ``prune=True`` the in-scope services that
+          ``desired`` no longer has are deleted. A service is in scope when
+          its record in ``desired`` is (or, where ``desired`` lacks it, its
+          record in the table or in ``current``).
 
         Incremental apply, for a caller that already knows the table (a
         controller that applied the previous state itself):
@@ -638,12 +597,13 @@ class IPVS:
           The table is not read: the plan is ``current`` -> ``desired``.
         * ``changed`` (needs ``current``): the services whose entries differ
           between ``current`` and ``desired`` (added, removed, or with other
-          destinations); only these are compared, every other entry is taken
-          as equal without being looked at, so the cost follows the size of
-          the change, not of the table. A service whose own settings changed
-          is one record in ``current`` and another in ``desired``: name both
-          (they are matched by their key, as always). A name found in
-          neither mapping is ignored.
+          destinations or settings); only these are compared, every other
+          entry is taken as equal without being looked at, so the cost
+          follows the size of the change, not of the table. A service is
+          named by its key: any record with that key names it (the old
+          record, the new one, or one built from the key fields alone).
+          A key found in neither mapping is ignored. Naming a record that
+          is not in a mapping costs one pass over that mapping.
 
         A ``current`` that is not the table is the caller's error and is not
         detected by the diff: a call the kernel refuses (adding what exists,
@@ -651,55 +611,23 @@ class IPVS:
         what the kernel accepts is written as planned (an extra entry in the
         table that ``current`` does not show stays). Calling ``apply``
         without ``current`` reads the table and repairs all of it (a full
-        resync).
+        resync; give it the same ``scope``).
 
         ``dry_run=True`` computes the plan and writes nothing. Returns the
-        `Plan` (its ``changes`` in the order they are sent). A destination
-        port of None means its service's port. Raises TypeError /
-        ValueError for bad input (a service or destination given twice,
-        ``changed`` without ``current``), `BatchError` when calls failed
-        (the others stay applied).
+        `Plan` (its ``changes`` in the order they are sent; each `Change`
+        has the records it replaces and writes, ``before`` and ``after``).
+        A destination port of None means its service's port. Raises
+        TypeError / ValueError for bad input (a service or destination
+        given twice, ``changed`` without ``current``, a scope member that
+        is not a service key), `BatchError` when calls failed (the others
+        stay applied).
 
         The cyclic garbage collector is paused while the plan is made (and
         the table read): the records of a large table are fresh objects it
         would otherwise traverse again and again, for nothing."""
-        if not isinstance(desired, Mapping):
-            raise TypeError("apply: desired must be a mapping of Service to destinations")
-        if not (prune is True or prune is False or prune == "destinations"):
-            raise ValueError("apply: prune must be True, False or \"destinations\", got %r"
-                             % (prune,))
-        if current is not None and not isinstance(current, Mapping):
-            raise TypeError("apply: current must be a mapping of Service to destinations")
-        if changed is not None:
-            if current is None:
-                raise ValueError("apply: changed needs current (what the table holds now)")
-            if isinstance(changed, (Service, str, bytes, Mapping)):
-                raise TypeError("apply: changed must be an iterable of Service")
-            changed = list(changed)
-            for svc in changed:
-                _need(Service, "changed: service", svc)
+        names, keep = _plan.checked(desired, prune, current, changed, scope)
         with _gc_paused():
-            if changed is not None:
-                assert current is not None
-                want = _want_map([(s, desired[s]) for s in dict.fromkeys(changed)
-                                  if s in desired])
-                have = _want_map([(s, current[s]) for s in dict.fromkeys(changed)
-                                  if s in current], what="current")
-            else:
-                want = _want_map(desired.items())
-                if current is not None:
-                    have = _want_map(current.items(), what="current")
-                else:
-                    have = None
-            h = self._live()
-            if current is None and hasattr(h, "compare"):
-                # the kernel's handle: compared on the raw records
-                changes = _plan_compared(h, want, prune)
-            else:
-                if have is None:
-                    have = {_svc_key(svc): (svc, _listed_map(dests))
-                            for svc, dests in h.listing()}
-                changes = plan_changes(have, want, prune=prune)
+            changes = _plan.make_plan(self._live, desired, prune, current, names, keep)
             plan = Plan(changes, applied=False)
             if changes and not dry_run:
                 self._run_plan(changes)
@@ -738,176 +666,6 @@ class _gc_paused:
             _gc_state[0] -= 1
             if _gc_state[0] == 0 and _gc_state[1]:
                 gc.enable()
-
-
-def _want_map(items: Iterable[Tuple[Service, Iterable[Destination]]], what: str = "desired"
-              ) -> Dict[Any, Tuple[Service, Dict[Any, Destination]]]:
-    """{service key: (Service, {dest key: Destination})} of apply()'s input,
-    checked (types, nothing given twice); ports of None filled in."""
-    want: Dict[Any, Tuple[Service, Dict[Any, Destination]]] = {}
-    for svc, dests in items:
-        _need(Service, "service", svc)
-        key = _svc_key(svc)
-        if key in want:
-            raise ValueError("apply: %s is given twice%s"
-                             % (svc, "" if what == "desired" else " in " + what))
-        dests = list(dests)
-        dmap = _dest_map(dests)
-        if dmap.pop(None, _MISSING) is not _MISSING:
-            # a port of None, or something that is not a Destination
-            for d in dests:
-                _need(Destination, "destination", d)
-            dests = [d.for_service(svc) for d in dests]
-            dmap = {_dest_key(d): d for d in dests}
-        if len(dmap) != len(dests):
-            seen: Dict[Any, Destination] = {}
-            for d in dests:
-                if seen.setdefault(d.key, d) is not d:
-                    raise ValueError("apply: %s is given twice in %s%s"
-                                     % (d, svc, "" if what == "desired" else " (" + what + ")"))
-        want[key] = (svc, dmap)
-    return want
-
-
-# An IPv4Address's int without a Python-level call: its `_ip` slot read by a
-# C-level attrgetter where the stdlib stores it so (CPython 3.9-3.13), else int().
-_V4_INT: Any = (operator.attrgetter("_ip") if hasattr(ipaddress.IPv4Address(0), "_ip")
-                else int)
-
-
-_MISSING = object()
-
-
-def _dest_map_py(dests: Iterable[Destination], v4: Any = ipaddress.IPv4Address,
-                 v4int: Any = _V4_INT, dcls: type = Destination) -> Dict[Any, Destination]:
-    """{key: destination} for apply(). The key stands for ``d.key``, (family,
-    address, port), with an IPv4 address as its int (the family follows from
-    the address): hashing an ipaddress object runs Python code, and apply()
-    hashes every destination several times (a third of its time at 100,000).
-
-    An item that is not a `Destination`, or one whose port is None, is put
-    under the key None instead (the caller checks and fills in: one pass over
-    the list, not three)."""
-    out: Dict[Any, Destination] = {}
-    for d in dests:
-        if d.__class__ is not dcls or d.port is None:
-            out[None] = d
-            continue
-        a = d.address
-        out[(v4int(a) if a.__class__ is v4 else a, d.port)] = d
-    return out
-
-
-# the same, in the Cython module (it reads the records' slots directly): a
-# quarter of apply()'s Python time at 100,000 destinations
-_dest_map: Any = getattr(_libipvs, "dest_map", _dest_map_py)
-
-
-def _dest_key(d: Destination, v4: Any = ipaddress.IPv4Address, v4int: Any = _V4_INT) -> Any:
-    """_dest_map's key of one destination (port set)."""
-    a = d.address
-    return (v4int(a) if a.__class__ is v4 else a, d.port)
-
-
-def _listed_map(dests: List[Destination]) -> Dict[Any, Destination]:
-    """_dest_map of a listing (ports set; a backend may hand back the
-    caller's own objects, of a subclass too)."""
-    dmap = _dest_map(dests)
-    if None in dmap:
-        dmap = {_dest_key(d): d for d in dests}
-    return dmap  # type: ignore[no-any-return]
-
-
-def _svc_key(s: Service, v4: Any = ipaddress.IPv4Address, v4int: Any = _V4_INT) -> Any:
-    """What stands for ``s.key`` in apply()'s maps: plain ints for the enums
-    and an IPv4 address (their hashes run Python code), the same identity."""
-    if s.fwmark:
-        return (int(s.family), -1, s.fwmark)
-    a = s.address
-    return (int(s.family), int(s.protocol), v4int(a) if a.__class__ is v4 else a, s.port)
-
-
-# the compared fields of a record beyond its key: equal keys and equal rests
-# are equal records (Service: for a non-fwmark service; see plan_changes)
-_SVC_REST = operator.attrgetter("scheduler", "flags", "timeout", "netmask", "pe_name")
-_DEST_REST = operator.attrgetter("weight", "forward", "upper_threshold", "lower_threshold",
-                                 "tunnel_type", "tunnel_port", "tunnel_flags")
-_new_change: Any = tuple.__new__    # Change(...) without its Python-level __new__
-
-
-def _service_differs(svc: Service, cur: Service, srest: Any = _SVC_REST) -> bool:
-    """``cur`` (the table's, same key) needs an update_service to become
-    ``svc``. An update carries every setting; one without a persistence
-    engine clears the kernel's (verified on 6.1)."""
-    return svc is not cur and (srest(svc) != srest(cur) or bool(svc.fwmark and svc != cur))
-
-
-def _plan_compared(h: Any, want: Mapping[Any, Tuple[Service, Mapping[Any, Destination]]],
-                   prune: PruneLike) -> List[Change]:
-    """`plan_changes` of the table against ``want``, the destinations compared
-    in C by ``h.compare`` (the same plan, in the same order)."""
-    services, diffs = h.compare(want, _svc_key, bool(prune))
-    changes: List[Change] = []
-    add = changes.append
-    new, C = _new_change, Change
-    differs = _service_differs
-    have = {}
-    for svc in services:
-        key = _svc_key(svc)
-        have[key] = svc
-        if prune is True and key not in want:
-            add(new(C, ("delete_service", svc, None)))
-    for key, (svc, dests) in want.items():
-        cur_svc = have.get(key)
-        if cur_svc is None:
-            add(new(C, ("add_service", svc, None)))
-            changes.extend([new(C, ("add_destination", svc, d)) for d in dests.values()])
-            continue
-        if differs(svc, cur_svc):
-            add(new(C, ("update_service", svc, None)))
-        diff = diffs.get(key)
-        if diff is not None:
-            deleted, writes = diff
-            changes.extend([new(C, ("delete_destination", svc, d)) for d in deleted])
-            changes.extend([new(C, (action, svc, d)) for action, d in writes])
-    return changes
-
-
-def plan_changes(current: Mapping[Any, Tuple[Service, Mapping[Any, Destination]]],
-                 want: Mapping[Any, Tuple[Service, Mapping[Any, Destination]]], *,
-                 prune: PruneLike = True) -> List[Change]:
-    """The minimal ordered list of changes turning ``current`` into ``want``
-    (both {service key: (Service, {dest key: Destination})}); ``prune`` as
-    `IPVS.apply` takes it."""
-    changes: List[Change] = []
-    add = changes.append
-    new, C = _new_change, Change
-    differs, drest = _service_differs, _DEST_REST
-    if prune is True:
-        for key, (svc, _) in current.items():
-            if key not in want:
-                add(new(C, ("delete_service", svc, None)))
-    for key, (svc, dests) in want.items():
-        have = current.get(key)
-        if have is None:
-            add(new(C, ("add_service", svc, None)))
-            changes.extend([new(C, ("add_destination", svc, d)) for d in dests.values()])
-            continue
-        cur_svc, cur_dests = have
-        if differs(svc, cur_svc):
-            add(new(C, ("update_service", svc, None)))
-        if prune and cur_dests.keys() - dests.keys():
-            for dkey, d in cur_dests.items():
-                if dkey not in dests:
-                    add(new(C, ("delete_destination", svc, d)))
-        get = cur_dests.get
-        for dkey, d in dests.items():
-            cd = get(dkey)
-            if cd is None:
-                add(new(C, ("add_destination", svc, d)))
-            elif cd is not d and drest(cd) != drest(d):
-                add(new(C, ("update_destination", svc, d)))
-    return changes
 
 
 # ------------------------------------------------------------------ parsers

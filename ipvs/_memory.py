@@ -9,8 +9,12 @@ returns for the same request, in the order the kernel checks
 docs/KERNEL-FACTS.md).
 
 Tables are kept per process and per ``netns`` value: handles opened with
-the same value share one table. ``ipvs.testing.reset_memory()`` empties
-them all. What a table cannot know (traffic) reads as zero: counters and
+the same value share one table. A ``netns`` name or path must be in the
+registry of namespaces first (`register_netns`: ``ipvs.testing.add_netns``,
+or ``ipvs.netns.create`` while ``backend="auto"`` means memory), as the
+kernel backend needs the namespace to exist; an unknown one raises the
+kernel backend's FileNotFoundError. ``ipvs.testing.reset_memory()`` empties
+every table and the registry. What a table cannot know (traffic) reads as zero: counters and
 stats unless a test sets them (``ipvs.testing.set_counters``), and an
 empty connection table.
 """
@@ -21,25 +25,26 @@ import errno as _E
 import io
 import ipaddress
 import os
+import re
 import socket
 import threading
-from typing import Any, Dict, List, Optional, Tuple, TypeVar, Union
+from typing import Any, Dict, List, Optional, Set, Tuple, TypeVar, Union
 
-from ipvs import errors as _errors
+from ipvs import _model, errors as _errors
 from ipvs._model import (Daemon, DaemonState, Destination, Service, Stats, Timeouts,
                          TunnelFlags, TunnelType)
 
 __all__ = ["MemoryHandle", "KERNELS", "DEFAULT_KERNEL", "open_handle", "reset",
-           "set_counters", "add_interface", "auto_enabled", "enable_auto"]
+           "set_counters", "add_interface", "auto_enabled", "enable_auto", "profile_of",
+           "register_netns", "unregister_netns", "netns_known", "netns_names"]
 
 #: the kernel generations whose differences the backend knows
 KERNELS = ("6.1", "6.12", "7")
 DEFAULT_KERNEL = "6.12"
 
-#: schedulers built by Debian's kernels 6.1, 6.12 and 7.x ("twos" is absent
-#: from all of them), and "none" (no scheduler), which the kernel accepts
-SCHEDULERS = frozenset(["rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq",
-                        "fo", "ovf", "mh", "none"])
+#: schedulers built by Debian's kernels 6.1, 6.12 and 7.x (every name of
+#: ipvs.SCHEDULERS but "twos"), and "none" (no scheduler), which the kernel accepts
+SCHEDULERS = frozenset([n for n in _model.SCHEDULERS if n != "twos"] + ["none"])
 #: persistence engines ("sip" is the only one)
 PERSISTENCE_ENGINES = frozenset(["sip"])
 
@@ -175,6 +180,8 @@ class Table:
 
 _tables: Dict[NetnsKey, Table] = {}
 _tables_lock = threading.Lock()
+# the namespace names and paths that exist (None and descriptors always do)
+_namespaces: Set[str] = set()
 _auto = 0
 _auto_kernels: List[Optional[str]] = []
 
@@ -209,11 +216,76 @@ def table(netns: Any = None) -> Table:
 
 
 def reset() -> None:
-    """Forget every memory table (open handles then see empty ones)."""
+    """Forget every memory table (open handles then see empty ones) and every
+    registered namespace."""
     with _tables_lock:
+        _namespaces.clear()
         for t in _tables.values():
             with t.lock:
                 t.__init__()  # type: ignore[misc]
+
+
+def _netns_path(name: str) -> str:
+    """The file the kernel backend would open for a ``netns`` name or path."""
+    return name if "/" in name else os.path.join("/run/netns", name)
+
+
+def register_netns(netns: Any) -> None:
+    """Make the namespace ``netns`` (a name as ``ip netns`` uses, or a path)
+    exist for the memory backend: handles may then be opened on it. The
+    name and the path of one namespace are two entries (and two tables).
+    Registering one that exists is harmless."""
+    key = _netns_key(netns)
+    if isinstance(key, str):
+        with _tables_lock:
+            _namespaces.add(key)
+
+
+def unregister_netns(netns: Any) -> None:
+    """Remove a registered namespace and empty its table (handles still open
+    on it keep working, as a kernel namespace lives on while used).
+    FileNotFoundError when it is not registered."""
+    key = _netns_key(netns)
+    if not isinstance(key, str):
+        raise ValueError("netns: only names and paths are registered, not %r" % (netns,))
+    with _tables_lock:
+        if key not in _namespaces:
+            raise FileNotFoundError(_E.ENOENT, "no network namespace %r" % key, _netns_path(key))
+        _namespaces.discard(key)
+        t = _tables.pop(key, None)
+    if t is not None:
+        with t.lock:
+            t.__init__()  # type: ignore[misc]
+
+
+def netns_known(netns: Any) -> bool:
+    """True when handles may be opened on ``netns``: None, a descriptor, or
+    a registered name or path."""
+    key = _netns_key(netns)
+    return not isinstance(key, str) or key in _namespaces
+
+
+def netns_names() -> List[str]:
+    """The registered names (not paths), sorted, as ``ip netns list``."""
+    with _tables_lock:
+        return sorted(n for n in _namespaces if "/" not in n)
+
+
+def profile_of(release: str) -> Optional[str]:
+    """The profile (one of `KERNELS`) that follows the kernel ``release``
+    ("6.1.0-28-amd64" -> "6.1", "6.12.113" -> "6.12", "7.2.7" -> "7"), or
+    None for a release older than 6.1 (no profile follows it)."""
+    m = re.match(r"(\d+)\.(\d+)", release)
+    if m is None:
+        return None
+    version = (int(m.group(1)), int(m.group(2)))
+    if version >= (7, 0):
+        return "7"
+    if version >= (6, 12):
+        return "6.12"
+    if version >= (6, 1):
+        return "6.1"
+    return None
 
 
 def enable_auto(on: bool, kernel: Optional[str] = None) -> None:
@@ -241,7 +313,8 @@ def auto_enabled() -> bool:
 def add_interface(name: str, *, netns: Any = None, mtu: int = 1500,
                   ipv6_multicast: bool = True) -> None:
     """Make interface ``name`` exist in a memory namespace (for sync daemons;
-    a fresh one has only ``lo``)."""
+    a fresh one has only ``lo``). A namespace name or path is registered too."""
+    register_netns(netns)
     t = table(netns)
     with t.lock:
         t.interfaces[name] = _Interface(name, mtu, ipv6_multicast)
@@ -312,6 +385,11 @@ def open_handle(netns: Any, kernel: Optional[str], timeout_ms: int,
     if kernel not in KERNELS:
         raise ValueError("kernel must be one of %s, got %r"
                          % (", ".join(repr(k) for k in KERNELS), kernel))
+    key = _netns_key(netns)
+    if isinstance(key, str) and key not in _namespaces:
+        # what the kernel backend raises for a namespace that does not exist
+        raise FileNotFoundError(_E.ENOENT, "network namespace %r not found" % key,
+                                _netns_path(key))
     return MemoryHandle(table(netns), kernel, timeout_ms)
 
 

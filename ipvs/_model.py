@@ -27,12 +27,13 @@ import enum
 import ipaddress
 import operator
 import socket
-from typing import Any, Dict, Iterator, Optional, Tuple, TypeVar, Union
+import types
+from typing import Any, Dict, Iterator, Mapping, Optional, Tuple, TypeVar, Union
 
 __all__ = [
     "Protocol", "Forward", "ServiceFlags", "TunnelType", "TunnelFlags", "DaemonState",
     "Stats", "Service", "Destination", "Timeouts", "Info", "Daemon", "Connection",
-    "IPAddress", "AddressLike", "Call",
+    "IPAddress", "AddressLike", "Call", "SCHEDULERS",
 ]
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
@@ -378,6 +379,22 @@ class Stats(_Record):
 
 
 _ZERO_STATS = Stats()
+
+
+#: The scheduler names a kernel may offer (`Service.scheduler`), each with the
+#: kernel version that added it. A kernel offers those its build includes
+#: (each is the module ``ip_vs_NAME``, loaded on first use); an absent one is
+#: `SchedulerNotFoundError`. Debian's kernels build all but "twos". The name
+#: "none" (a service without a scheduler) is accepted too and not listed.
+#: Versions: the kernel's git history (the first ten came with IPVS in 2.6.0).
+SCHEDULERS: Mapping[str, str] = types.MappingProxyType({
+    "rr": "2.6", "wrr": "2.6", "lc": "2.6", "wlc": "2.6", "lblc": "2.6", "lblcr": "2.6",
+    "dh": "2.6", "sh": "2.6", "sed": "2.6", "nq": "2.6",
+    "fo": "3.18",     # weighted failover
+    "ovf": "4.3",     # weighted overflow
+    "mh": "4.18",     # Maglev hashing
+    "twos": "5.12",   # weighted random twos choice
+})
 
 
 class Service(_Record):

@@ -11,6 +11,12 @@ thread, so the caller's thread never changes namespace.  ``enter`` switches
 the *calling* thread and switches it back; if switching back fails the
 thread is left in the wrong namespace and a RuntimeError says so.
 
+While ``ipvs.IPVS()`` opens memory handles (the ``ipvs_memory`` pytest
+fixture, ``ipvs.testing.memory_auto``), ``create``, ``remove``, ``exists``,
+``names``, ``temporary`` and ``link_up`` work on the memory backend's
+registry of namespaces instead of /run/netns, so the code under test makes
+and finds its namespaces there (``enter`` and ``open_netns`` stay real).
+
 Standard library and libc (ctypes) only.
 """
 
@@ -25,6 +31,7 @@ import os
 import secrets
 import socket
 import struct
+import sys
 import threading
 from typing import Any, Callable, Dict, Iterator, Optional, TypeVar, Union
 
@@ -123,13 +130,26 @@ def path(name: str) -> str:
     return os.path.join(NETNS_RUN_DIR, validate_name(name))
 
 
+def _memory() -> Any:
+    """The memory backend while ``IPVS()`` opens memory handles: its registry
+    of namespaces stands in for /run/netns. None otherwise."""
+    mem = sys.modules.get("ipvs._memory")
+    return mem if mem is not None and mem.auto_enabled() else None
+
+
 def exists(name: str) -> bool:
     """True if /run/netns/NAME exists (as ``ip netns list`` would show it)."""
+    mem = _memory()
+    if mem is not None:
+        return bool(mem.netns_known(validate_name(name)))
     return os.path.lexists(path(name))
 
 
 def names() -> list[str]:
     """Sorted names of the named namespaces (``ip netns list``)."""
+    mem = _memory()
+    if mem is not None:
+        return list(mem.netns_names())
     try:
         return sorted(os.listdir(NETNS_RUN_DIR))
     except FileNotFoundError:
@@ -216,6 +236,12 @@ def create(name: str) -> str:
     Its ``lo`` is down, as after ``ip netns add`` (see ``link_up``).
     """
     file = path(name)
+    mem = _memory()
+    if mem is not None:
+        if mem.netns_known(name):
+            raise FileExistsError(errno.EEXIST, f"network namespace {name!r} exists", file)
+        mem.register_netns(name)
+        return file
     _ensure_run_dir()
     fd = os.open(file, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0)
     os.close(fd)
@@ -236,6 +262,10 @@ def remove(name: str) -> None:
     while processes or open descriptors still use it.
     """
     file = path(name)
+    mem = _memory()
+    if mem is not None:
+        mem.unregister_netns(name)
+        return
     if not os.path.lexists(file):
         raise FileNotFoundError(errno.ENOENT, f"no network namespace {name!r}", file)
     if _lib().umount2(os.fsencode(file), MNT_DETACH) != 0:
@@ -315,8 +345,22 @@ def link_up(target: NetnsTarget, ifname: str = "lo") -> None:
     """
     if not ifname or len(ifname.encode()) >= IFNAMSIZ or "/" in ifname:
         raise ValueError(f"invalid interface name {ifname!r}")
+    mem = _memory()
+    if mem is not None and isinstance(target, (str, os.PathLike)):
+        _memory_link_up(mem, os.fspath(target), ifname)
+        return
     fd = open_netns(target)
     try:
         _in_thread(_link_up, fd, ifname)
     finally:
         os.close(fd)
+
+
+def _memory_link_up(mem: Any, target: str, ifname: str) -> None:
+    """link_up on a memory namespace: its interfaces are up; a missing
+    namespace or interface fails as on the kernel."""
+    if not mem.netns_known(target):
+        file = target if "/" in target else path(target)
+        raise FileNotFoundError(errno.ENOENT, f"no network namespace {target!r}", file)
+    if ifname not in mem.table(target).interfaces:
+        raise OSError(errno.ENODEV, f"{ifname}: {os.strerror(errno.ENODEV)}")

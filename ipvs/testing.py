@@ -13,11 +13,16 @@ Fixtures
                      empty memory tables (no root, no kernel needed). While
                      the test runs, ``IPVS()`` / ``AsyncIPVS()`` opened with
                      backend "auto" (the default) by the code under test
-                     are memory handles on the same tables.
+                     are memory handles on the same tables, and
+                     ``ipvs.netns.create()`` registers memory namespaces.
+                     Run inside ``python -m ipvs.sandbox``, its handles
+                     follow the booted kernel's profile.
 
 Functions for tests on the memory backend: ``reset_memory()``,
 ``set_counters(service, dest=None, *, netns=None, active=, inactive=,
-persistent=, stats=)`` and ``add_interface(name, *, netns=None)``.
+persistent=, stats=)``, ``add_interface(name, *, netns=None)``,
+``add_netns(netns)`` / ``remove_netns(netns)`` (the registry of namespaces
+that memory handles may be opened on) and ``sandbox_kernel_profile()``.
 
 Marker
     ``@pytest.mark.kernel``: the test needs root and a kernel with IPVS.
@@ -53,7 +58,10 @@ __all__ = [
     "reset_memory",
     "set_counters",
     "add_interface",
+    "add_netns",
+    "remove_netns",
     "memory_auto",
+    "sandbox_kernel_profile",
 ]
 
 REQUIRE_ENV = "IPVS_REQUIRE_KERNEL"
@@ -260,7 +268,8 @@ def ipvsadm(ipvs_netns):
 
 def reset_memory() -> None:
     """Empty every memory table of this process (all ``netns`` values):
-    services, destinations, counters, timeouts, sync daemons."""
+    services, destinations, counters, timeouts, sync daemons; and forget
+    every registered namespace."""
     from ipvs import _memory
 
     _memory.reset()
@@ -283,18 +292,50 @@ def set_counters(service: Any, dest: Any = None, *, netns: Any = None,
 
 def add_interface(name: str, *, netns: Any = None, mtu: int = 1500) -> None:
     """Let a memory namespace have interface ``name`` (a fresh one has only
-    ``lo``), e.g. for ``start_daemon(Daemon("master", "eth0"))``."""
+    ``lo``), e.g. for ``start_daemon(Daemon("master", "eth0"))``. A named
+    ``netns`` is registered (see `add_netns`) if it was not."""
     from ipvs import _memory
 
     _memory.add_interface(name, netns=netns, mtu=mtu)
 
 
+def add_netns(netns: str) -> None:
+    """Register the namespace ``netns`` (a name as ``ip netns`` uses, or a
+    path) for the memory backend: ``IPVS(backend="memory", netns=...)``
+    opens only registered ones (others raise FileNotFoundError, as the
+    kernel backend does for a namespace that does not exist). Registering
+    one twice is harmless; `reset_memory` forgets them all."""
+    from ipvs import _memory
+
+    _memory.register_netns(netns)
+
+
+def remove_netns(netns: str) -> None:
+    """Unregister a memory namespace and empty its table (handles open on it
+    keep working). FileNotFoundError when it is not registered."""
+    from ipvs import _memory
+
+    _memory.unregister_netns(netns)
+
+
+def sandbox_kernel_profile() -> Optional[str]:
+    """The memory backend's profile ("6.1", "6.12", "7") of the kernel this
+    process runs on when it runs inside ``python -m ipvs.sandbox``; None
+    elsewhere (memory handles then follow their default, "6.12")."""
+    from ipvs import _memory
+
+    if os.environ.get("IPVS_SANDBOX") != "1":
+        return None
+    return _memory.profile_of(os.uname().release)
+
+
 @contextlib.contextmanager
 def memory_auto(kernel: Optional[str] = None) -> Iterator[None]:
     """Within the block, ``IPVS()`` / ``AsyncIPVS()`` with backend "auto"
-    open memory handles (what the ``ipvs_memory`` fixture does); ``kernel``
-    ("6.1", "6.12", "7") is the profile of memory handles opened without
-    one (default "6.12")."""
+    open memory handles (what the ``ipvs_memory`` fixture does) and
+    ``ipvs.netns.create()`` registers memory namespaces; ``kernel`` ("6.1",
+    "6.12", "7") is the profile of memory handles opened without one
+    (default "6.12")."""
     from ipvs import _memory
 
     _memory.enable_auto(True, kernel)
@@ -307,11 +348,12 @@ def memory_auto(kernel: Optional[str] = None) -> Iterator[None]:
 @pytest.fixture
 def ipvs_memory() -> Iterator[Any]:
     """A memory handle (netns None) on fresh tables; backend "auto" means
-    memory until the test ends. Needs neither root nor IPVS."""
+    memory until the test ends. Needs neither root nor IPVS. Inside the
+    sandbox, handles follow the booted kernel's profile."""
     import ipvs
 
     reset_memory()
-    with memory_auto():
+    with memory_auto(sandbox_kernel_profile()):
         handle = ipvs.IPVS(backend="memory")
         try:
             yield handle

@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 import ipvs
 from ipvs import Daemon, Destination, Service, ServiceFlags as F, TunnelFlags, TunnelType
 from ipvs import netns as _netns
-from ipvs.testing import reset_memory
+from ipvs.testing import add_netns, reset_memory
 
 pytestmark = pytest.mark.kernel
 
@@ -289,6 +289,7 @@ def test_memory_backend_matches_this_kernel() -> None:
         with _netns.temporary("ipvs-diff-") as name:
             _netns.link_up(name, "lo")
             real = ipvs.IPVS(netns=name, backend="netlink", timeout=60)
+            add_netns("diff")              # a namespace of the memory backend
             mem = ipvs.IPVS(backend="memory", kernel=profile, netns="diff")
             try:
                 for i, req in enumerate(seq):
@@ -393,6 +394,7 @@ def test_edge_requests_match_this_kernel(ipvs_netns):
     profile = kernel_profile()
     reset_memory()
     real = ipvs.IPVS(netns=ipvs_netns, backend="netlink", timeout=60)
+    add_netns("edge")
     mem = ipvs.IPVS(backend="memory", kernel=profile, netns="edge")
     try:
         for req in EDGE_SETUP + EDGE:

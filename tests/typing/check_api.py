@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import ipvs
 import ipvs.netns
@@ -170,6 +170,29 @@ async def asyncio_api(svc: Service, dests: List[Destination]) -> int:
         await lb.flush()
         assert backend and not closed and sent and info.version
         return len(table) + len(plan) + (done or 0) + t.tcp + int(timeout or 0)
+
+
+async def controllers(svc: Service, dests: List[Destination]) -> List[str]:
+    """apply() for controllers: scope, current/changed by key, Change values."""
+    desired: Dict[Service, List[Destination]] = {svc: dests}
+    key_only = Service(address="10.0.0.1", port=80)
+    with IPVS() as lb:
+        lb.apply(desired, scope={svc.key})
+        lb.apply(desired, scope=[svc], prune="destinations")
+        plan: Plan = lb.apply(desired, current={svc: []}, changed=[key_only],
+                              scope=lambda s: s.port == 80, dry_run=True)
+    async with ipvs.AsyncIPVS() as alb:
+        plan = await alb.apply(desired, current={svc: []}, changed=[svc], scope={svc.key})
+    out: List[str] = []
+    for c in plan.changes:
+        before: Optional[Union[Service, Destination]] = c.before
+        after: Optional[Union[Service, Destination]] = c.after
+        action, service, destination = c
+        out.append("%s %s %s %s %s" % (action, service, destination, before, after))
+        out.append(str(c))
+    since: str = ipvs.SCHEDULERS["mh"]
+    out.append(since)
+    return out
 
 
 def namespaces() -> List[str]:

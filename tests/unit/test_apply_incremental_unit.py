@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 import ipvs
 from ipvs import Destination, Service
 from ipvs._handle import _gc_paused
-from ipvs.testing import reset_memory
+from ipvs.testing import add_netns, reset_memory
 
 
 @pytest.fixture(autouse=True)
@@ -98,17 +98,17 @@ def test_changed_service_settings_name_both_records(lb):
     assert lb.get_service(wlc).scheduler == "wlc"
 
 
-def test_changed_only_the_new_record_is_a_stale_add(lb):
-    """Naming only the new record of a service whose settings changed plans an
-    add of a service that exists: the kernel refuses it, BatchError."""
+def test_changed_only_the_new_record_names_the_service(lb):
+    """Naming only the new record of a service whose settings changed names
+    the service (by its key): one update, as when both records are named."""
     old = table_of(1, 1)
     lb.apply(old)
     wlc = svc(1, scheduler="wlc")
     new = {wlc: old[svc(1)]}
-    with pytest.raises(ipvs.BatchError) as info:
-        lb.apply(new, current=old, changed=[wlc])
-    assert [type(e) for _, e in info.value.failures] == [ipvs.ServiceExistsError,
-                                                         ipvs.DestinationExistsError]
+    plan = lb.apply(new, current=old, changed=[wlc])
+    assert [(c.action, c.service) for c in plan.changes] == [("update_service", wlc)]
+    assert plan.changes[0].before == svc(1) and plan.changes[0].after == wlc
+    assert lb.get_service(wlc).scheduler == "wlc"
 
 
 @pytest.mark.parametrize("prune, deleted", [(True, True), ("destinations", False), (False, False)])
@@ -223,6 +223,9 @@ def test_async_apply_takes_the_same_keywords():
     new = dict(old)
     new[svc(2)] = [dest(2, 2)]
 
+    add_netns("async-incr")
+    add_netns("sync-incr")
+
     async def main():
         async with ipvs.AsyncIPVS(backend="memory", netns="async-incr") as alb:
             await alb.apply(old)
@@ -264,6 +267,8 @@ def test_incremental_equals_full_apply(before, after, prune):
     as a full apply does."""
     old, new = _build(before), _build(after)
     differ = [s for s in set(old) | set(new) if old.get(s) != new.get(s)]
+    add_netns("full")
+    add_netns("inc")
     with ipvs.IPVS(backend="memory", netns="full") as full, \
             ipvs.IPVS(backend="memory", netns="inc") as inc:
         full.flush()

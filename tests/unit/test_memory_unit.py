@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 import ipvs
+import ipvs.netns
 from ipvs import Daemon, DaemonState, Destination, Service, Stats
-from ipvs.testing import add_interface, memory_auto, reset_memory, set_counters
+from ipvs.testing import add_interface, add_netns, memory_auto, reset_memory, set_counters
 
 SVC = Service(address="10.0.0.1", port=80, scheduler="rr")
 D1 = Destination("192.168.1.1", 80, forward="masq")
@@ -39,6 +40,7 @@ def test_backend_name_and_repr():
 
 
 def test_same_netns_value_shares_a_table_others_do_not():
+    add_netns("lab")
     with mem() as a, mem() as b, mem(netns="lab") as c, mem(netns="lab") as d:
         a.add_service(SVC)
         assert b.services() == [SVC]
@@ -49,6 +51,7 @@ def test_same_netns_value_shares_a_table_others_do_not():
 
 
 def test_reset_memory_empties_every_table():
+    add_netns("x")
     with mem() as a, mem(netns="x") as b:
         a.add_service(SVC)
         b.add_service(SVC)
@@ -187,6 +190,7 @@ def test_set_counters_needs_existing_objects():
 
 
 def test_set_counters_other_netns():
+    add_netns("ns1")
     with mem(netns="ns1") as lb:
         lb.add_service(SVC)
         lb.add_destination(SVC, D1)
@@ -256,6 +260,7 @@ def test_fixture_makes_auto_handles_memory(ipvs_memory):
         lb.add_destination(SVC, D1)
     assert ipvs_memory.destinations(SVC) == [D1]
     # named namespaces work too, each its own table
+    ipvs.netns.create("director")
     with ipvs.IPVS(netns="director") as other:
         assert other.services() == []
 
@@ -326,6 +331,7 @@ def test_async_ipvs_on_memory(ipvs_memory):
             with pytest.raises(ipvs.ServiceExistsError):
                 await lb.add_service(SVC)
             assert not await lb.apply({SVC: [D1, D2]})
+        add_netns("other")
         async with AsyncIPVS(backend="memory", kernel="7", netns="other") as lb:
             assert (await lb.info()).conn_tab_size == 0
             assert await lb.services() == []
