@@ -4,9 +4,13 @@ import sys
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "docs", "_ext"))
+# autodoc imports the package of this checkout (built in place, or installed
+# with `pip install -e`), never another copy from the environment
+sys.path.insert(0, ROOT)
 
 project = "ipvs"
 author = "The ipvs developers"
+copyright = "the ipvs developers, MIT licence"
 try:
     import ipvs
     release = version = ipvs.__version__
@@ -31,12 +35,26 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 # Type names in signatures that are not documented objects of ours
 nitpicky = False
 suppress_warnings = ["myst.header"]
-html_theme = "alabaster"
-html_title = "ipvs — Linux IPVS from Python"
-html_static_path = []
+# Furo (https://pradyunsg.me/furo/): a maintained theme that works on phones;
+# code blocks and tables scroll inside themselves (see _static/ipvs.css)
+html_theme = "furo"
+html_title = "ipvs"
+html_short_title = "ipvs"
+html_static_path = ["_static"]
+html_css_files = ["ipvs.css"]
 html_show_sourcelink = False
+html_copy_source = False
 html_theme_options = {
-    "description": "Linux IPVS, the kernel's layer-4 load balancer, from Python",
-    "fixed_sidebar": True,
-    "page_width": "1100px",
+    "navigation_with_keys": True,
+    "top_of_page_buttons": [],
+    "light_css_variables": {
+        "color-brand-primary": "#1f5f99",
+        "color-brand-content": "#1f5f99",
+    },
+    "dark_css_variables": {
+        "color-brand-primary": "#7cb3e6",
+        "color-brand-content": "#7cb3e6",
+    },
 }
+pygments_style = "friendly"
+pygments_dark_style = "monokai"
