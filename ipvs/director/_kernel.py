@@ -7,7 +7,6 @@ read the table, send one batch of calls, reopen after the module went away.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 

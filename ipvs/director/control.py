@@ -126,7 +126,7 @@ class ControlServer:
     async def close(self) -> None:
         if self.server is not None:
             self.server.close()
-            from ipvs.director.core import _end_stream
+            from ipvs.director.events import end_stream as _end_stream
             for w, q in list(self._streams.items()):
                 _end_stream(q)       # ends the stream's handler
                 w.close()
@@ -195,7 +195,7 @@ class ControlServer:
         if method != routes[path]:
             return 405, {"error": "%s wants %s" % (path, routes[path])}
         if path == "/status":
-            return 200, _status(d)
+            return 200, d.status()
         from ipvs.director.core import NoAnnounce, NotFound
         if path == "/announce":
             try:
@@ -250,25 +250,6 @@ class ControlServer:
             return 400, {"error": str(e)}
         except Exception as e:  # the kernel refused: the director keeps running
             return 500, {"error": "%s: %s" % (type(e).__name__, e)}
-
-
-def _status(d: Any) -> Dict[str, Any]:
-    """``GET /status``: the director's status, each real server with its
-    forwarding method ("masq", "route", "tunnel", ...: what
-    ``ipvs-director status`` shows in its Forward column)."""
-    out: Dict[str, Any] = d.status()
-    runtime = {st.name: st for st in getattr(d, "services", {}).values()}
-    for item in out.get("services", []):
-        st = runtime.get(item.get("service"))
-        if st is None:
-            continue
-        by_addr = {(str(rs.destination.address), rs.destination.port): rs
-                   for rs in st.real_servers.values()}
-        for entry in item.get("real_servers", []):
-            rs = by_addr.get((entry.get("address"), entry.get("port")))
-            if rs is not None and "forward" not in entry:
-                entry["forward"] = rs.destination.forward.name.lower()
-    return out
 
 
 def request(path: str, method: str, target: str, body: Optional[Any] = None, *,

@@ -20,32 +20,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import dataclasses
-import json
 import logging
-import os
-import signal
 import sys
 import time
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 import ipvs
 from ipvs.director import checks as _checks
+from ipvs.director import drift, views
+from ipvs.director import planner
+from ipvs.director.planner import Call, Table
 from ipvs.director.scheduler import Scheduler
-from ipvs.director.config import (CheckConfig, Config, ConfigError, RealServerConfig,
-                                  ServiceConfig, canonical_service_name, load,
-                                  service_name)
-from ipvs.director.state import StateError, read_state, write_state
-from ipvs.director.sync import status as _sync_status
+from ipvs.director.config import (CheckConfig, Config, ConfigError, canonical_service_name,
+                                  load, service_name)
+from ipvs.director.events import Events
+from ipvs.director.runtime import HEALTHY, Probe, RealServer, ServiceState
+from ipvs.director.state import Saved, StateFile
 
 __all__ = ["Director", "KernelRefused", "NoAnnounce", "NotFound", "Probe"]
 
 log = logging.getLogger("ipvs.director")
 
-HEALTHY = ("up", "falling")
 CHUNK = 500               # services planned between two yields to the loop
 CHUNK_SERVERS = 5000      # ... and about as many real servers at most
-NOTIFY_TIMEOUT = 30.0
 DRAIN_POLL = 1.0
 WATCH_INTERVAL = 2.0
 
@@ -61,149 +58,6 @@ class NoAnnounce(LookupError):
 class KernelRefused(ConfigError):
     """A reload the kernel refused: the running configuration stays (in the
     kernel, the status and the metrics); the message is the kernel's."""
-
-
-class Probe:
-    """One check of one target, shared by every real server using it."""
-
-    def __init__(self, check: CheckConfig) -> None:
-        self.check = check
-        # a server without a check (type none) is up from the start
-        self.state = "up" if check.initial == "up" or check.type == "none" else "down"
-        self.count = 0            # successes while rising, failures while falling
-        self.last: Optional[_checks.CheckResult] = None
-        self.last_time: Optional[float] = None
-        self.weight: Optional[int] = None   # asked for by exec/file checks
-        self.sched = 0            # the scheduler's token while it is scheduled
-        self.fresh = True         # made by this config load, never run yet
-        self.due: Optional[float] = None    # loop time the current run was due
-        # the (service, real server) pairs using it: a change refreshes only these
-        self.users: List[Tuple["ServiceState", "RealServer"]] = []
-
-    @property
-    def healthy(self) -> bool:
-        return self.state in HEALTHY
-
-    def period(self) -> float:
-        """Seconds from one run's due time to the next: the retry interval
-        while confirming a change, else the interval."""
-        c = self.check
-        return c.retry_interval if self.state in ("rising", "falling") else c.interval
-
-    def feed(self, result: _checks.CheckResult) -> bool:
-        """Apply one result; True when the state changed."""
-        c = self.check
-        old = self.state
-        ok = result.ok
-        if ok:
-            self.weight = result.weight
-        if self.state == "down":
-            if ok:
-                self.count = 1
-                self.state = "up" if c.rise <= 1 else "rising"
-        elif self.state == "rising":
-            if ok:
-                self.count += 1
-                if self.count >= c.rise:
-                    self.state = "up"
-            else:
-                self.state, self.count = "down", 0
-        elif self.state == "up":
-            if not ok:
-                self.count = 1
-                self.state = "down" if c.fall <= 1 else "falling"
-        elif self.state == "falling":
-            if ok:
-                self.state, self.count = "up", 0
-            else:
-                self.count += 1
-                if self.count >= c.fall:
-                    self.state = "down"
-        if self.state in ("up", "down"):
-            self.count = 0
-        return self.state != old
-
-
-@dataclasses.dataclass
-class RealServer:
-    """A real server of one service at run time."""
-    key: Tuple[Any, ...]
-    destination: ipvs.Destination          # as configured (configured weight)
-    cfg: Optional[RealServerConfig]        # None: not (any more) in the file
-    probes: List[Probe] = dataclasses.field(default_factory=list)
-    manual_drain: bool = False
-    weight_override: Optional[int] = None
-    draining_since: Optional[float] = None
-    gone: bool = False                     # drained and deleted
-    state: str = "down"
-    # destination objects at other weights, made once: {weight: Destination}
-    # of ``_at_of`` (rebuilt when the configured destination changes)
-    _at: Dict[int, ipvs.Destination] = dataclasses.field(default_factory=dict, repr=False)
-    _at_of: Optional[ipvs.Destination] = dataclasses.field(default=None, repr=False)
-
-    def at(self, weight: int) -> ipvs.Destination:
-        """The configured destination with ``weight`` (cached: a round over
-        tens of thousands of real servers makes no new objects)."""
-        d = self.destination
-        if d.weight == weight:
-            return d
-        if self._at_of is not d:
-            self._at, self._at_of = {}, d
-        out = self._at.get(weight)
-        if out is None:
-            if len(self._at) > 4:
-                self._at.clear()
-            out = self._at[weight] = d.replace(weight=weight)
-        return out
-
-    @property
-    def draining(self) -> bool:
-        return self.draining_since is not None
-
-    def health(self) -> str:
-        states = [p.state for p in self.probes] or ["up"]
-        if all(s == "up" for s in states):
-            return "up"
-        if "down" in states:
-            return "down"
-        if "rising" in states:
-            return "rising"
-        return "falling"
-
-    def weight(self) -> int:
-        w = self.weight_override if self.weight_override is not None else self.destination.weight
-        asked = [p.weight for p in self.probes if p.weight is not None]
-        if asked:
-            w = min(asked)
-        return w
-
-
-@dataclasses.dataclass
-class ServiceState:
-    """A service at run time."""
-    service: ipvs.Service
-    name: str
-    cfg: Optional[ServiceConfig]           # None: removed from the file, draining
-    real_servers: Dict[Tuple[Any, ...], RealServer] = dataclasses.field(default_factory=dict)
-    quorum_up: Optional[bool] = None
-    sorry_active: bool = False
-
-
-def _end_stream(q: "asyncio.Queue[Optional[dict]]") -> None:
-    """Tell an events stream to end (dropping what it did not send yet)."""
-    while not q.empty():
-        q.get_nowait()
-    q.put_nowait(None)
-
-
-_ORDER = {"add_service": 0, "update_service": 0, "add_destination": 1,
-          "update_destination": 2, "delete_destination": 3, "delete_service": 4}
-
-
-def _ordered(calls: List[Tuple[str, Any, Any]]) -> List[Tuple[str, Any, Any]]:
-    """Plans of several chunks as one: services first, then new
-    destinations, weights, removals, deleted services (a stable sort)."""
-    return sorted(calls, key=lambda c: _ORDER[c[0]])
 
 
 def _settle_heap() -> None:
@@ -253,31 +107,6 @@ def _now() -> float:
     return time.time()
 
 
-def _in_order(svc: ipvs.Service, dests: Dict[Any, ipvs.Destination]) -> Any:
-    """The destinations as they are added: an ``mh`` service's in sorted
-    (address, port) order, so that every director given the same file
-    builds the same Maglev table (it depends on the order of adding)."""
-    if svc.scheduler != "mh":
-        return dests.items()
-    return sorted(dests.items(), key=lambda kv: (kv[1].address.version,
-                                                 int(kv[1].address), kv[1].port))
-
-
-SERVICE_FIELDS = ("scheduler", "flags", "timeout", "netmask", "pe_name")
-DEST_FIELDS = ("weight", "forward", "upper_threshold", "lower_threshold", "tunnel_type",
-               "tunnel_port", "tunnel_flags")
-
-
-def _plain(value: Any) -> Any:
-    """A field's value for an event: enum members by name, addresses as text."""
-    if isinstance(value, (int, float, str)) and not hasattr(value, "name"):
-        return value
-    name = getattr(value, "name", None)
-    if isinstance(name, str):
-        return name.lower()
-    return str(value) if value is not None else None
-
-
 class Director:
     """Keeps the services of a configuration in one namespace's IPVS table.
 
@@ -293,9 +122,11 @@ class Director:
         # drains and API weights kept across restarts (see ipvs.director.state);
         # ipvs-director passes [director] state_file, default beside the socket
         self.state_file = state_file
+        self.statefile = StateFile(state_file, self.emit)
         self.path = path
-        self.log_format = log_format
-        self.stream = stream if stream is not None else sys.stderr
+        #: the event bus: the log lines, the /events streams, notify commands
+        self.events = Events(log_format, stream if stream is not None else sys.stderr)
+        self.stream = self.events.stream
         if kernel is None:
             from ipvs.director._kernel import Kernel
             kernel = Kernel(config.director.netns)
@@ -303,14 +134,12 @@ class Director:
         self.services: Dict[Tuple[Any, ...], ServiceState] = {}
         self.probes: Dict[CheckConfig, Probe] = {}
         self.table: Dict[Tuple[Any, ...], Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]] = {}
-        self.subscribers: List["asyncio.Queue[Optional[dict]]"] = []
         self.metrics: Any = None
         self.rounds = 0
         self.last_round_error: Optional[str] = None
         self._dirty: Optional[asyncio.Event] = None
         self._lock: Optional[asyncio.Lock] = None
         self._tasks: List["asyncio.Task[Any]"] = []
-        self._notify_tasks: Set["asyncio.Task[Any]"] = set()
         self._stopped: Optional[asyncio.Event] = None
         self._next_resync = 0.0
         self._closing = False
@@ -327,14 +156,9 @@ class Director:
         self._touched: Set[Tuple[Any, ...]] = set()   # services _build changed
         self.scheduler: Optional[Scheduler] = None   # starts the probes' runs
         self.max_checks_in_flight = 0
-        self._saved: Optional[Tuple[List[str], List[Dict[str, Any]], Optional[str]]] = None
         #: the role of the state file (the last one keepalived or the API set)
         self.saved_role: Optional[str] = None
         self._round_began: Optional[float] = None   # monotonic start of a round in progress
-        #: events and notify commands of a reload the kernel has not accepted
-        #: yet (sent when it has, dropped when it refused the file)
-        self._held: Optional[List[Any]] = None
-        self._held_task: Optional["asyncio.Task[Any]"] = None
         self._reloading: Optional[asyncio.Lock] = None
         self.sysctl_values: Dict[str, Optional[str]] = {}   # [director] sysctl as last read
         self._draining = False    # a drain goes on (the writer polls its connections)
@@ -428,87 +252,25 @@ class Director:
     # ------------------------------------------------------------ events
     def emit(self, event: str, service: Optional[str] = None, address: Any = None,
              port: Optional[int] = None, **extra: Any) -> dict:
-        """Send an event to the log, the /events subscribers and notify."""
-        if self._held is not None and self._holding():   # a reload not yet accepted
-            self._held.append(lambda: self.emit(event, service, address, port, **extra))
-            return {"event": event}
-        ev: Dict[str, Any] = {"time": round(_now(), 3), "event": event}
-        if service is not None:
-            ev["service"] = service
-        if address is not None:
-            ev["address"] = str(address)
-            ev["port"] = port
-        ev.update(extra)
-        if self.log_format == "json":
-            line = json.dumps(ev, sort_keys=False)
-        else:
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ev["time"]))
-            parts = [stamp, event]
-            if service is not None:
-                parts.append(service)
-            if address is not None:
-                host = "[%s]" % address if ":" in str(address) else str(address)
-                parts.append("%s:%s" % (host, port))
-            parts += ["%s=%s" % (k, v) for k, v in extra.items()]
-            line = " ".join(parts)
-        try:
-            self.stream.write(line + "\n")
-            self.stream.flush()
-        except (OSError, ValueError):
-            pass
-        for q in list(self.subscribers):
-            try:
-                q.put_nowait(ev)
-            except asyncio.QueueFull:  # a reader that does not keep up is dropped
-                self.subscribers.remove(q)
-                _end_stream(q)
-        return ev
-
-    def _holding(self) -> bool:
-        """True in the task of a reload whose events are held."""
-        try:
-            return asyncio.current_task() is self._held_task
-        except RuntimeError:
-            return False
+        """Send an event to the log and the /events subscribers."""
+        return self.events.emit(event, service, address, port, **extra)
 
     def subscribe(self) -> "asyncio.Queue[Optional[dict]]":
-        q: "asyncio.Queue[Optional[dict]]" = asyncio.Queue(maxsize=10000)
-        self.subscribers.append(q)
-        return q
+        return self.events.subscribe()
 
     def unsubscribe(self, q: "asyncio.Queue[Optional[dict]]") -> None:
-        if q in self.subscribers:
-            self.subscribers.remove(q)
+        self.events.unsubscribe(q)
+
+    @property
+    def subscribers(self) -> List["asyncio.Queue[Optional[dict]]"]:
+        return self.events.subscribers
 
     def _notify(self, argv: Optional[Tuple[str, ...]], st: ServiceState, rs: RealServer,
                 state: str) -> None:
-        if not argv:
-            return
-        if self._held is not None and self._holding():
-            self._held.append(lambda: self._notify(argv, st, rs, state))
-            return
-
-        async def run() -> None:
-            env = dict(os.environ)
-            env.update(IPVS_DIRECTOR_SERVICE=st.name, IPVS_DIRECTOR_ADDRESS=str(rs.destination.address),
-                       IPVS_DIRECTOR_PORT=str(rs.destination.port), IPVS_DIRECTOR_STATE=state)
-            try:
-                proc = await asyncio.create_subprocess_exec(
-                    *argv, stdin=asyncio.subprocess.DEVNULL, start_new_session=True, env=env)
-            except OSError as e:
-                log.warning("notify %s: %s", argv[0], e)
-                return
-            try:
-                await asyncio.wait_for(proc.wait(), NOTIFY_TIMEOUT)
-            except asyncio.TimeoutError:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except OSError:
-                    pass
-                await proc.wait()
-        task = asyncio.get_running_loop().create_task(run())
-        self._notify_tasks.add(task)
-        task.add_done_callback(self._notify_tasks.discard)
+        self.events.notify(argv, {"IPVS_DIRECTOR_SERVICE": st.name,
+                                  "IPVS_DIRECTOR_ADDRESS": str(rs.destination.address),
+                                  "IPVS_DIRECTOR_PORT": str(rs.destination.port),
+                                  "IPVS_DIRECTOR_STATE": state})
 
     # ------------------------------------------------------------ probes
     def _on_result(self, probe: Probe, result: _checks.CheckResult) -> None:
@@ -628,40 +390,10 @@ class Director:
             out[key] = (st.service, dests)
         return out
 
-    def plan(self, current: Dict[Tuple[Any, ...], Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]],
-             want: Dict[Tuple[Any, ...], Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]],
-             keys: Any = None) -> List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]]:
+    def plan(self, current: Table, want: Table, keys: Any = None) -> List[Call]:
         """The calls turning ``current`` into ``want`` for own services only
         (or for those of ``keys``)."""
-        head: List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]] = []
-        adds: List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]] = []
-        updates: List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]] = []
-        deletes: List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]] = []
-        tail: List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]] = []
-        for key in (self._own() if keys is None else keys):
-            have = current.get(key)
-            if key not in want:
-                if have is not None:
-                    tail.append(("delete_service", have[0], None))
-                continue
-            svc, dests = want[key]
-            if have is None:
-                head.append(("add_service", svc, None))
-                adds += [("add_destination", svc, d) for _, d in _in_order(svc, dests)]
-                continue
-            if have[0] != svc:
-                head.append(("update_service", svc, None))
-            for dkey, d in have[1].items():
-                if dkey not in dests:
-                    deletes.append(("delete_destination", svc, d))
-            for dkey, d in _in_order(svc, dests):
-                cd = have[1].get(dkey)
-                if cd is None:
-                    adds.append(("add_destination", svc, d))
-                elif cd != d:  # Destination equality leaves counters out
-                    updates.append(("update_destination", svc, d))
-        # new weights first, removals last: no moment without a destination
-        return head + adds + updates + deletes + tail
+        return planner.plan(current, want, self._own() if keys is None else keys)
 
     # ------------------------------------------------------------ rounds
     def wake(self) -> None:
@@ -676,40 +408,6 @@ class Director:
         for svc, dests in table.items():
             if svc.key in own:
                 self.table[svc.key] = (svc, {d.key: d for d in dests})
-
-    def _written_part(self, want: Dict[Tuple[Any, ...], Tuple[ipvs.Service,
-                                                            Dict[Any, ipvs.Destination]]],
-                      keys: List[Tuple[Any, ...]]) -> None:
-        """Like _written, for the services of ``keys`` only."""
-        full = self.table
-        self.table = {k: full[k] for k in keys if k in full}
-        self._written(want)
-        part = self.table
-        self.table = full
-        for k in keys:
-            if k in part:
-                full[k] = part[k]
-            else:
-                full.pop(k, None)
-
-    def _written(self, want: Dict[Tuple[Any, ...], Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]]
-                 ) -> None:
-        """The table as this round left it (counters as last read)."""
-        table = {}
-        for key, (svc, dests) in want.items():
-            cur = self.table.get(key, (None, {}))[1]
-            out = {}
-            for dkey, d in dests.items():
-                c = cur.get(dkey)
-                if c is not None and c == d:
-                    out[dkey] = c  # unchanged: the object read, counters and all
-                    continue
-                out[dkey] = d if c is None else d.replace(
-                    active_connections=c.active_connections,
-                    inactive_connections=c.inactive_connections,
-                    persistent_connections=c.persistent_connections)
-            table[key] = (svc, out)
-        self.table = table
 
     def _adopt(self) -> None:
         """Real servers found in the kernel with a weight above 0 are trusted
@@ -832,15 +530,15 @@ class Director:
             want.update(part)
             if len(chunks) > 1:
                 await asyncio.sleep(0)
-        calls = _ordered(calls)
+        calls = planner.ordered(calls)
         if calls and keys is None and self.rounds:
             self._report_drift(mirror, calls)
         if calls:
             await self.kernel.run(calls)
         if keys is None:
-            self._written(want)
+            self.table = planner.written(self.table, want)
         else:
-            self._written_part(want, keys)
+            planner.written_part(self.table, want, keys)
         for key in [k for k, st in self.services.items()
                     if st.cfg is None and k not in want
                     and (keys is None or k in keys)]:
@@ -865,170 +563,34 @@ class Director:
     def _report_drift(self, mirror: Dict[Tuple[Any, ...], Tuple[ipvs.Service,
                                                                 Dict[Any, ipvs.Destination]]],
                       calls: List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]]) -> None:
-        """Event ``drift`` for each call of this round that repairs a change
-        someone else made: the table just read differs from what the
-        director last read and wrote (``mirror``) where it writes now."""
-        now = self.table
-        for method, svc, dest in calls:
-            key = svc.key
-            was, cur = mirror.get(key), now.get(key)
-            if was is None:
-                continue               # not in the kernel as the director's before
-            st = self.services.get(key)
-            if method == "add_service":
-                self._drifted(st, svc, None, "service", "absent", "present")
-            elif method == "update_service" and cur is not None:
-                for f in SERVICE_FIELDS:
-                    k, w = getattr(cur[0], f), getattr(svc, f)
-                    if k != w and getattr(was[0], f) != k:
-                        self._drifted(st, svc, None, f, k, w)
-            elif dest is not None and cur is not None:
-                have, had = cur[1].get(dest.key), was[1].get(dest.key)
-                if method == "add_destination" and had is not None:
-                    self._drifted(st, svc, dest, "destination", "absent", "present")
-                elif method == "delete_destination" and had is None:
-                    self._drifted(st, svc, dest, "destination", "present", "absent")
-                elif method == "update_destination" and have is not None and had is not None:
-                    for f in DEST_FIELDS:
-                        k, w = getattr(have, f), getattr(dest, f)
-                        if k != w and getattr(had, f) != k:
-                            self._drifted(st, svc, dest, f, k, w)
+        def name(svc: ipvs.Service) -> str:
+            st = self.services.get(svc.key)
+            return st.name if st is not None else service_name(svc)
+        drift.report(mirror, self.table, calls, name, self.emit, self.metrics)
 
-    def _drifted(self, st: Optional[ServiceState], svc: ipvs.Service,
-                 dest: Optional[ipvs.Destination], field: str, kernel: Any, wanted: Any) -> None:
-        name = st.name if st is not None else service_name(svc)
-        self.emit("drift", name, None if dest is None else dest.address,
-                  None if dest is None else dest.port, field=field,
-                  kernel=_plain(kernel), wanted=_plain(wanted))
-        if self.metrics is not None:
-            self.metrics.drift(svc, field)
-
-    # ------------------------------------------------------------ sysctl
     def _sysctls(self, first: bool = False) -> Dict[str, Optional[str]]:
-        """Set the net.ipv4.vs settings of [director] sysctl where they
-        differ (at start; at each full round a difference is drift,
-        reported and repaired).  Returns the values found."""
-        found: Dict[str, Optional[str]] = {}
-        for name, value in self.config.director.sysctl:
-            try:
-                cur = " ".join(self.kernel.sysctl_read(name).split())
-            except OSError as e:
-                if first or self.sysctl_values.get(name) is not None:
-                    self.emit("error", message="sysctl %s: %s" % (name, e.strerror or e))
-                self.sysctl_values[name] = found[name] = None
-                continue
-            found[name] = cur
-            if cur != value:
-                try:
-                    self.kernel.sysctl_write(name, value)
-                except OSError as e:
-                    self.emit("error", message="sysctl %s = %s: %s" % (name, value,
-                                                                       e.strerror or e))
-                    self.sysctl_values[name] = cur
-                    continue
-                if first or name not in self.sysctl_values:
-                    self.emit("sysctl", name=name, value=value, previous=cur)
-                else:
-                    self.emit("drift", field="sysctl", name=name, kernel=cur, wanted=value)
-                    if self.metrics is not None:
-                        self.metrics.drift(None, "sysctl")
-            self.sysctl_values[name] = value
-        return found
+        return drift.keep_sysctls(self.config.director.sysctl, self.sysctl_values,
+                                  self.kernel, self.emit, self.metrics, first)
 
     # ------------------------------------------------------------ state file
-    def _state(self) -> Tuple[List[str], List[Dict[str, Any]], Optional[str]]:
-        """What the state file keeps: services that left the file (still
-        draining), the real servers with a drain or an API weight, and the
-        sync daemon's role once keepalived or the API set it."""
-        offset = _now() - time.monotonic()     # wall clock of a monotonic time
-        services = [st.name for st in self.services.values() if st.cfg is None]
-        servers = []
-        for st in self.services.values():
-            for rs in st.real_servers.values():
-                drain = None
-                if rs.draining_since is not None and (rs.manual_drain or not rs.gone):
-                    drain = "manual" if rs.manual_drain else "file"
-                if drain is None and rs.weight_override is None:
-                    continue
-                servers.append({
-                    "service": st.name, "address": str(rs.destination.address),
-                    "port": rs.destination.port, "drain": drain,
-                    "since": (float(round(offset + rs.draining_since))
-                              if drain is not None and rs.draining_since is not None else None),
-                    "weight": rs.weight_override})
+    def _role_to_keep(self) -> Optional[str]:
         keeper = self.sync
         if keeper is not None:
-            role = keeper.role if keeper.told else None
-        else:   # before the keeper is made at start: the role read stays
-            role = self.saved_role if self.config.director.sync is not None else None
-        return services, servers, role
+            return keeper.role if keeper.told else None
+        # before the keeper is made at start: the role read stays
+        return self.saved_role if self.config.director.sync is not None else None
 
     def _save_state(self) -> None:
         """Write the state file when what it keeps changed (atomically)."""
-        path = self.state_file
-        if path is None:
-            return
-        state = self._state()
-        if state == self._saved:
-            return
-        if self._saved is None and not any(state) and not os.path.exists(path):
-            self._saved = state      # nothing to keep: no file yet
-            return
-        try:
-            write_state(path, *state)
-        except OSError as e:
-            self.emit("error", message="state file %s: %s" % (path, e.strerror or e))
-            return
-        self._saved = state
+        self.statefile.save(self.services.values(), self._role_to_keep())
 
-    def _read_state(self) -> Tuple[List[str], List[Dict[str, Any]], Optional[str]]:
-        if self.state_file is None:
-            return [], [], None
-        try:
-            data = read_state(self.state_file)
-        except StateError as e:
-            self.emit("error", message="state file not used: %s" % e)
-            return [], [], None
-        return data["services"], data["servers"], data["role"]
-
-    async def _restore_services(self) -> Tuple[List[str], List[Dict[str, Any]], Optional[str]]:
-        """Services that left the file before a restart and were still
-        draining: owned again (read back from the kernel), so that their
-        drain goes on.  Returns the state file's content."""
-        services, servers, self.saved_role = saved = self._read_state()
-        if services:
-            wanted = set(services)
-            for svc in await self.kernel.table():
-                name = service_name(svc)
-                if name in wanted and svc.key not in self.services:
-                    self.services[svc.key] = ServiceState(svc, name, None)
+    async def _restore_services(self) -> Saved:
+        saved = await self.statefile.restore_services(self.services, self.kernel)
+        self.saved_role = saved[2]
         return saved
 
-    def _restore_servers(self, saved: Tuple[List[str], List[Dict[str, Any]], Optional[str]]
-                         ) -> None:
-        """Manual drains, API weights and drain start times of the state
-        file, onto the real servers of the file and the kernel."""
-        mono, wall = time.monotonic(), _now()
-        by_name = {st.name: st for st in self.services.values()}
-        for e in saved[1]:
-            st = by_name.get(e["service"])
-            if st is None:
-                continue
-            rs = next((r for r in st.real_servers.values()
-                       if str(r.destination.address) == e["address"]
-                       and r.destination.port == e["port"]), None)
-            if rs is None:
-                continue
-            since = mono if e["since"] is None else mono - max(0.0, wall - e["since"])
-            if e["drain"] == "manual" and rs.cfg is not None:
-                rs.manual_drain = True
-                rs.draining_since = since
-                rs.gone = rs.key not in self.table.get(st.service.key, (None, {}))[1]
-            elif e["drain"] is not None and rs.cfg is None and rs.draining:
-                rs.draining_since = since   # its drain_timeout clock goes on
-            if e["weight"] is not None and rs.cfg is not None:
-                rs.weight_override = e["weight"]
-        self._saved = saved if saved[0] or saved[1] else None
+    def _restore_servers(self, saved: Saved) -> None:
+        self.statefile.restore_servers(self.services, self.table, saved)
 
     async def _writer(self) -> None:
         assert self._dirty is not None
@@ -1120,7 +682,7 @@ class Director:
                     elif known.get("state") in ("up", "falling", "rising", "down"):
                         rs.state = known["state"]
                     rs.weight_override = known.get("weight_override")
-        return _ordered(self.plan(self.table, self.desired()))
+        return planner.ordered(self.plan(self.table, self.desired()))
 
     @property
     def started(self) -> bool:
@@ -1200,7 +762,7 @@ class Director:
         if self.scheduler is not None:
             await self.scheduler.close()
         tasks = list(self._tasks)
-        tasks += list(self._notify_tasks)
+        tasks += list(self.events.notify_tasks)
         # asyncio.wait_for of Python < 3.12 may swallow a cancellation that
         # meets a finishing check: cancel again until every task is done
         for _ in range(50):
@@ -1211,8 +773,7 @@ class Director:
                 t.cancel()
             await asyncio.wait(pending, timeout=0.1)
         self._tasks = []
-        for q in list(self.subscribers):
-            _end_stream(q)
+        self.events.end_streams()
         from ipvs.director import sync as _sync
         await _sync.close(self)
         if self.sync is not None:
@@ -1250,26 +811,24 @@ class Director:
             self._reloading = asyncio.Lock()
         async with self._reloading:     # one reload at a time (SIGHUP storms)
             snapshot = self._snapshot()
-            self._held, self._held_task = [], asyncio.current_task()
+            # the refused file's own events (servers added...) are never sent
+            self.events.hold()
             try:
                 result = await self._reload(config)
             except Exception as e:
-                self._held = []
                 try:
                     await self._roll_back(snapshot)
                 except Exception as again:
-                    self._held = None
+                    self.events.release(send=False)
                     self.emit("error", message="putting back the running configuration: %s"
                               % again)
-                self._held = self._held_task = None
+                self.events.release(send=False)
                 message = "the kernel refused %s: %s" % (config.filename, e)
                 self.emit("reload_failed", message=message)
                 if self.metrics is not None:
                     self.metrics.reload(False)
                 raise KernelRefused(message, filename=config.filename) from e
-            held, self._held, self._held_task = self._held, None, None
-            for send in held:
-                send()
+            self.events.release(send=True)
             if self.metrics is not None:
                 self.metrics.reload(True)
             return result
@@ -1321,7 +880,7 @@ class Director:
         await self.kernel.reopen()
         now = {svc.key: (svc, {d.key: d for d in dests})
                for svc, dests in (await self.kernel.table()).items() if svc.key in keys}
-        calls = _ordered(self.plan(now, before, keys))
+        calls = planner.ordered(self.plan(now, before, keys))
         if calls:
             await self.kernel.run(calls)
         self.table = {k: v for k, v in self.table.items() if k not in keys}
@@ -1476,52 +1035,8 @@ class Director:
         return self.server_status(st, rs)
 
     def server_status(self, st: ServiceState, rs: RealServer) -> Dict[str, Any]:
-        cur = self.table.get(st.service.key, (None, {}))[1].get(rs.key)
-        state = "draining" if rs.draining else rs.state
-        last = None
-        checks = []
-        for p in rs.probes:
-            item = {"type": p.check.type, "state": p.state, "target": "%s:%d" % (
-                "[%s]" % p.check.address if ":" in p.check.address else p.check.address,
-                p.check.port)}
-            if p.last is not None:
-                item.update(p.last.as_dict())
-                item["time"] = round(p.last_time or 0, 3)
-                if last is None or (p.last_time or 0) > last["time"]:
-                    last = item
-            checks.append(item)
-        out = {"address": str(rs.destination.address), "port": rs.destination.port,
-               "weight": cur.weight if cur is not None else None,
-               "configured_weight": rs.destination.weight,
-               "state": state, "last_check": last, "checks": checks,
-               "in_file": rs.cfg is not None}
-        if rs.weight_override is not None:
-            out["weight_override"] = rs.weight_override
-        if cur is not None:
-            out["connections"] = {"active": cur.active_connections,
-                                  "inactive": cur.inactive_connections,
-                                  "persistent": cur.persistent_connections}
-        return out
+        return views.real_server(st, rs, self.table)
 
     def status(self) -> Dict[str, Any]:
-        out = []
-        for st in self.services.values():
-            sc = st.cfg
-            item: Dict[str, Any] = {
-                "service": st.name, "in_file": sc is not None,
-                "in_kernel": st.service.key in self.table,
-                "scheduler": st.service.scheduler,
-                "quorum": sc.quorum if sc else None,
-                "hysteresis": sc.hysteresis if sc else None,
-                "quorum_up": st.quorum_up,
-                "sorry_server": ("%s:%d" % (sc.sorry_server.address, sc.sorry_server.port)
-                                 if sc and sc.sorry_server else None),
-                "sorry_active": st.sorry_active,
-                "real_servers": [self.server_status(st, rs) for rs in st.real_servers.values()],
-            }
-            out.append(item)
-        return {"services": out, "config": self.path, "rounds": self.rounds,
-                "sync": _sync_status(self), "sysctl": dict(self.sysctl_values),
-                "announce": self.announcer.status() if self.announcer is not None else None,
-                "kernel_error": self.last_round_error, "event_streams": len(self.subscribers),
-                "tasks": len(asyncio.all_tasks())}
+        """``GET /status``."""
+        return views.status(self)

@@ -33,9 +33,10 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Optional
+import time
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-__all__ = ["StateError", "default_path", "read_state", "write_state", "VERSION"]
+__all__ = ["StateError", "StateFile", "default_path", "read_state", "write_state", "VERSION"]
 
 VERSION = 1
 MAX_SIZE = 64 << 20
@@ -149,3 +150,109 @@ def find(servers: List[Dict[str, Any]], service: str, address: str,
         if s["service"] == service and s["address"] == address and s["port"] == port:
             return s
     return None
+
+
+Saved = Tuple[List[str], List[Dict[str, Any]], Optional[str]]
+
+
+class StateFile:
+    """The director's side of the state file: what to keep of its run-time
+    state, and putting it back after a restart.  ``path`` None keeps none;
+    ``emit`` reports a file that cannot be written or read."""
+
+    def __init__(self, path: Optional[str], emit: Callable[..., Any]) -> None:
+        self.path = path
+        self.emit = emit
+        self.saved: Optional[Saved] = None      # what the file holds now
+
+    @staticmethod
+    def gather(services: Iterable[Any], role: Optional[str]) -> Saved:
+        """What the file keeps: services that left the file (still
+        draining), the real servers with a drain or an API weight, and the
+        sync daemon's role once keepalived or the API set it."""
+        offset = time.time() - time.monotonic()     # wall clock of a monotonic time
+        services = list(services)
+        names = [st.name for st in services if st.cfg is None]
+        servers = []
+        for st in services:
+            for rs in st.real_servers.values():
+                drain = None
+                if rs.draining_since is not None and (rs.manual_drain or not rs.gone):
+                    drain = "manual" if rs.manual_drain else "file"
+                if drain is None and rs.weight_override is None:
+                    continue
+                servers.append({
+                    "service": st.name, "address": str(rs.destination.address),
+                    "port": rs.destination.port, "drain": drain,
+                    "since": (float(round(offset + rs.draining_since))
+                              if drain is not None and rs.draining_since is not None else None),
+                    "weight": rs.weight_override})
+        return names, servers, role
+
+    def save(self, services: Iterable[Any], role: Optional[str]) -> None:
+        """Write the file when what it keeps changed (atomically)."""
+        if self.path is None:
+            return
+        state = self.gather(services, role)
+        if state == self.saved:
+            return
+        if self.saved is None and not any(state) and not os.path.exists(self.path):
+            self.saved = state      # nothing to keep: no file yet
+            return
+        try:
+            write_state(self.path, *state)
+        except OSError as e:
+            self.emit("error", message="state file %s: %s" % (self.path, e.strerror or e))
+            return
+        self.saved = state
+
+    def read(self) -> Saved:
+        if self.path is None:
+            return [], [], None
+        try:
+            data = read_state(self.path)
+        except StateError as e:
+            self.emit("error", message="state file not used: %s" % e)
+            return [], [], None
+        return data["services"], data["servers"], data["role"]
+
+    async def restore_services(self, services: Dict[Any, Any], kernel: Any) -> Saved:
+        """Services that left the file before a restart and were still
+        draining: owned again (read back from the kernel), so that their
+        drain goes on.  Returns the file's content."""
+        from ipvs.director.config import service_name
+        from ipvs.director.runtime import ServiceState
+        saved = self.read()
+        if saved[0]:
+            wanted = set(saved[0])
+            for svc in await kernel.table():
+                name = service_name(svc)
+                if name in wanted and svc.key not in services:
+                    services[svc.key] = ServiceState(svc, name, None)
+        return saved
+
+    def restore_servers(self, services: Dict[Any, Any], table: Dict[Any, Any],
+                        saved: Saved) -> None:
+        """Manual drains, API weights and drain start times of the file,
+        onto the real servers of the file and the kernel (``table``)."""
+        mono, wall = time.monotonic(), time.time()
+        by_name = {st.name: st for st in services.values()}
+        for e in saved[1]:
+            st = by_name.get(e["service"])
+            if st is None:
+                continue
+            rs = next((r for r in st.real_servers.values()
+                       if str(r.destination.address) == e["address"]
+                       and r.destination.port == e["port"]), None)
+            if rs is None:
+                continue
+            since = mono if e["since"] is None else mono - max(0.0, wall - e["since"])
+            if e["drain"] == "manual" and rs.cfg is not None:
+                rs.manual_drain = True
+                rs.draining_since = since
+                rs.gone = rs.key not in table.get(st.service.key, (None, {}))[1]
+            elif e["drain"] is not None and rs.cfg is None and rs.draining:
+                rs.draining_since = since   # its drain_timeout clock goes on
+            if e["weight"] is not None and rs.cfg is not None:
+                rs.weight_override = e["weight"]
+        self.saved = saved if saved[0] or saved[1] else None
