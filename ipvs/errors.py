@@ -287,6 +287,12 @@ def from_errno(operation: str, err: int, *, kernel_message: Optional[str] = None
     return cls(err, message, operation, kernel_message)
 
 
+def address_taken(e: OSError) -> bool:
+    """True when a bind or connect failed because the local address (or
+    port) is in use or cannot be had now (EADDRINUSE, EADDRNOTAVAIL)."""
+    return e.errno in (_errno.EADDRINUSE, _errno.EADDRNOTAVAIL)
+
+
 def call_context(svc: Any, dest: Any = None) -> Dict[str, Any]:
     """The context `from_errno` words a message about a call on ``svc`` /
     ``dest`` with (the compiled handle and the memory backend both use it)."""

@@ -71,7 +71,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import errno
 import http
 import ipaddress
 import os
@@ -85,7 +84,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import ipvs
-from ipvs import netns
+from ipvs import errors, netns
 
 __all__ = ["Lab", "LabError", "MissingTool", "wait_for"]
 
@@ -754,7 +753,6 @@ class Lab:
     def ipvs(self, *, director: int = 0, **kwargs: Any) -> "ipvs.IPVS":
         """An ``ipvs.IPVS`` handle on the namespace of ``directors[director]``
         (keywords as IPVS takes them, ``netns`` aside). The caller closes it."""
-        import ipvs
         if isinstance(director, bool) or not isinstance(director, int) or \
                 not 0 <= director < len(self.directors):
             raise ValueError("director must be 0..%d" % (len(self.directors) - 1))
@@ -863,8 +861,7 @@ class Lab:
                         held.append(self.tcp_connect(address, port, source, port_from))
                         break
                     except OSError as e:  # a port still taken (TIME_WAIT): the next
-                        if e.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL) \
-                                or attempt == 49:
+                        if not errors.address_taken(e) or attempt == 49:
                             raise
         except BaseException:
             for s, _ in held:
