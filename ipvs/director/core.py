@@ -36,6 +36,7 @@ from ipvs.director.config import (CheckConfig, Config, ConfigError, canonical_se
 from ipvs.director.events import Events
 from ipvs.director.runtime import HEALTHY, Probe, RealServer, ServiceState
 from ipvs.director.state import Saved, StateFile
+from ipvs.director.sync import DirectorSync, FifoFollower, SyncKeeper
 
 __all__ = ["Director", "KernelRefused", "NoAnnounce", "NotFound", "Probe"]
 
@@ -143,12 +144,13 @@ class Director:
         self._stopped: Optional[asyncio.Event] = None
         self._next_resync = 0.0
         self._closing = False
-        #: the sync daemon keeper of [director.sync] (ipvs.director.sync), or None;
-        #: ``sync_handles`` makes its handles (default: AsyncIPVS on the netns)
-        self.sync: Any = None
-        #: the reader of keepalived's notify_fifo (ipvs.director.sync.FifoFollower), or None
-        self.sync_fifo: Any = None
-        self._sync_handles = sync_handles
+        #: the sync daemon of [director.sync] and keepalived's FIFO
+        #: (ipvs.director.sync); ``sync_handles`` makes the keeper's handles
+        #: (default: AsyncIPVS on the netns)
+        self.sync_room = DirectorSync(netns=config.director.netns, handles=sync_handles,
+                                      emit=self.emit, save_state=self._save_state,
+                                      metrics=lambda: self.metrics,
+                                      saved_role=lambda: self.saved_role)
         # services whose real servers changed state since the last round: a
         # round for these only needs no table dump (see round(partial=True))
         self._changed: Set[Tuple[Any, ...]] = set()
@@ -774,10 +776,7 @@ class Director:
             await asyncio.wait(pending, timeout=0.1)
         self._tasks = []
         self.events.end_streams()
-        from ipvs.director import sync as _sync
-        await _sync.close(self)
-        if self.sync is not None:
-            await self.sync.close()
+        await self.sync_room.close()
         await self.kernel.close()
         if self._stopped is not None:
             self._stopped.set()
@@ -956,17 +955,25 @@ class Director:
                             p.state, p.count = "up", 0
 
     # ------------------------------------------------------------ sync / role
+    @property
+    def sync(self) -> Optional[SyncKeeper]:
+        """The keeper of [director.sync]'s daemon, or None."""
+        return self.sync_room.keeper
+
+    @property
+    def sync_fifo(self) -> Optional[FifoFollower]:
+        """The reader of keepalived's notify_fifo, or None."""
+        return self.sync_room.fifo
+
     async def _keep_sync(self, config_changed: bool = False) -> None:
         """Keep the sync daemon of [director.sync] (see ipvs.director.sync)."""
-        from ipvs.director import sync as _sync
-        await _sync.keep(self, config_changed)
+        await self.sync_room.keep(self.config.director, config_changed)
 
     async def role(self, state: Any) -> Dict[str, Any]:
         """``POST /role``: switch the sync daemon to ``state`` ("master" or
         "backup").  ValueError for a bad state; ``ipvs.director.sync.NoSync``
         when the file has no [director.sync]."""
-        from ipvs.director import sync as _sync
-        return await _sync.role(self, state)
+        return await self.sync_room.role(state)
 
     # ------------------------------------------------------------ control
     def _find(self, service: Any, address: Any, port: Any) -> Tuple[ServiceState, RealServer]:

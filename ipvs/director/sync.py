@@ -395,104 +395,119 @@ class NoSync(LookupError):
     """A role switch asked of a director whose file has no [director.sync]."""
 
 
-async def keep(director: Any, config_changed: bool = False) -> None:
-    """Called by the director after its rounds: make, reconfigure or retire
-    its keeper as the configuration says, then keep the daemon running."""
-    want = director.config.director.sync
-    keeper: Optional[SyncKeeper] = director.sync
-    if config_changed:
-        await _follow(director, want is not None)
-        if want is None and keeper is not None:
-            await keeper.retire()
-            await keeper.close()
-            director.sync = None
-            if director.metrics is not None:
-                director.metrics.role(None)
-            return
-        if want is not None and keeper is None:
-            keeper = SyncKeeper(want, netns=director.config.director.netns,
-                                handles=director._sync_handles, emit=director.emit,
-                                on_change=lambda k: _changed(director, k))
-            saved = director.saved_role
-            if saved in STATES:
-                # keepalived does not repeat its state to a restarted director
-                keeper.role = saved
-                keeper.told = True
-                if saved != _state_name(want.state):
-                    director.emit("role", state=saved, previous=_state_name(want.state),
+class DirectorSync:
+    """The director's side of the sync daemon: its keeper (made, reconfigured
+    or retired as the file says) and the follower of keepalived's FIFO.  It
+    knows the director only through the callbacks it is given: ``emit``
+    (events), ``save_state`` (a role to keep across restarts), ``metrics``
+    (the director's metrics now, or None) and ``saved_role`` (the role the
+    state file had at start)."""
+
+    def __init__(self, *, netns: Optional[str], handles: Any, emit: Callable[..., Any],
+                 save_state: Callable[[], None], metrics: Callable[[], Any],
+                 saved_role: Callable[[], Optional[str]]) -> None:
+        self.netns = netns
+        self.handles = handles
+        self.emit = emit
+        self.save_state = save_state
+        self.metrics = metrics
+        self.saved_role = saved_role
+        self.keeper: Optional[SyncKeeper] = None
+        self.fifo: Optional[FifoFollower] = None
+
+    async def keep(self, d: Any, config_changed: bool = False) -> None:
+        """After the director's rounds (``d``: its [director] table, a
+        DirectorConfig): make, reconfigure or retire the keeper as the
+        configuration says, then keep the daemon running."""
+        want = d.sync
+        keeper = self.keeper
+        if config_changed:
+            await self._follow(d.sync_fifo if want is not None else None, d.sync_vrrp_instance)
+            if want is None and keeper is not None:
+                await keeper.retire()
+                await keeper.close()
+                self.keeper = None
+                m = self.metrics()
+                if m is not None:
+                    m.role(None)
+                return
+            if want is not None and keeper is None:
+                keeper = SyncKeeper(want, netns=self.netns, handles=self.handles,
+                                    emit=self.emit, on_change=self._changed)
+                saved = self.saved_role()
+                if saved in STATES:
+                    # keepalived does not repeat its state to a restarted director
+                    keeper.role = saved
+                    keeper.told = True
+                    if saved != _state_name(want.state):
+                        self.emit("role", state=saved, previous=_state_name(want.state),
                                   interface=want.interface, sync_id=want.sync_id,
                                   message="the role before the restart (state file)")
-            director.sync = keeper
-        elif want is not None and keeper is not None:
-            await keeper.reconfigure(want)
-    if keeper is None:
-        return
-    _metric(director, keeper)
-    await keeper.keep()
+                self.keeper = keeper
+            elif want is not None and keeper is not None:
+                await keeper.reconfigure(want)
+        if keeper is None:
+            return
+        self._metric(keeper)
+        await keeper.keep()
 
+    async def _follow(self, path: Optional[str], name: Optional[str]) -> None:
+        """Start, move or stop the follower of keepalived's FIFO as the file
+        says (a failure to open it is an error event; the control API stays)."""
+        old = self.fifo
+        if old is not None and (old.path, old.name) == (path, name):
+            return
+        if old is not None:
+            await old.close()
+            self.fifo = None
+        if path is None:
+            return
+        f = FifoFollower(path, name, self.role, emit=self.emit)
+        try:
+            f.open()
+        except OSError as e:
+            self.emit("error", message="keepalived_fifo %s: %s" % (path, e))
+            return
+        self.fifo = f
 
-async def _follow(director: Any, wanted: bool) -> None:
-    """Start, move or stop the follower of keepalived's FIFO as the file
-    says (a failure to open it is an error event; the control API stays)."""
-    d = director.config.director
-    path = d.sync_fifo if wanted else None
-    old: Optional[FifoFollower] = director.sync_fifo
-    if old is not None and (old.path, old.name) == (path, d.sync_vrrp_instance):
-        return
-    if old is not None:
-        await old.close()
-        director.sync_fifo = None
-    if path is None:
-        return
-    f = FifoFollower(path, d.sync_vrrp_instance, lambda state: role(director, state),
-                     emit=director.emit)
-    try:
-        f.open()
-    except OSError as e:
-        director.emit("error", message="keepalived_fifo %s: %s" % (path, e))
-        return
-    director.sync_fifo = f
+    async def close(self) -> None:
+        """The director stops: the FIFO's follower and the keeper close (the
+        daemon itself keeps running)."""
+        f, self.fifo = self.fifo, None
+        if f is not None:
+            await f.close()
+        if self.keeper is not None:
+            await self.keeper.close()
 
+    def status(self) -> Optional[Dict[str, Any]]:
+        """The ``sync`` part of ``GET /status``: the keeper's status, with the
+        FIFO's path, instance and last line of that instance when one is read."""
+        keeper = self.keeper
+        if keeper is None:
+            return None
+        out = keeper.status()
+        f = self.fifo
+        if f is not None:
+            out["keepalived_fifo"] = f.path
+            out["vrrp_instance"] = f.name
+            out["vrrp_last"] = f.last
+        return out
 
-async def close(director: Any) -> None:
-    """The director stops: the FIFO's follower closes (the sync keeper's
-    daemon keeps running)."""
-    f: Optional[FifoFollower] = director.sync_fifo
-    if f is not None:
-        director.sync_fifo = None
-        await f.close()
+    def _changed(self, keeper: SyncKeeper) -> None:
+        """A role was set: the metric follows and the state file keeps it."""
+        self._metric(keeper)
+        self.save_state()
 
+    def _metric(self, keeper: SyncKeeper) -> None:
+        m = self.metrics()
+        if m is not None:
+            m.role(keeper.role)
 
-def status(director: Any) -> Optional[Dict[str, Any]]:
-    """The ``sync`` part of ``GET /status``: the keeper's status, with the
-    FIFO's path, instance and last line of that instance when one is read."""
-    keeper: Optional[SyncKeeper] = director.sync
-    if keeper is None:
-        return None
-    out = keeper.status()
-    f: Optional[FifoFollower] = director.sync_fifo
-    if f is not None:
-        out["keepalived_fifo"] = f.path
-        out["vrrp_instance"] = f.name
-        out["vrrp_last"] = f.last
-    return out
-
-
-def _changed(director: Any, keeper: SyncKeeper) -> None:
-    """A role was set: the metric follows and the state file keeps it."""
-    _metric(director, keeper)
-    director._save_state()
-
-
-def _metric(director: Any, keeper: SyncKeeper) -> None:
-    if director.metrics is not None:
-        director.metrics.role(keeper.role)
-
-
-async def role(director: Any, state: Any) -> Dict[str, Any]:
-    keeper: Optional[SyncKeeper] = director.sync
-    if keeper is None:
-        raise NoSync("no [director.sync] in the configuration: no sync daemon to switch")
-    if state not in STATES:
-        raise ValueError('"state" must be "master" or "backup"')
-    return await keeper.switch(state)
+    async def role(self, state: Any) -> Dict[str, Any]:
+        """``POST /role``: switch the daemon to ``state``."""
+        keeper = self.keeper
+        if keeper is None:
+            raise NoSync("no [director.sync] in the configuration: no sync daemon to switch")
+        if state not in STATES:
+            raise ValueError('"state" must be "master" or "backup"')
+        return await keeper.switch(state)

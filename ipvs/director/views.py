@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any, Dict, Tuple
 
 import ipvs
 from ipvs.director.runtime import RealServer, ServiceState
-from ipvs.director.sync import status as sync_status
 
 if TYPE_CHECKING:
     from ipvs.director.core import Director
@@ -69,7 +68,7 @@ def status(d: "Director") -> Dict[str, Any]:
         }
         out.append(item)
     return {"services": out, "config": d.path, "rounds": d.rounds,
-            "sync": sync_status(d), "sysctl": dict(d.sysctl_values),
+            "sync": d.sync_room.status(), "sysctl": dict(d.sysctl_values),
             "announce": d.announcer.status() if d.announcer is not None else None,
             "kernel_error": d.last_round_error, "event_streams": len(d.subscribers),
             "tasks": len(asyncio.all_tasks())}
