@@ -25,9 +25,12 @@ import json
 import socket
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ipvs.director.config import AnnounceConfig
+
+if TYPE_CHECKING:
+    from ipvs.director.core import Director
 
 __all__ = ["Announcer", "exabgp_process"]
 
@@ -53,7 +56,7 @@ async def _ip(args: Sequence[str]) -> Tuple[int, str]:
 class Announcer:
     """The announce state of one director's VIPs."""
 
-    def __init__(self, director: Any, cfg: AnnounceConfig,
+    def __init__(self, director: "Director", cfg: AnnounceConfig,
                  ip: Callable[[Sequence[str]], Any] = _ip) -> None:
         self.director = director
         self.cfg = cfg

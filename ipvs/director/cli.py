@@ -27,9 +27,12 @@ import logging
 import os
 import signal
 import sys
-from typing import Any, Dict, List, Optional, Set
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set
 
 from ipvs.director.config import Config, ConfigError, DirectorConfig, load
+
+if TYPE_CHECKING:
+    from ipvs.director.core import Director
 
 __all__ = ["main", "status_table", "COMMANDS"]
 
@@ -249,7 +252,7 @@ def status_table(doc: Dict[str, Any]) -> str:
 
 # ------------------------------------------------------------ running
 
-def _summary(director: Any) -> str:
+def _summary(director: "Director") -> str:
     """One line for systemd's STATUS=: services, real servers up."""
     total = up = 0
     for st in director.services.values():
@@ -266,7 +269,7 @@ def _summary(director: Any) -> str:
     return text
 
 
-async def _keep_notified(director: Any, notifier: Any) -> None:
+async def _keep_notified(director: "Director", notifier: Any) -> None:
     """WATCHDOG=1 at half of WATCHDOG_USEC while the writer's rounds run,
     and STATUS= when the summary changed."""
     loop = asyncio.get_running_loop()

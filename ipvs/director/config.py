@@ -104,6 +104,8 @@ class ConfigErrors(ConfigError):
     with its line); ``str()`` is one line per error, in file order, and
     ``line``/``key`` are the first one's."""
 
+    errors: List[ConfigError]
+
     def __init__(self, errors: Sequence[ConfigError]) -> None:
         flat: List[ConfigError] = []
         for e in errors:

@@ -15,9 +15,12 @@ import json
 import os
 import socket
 import stat
-from typing import Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from ipvs.director.config import ConfigError
+
+if TYPE_CHECKING:
+    from ipvs.director.core import Director
 
 __all__ = ["ControlServer", "request", "MAX_HEAD", "MAX_BODY"]
 
@@ -89,7 +92,7 @@ def _response(status: int, body: Any, *, stream: bool = False) -> bytes:
 class ControlServer:
     """Serves the control API of a :class:`~ipvs.director.core.Director`."""
 
-    def __init__(self, director: Any, path: str, group: Any = None) -> None:
+    def __init__(self, director: "Director", path: str, group: Any = None) -> None:
         self.director = director
         self.path = path
         self.group = group

@@ -24,10 +24,10 @@ log = logging.getLogger("ipvs.director")
 NOTIFY_TIMEOUT = 30.0
 QUEUE_SIZE = 10000        # events a stream may fall behind before it is dropped
 
-Stream = "asyncio.Queue[Optional[dict]]"
+Stream = "asyncio.Queue[Optional[Dict[str, Any]]]"
 
 
-def end_stream(q: "asyncio.Queue[Optional[dict]]") -> None:
+def end_stream(q: "asyncio.Queue[Optional[Dict[str, Any]]]") -> None:
     """Tell an events stream to end (dropping what it did not send yet)."""
     while not q.empty():
         q.get_nowait()
@@ -40,7 +40,7 @@ class Events:
     def __init__(self, log_format: str = "text", stream: Any = None) -> None:
         self.log_format = log_format
         self.stream = stream
-        self.subscribers: List["asyncio.Queue[Optional[dict]]"] = []
+        self.subscribers: List["asyncio.Queue[Optional[Dict[str, Any]]]"] = []
         self.notify_tasks: Set["asyncio.Task[Any]"] = set()
         self._held: Optional[List[Callable[[], Any]]] = None
         self._held_task: Optional["asyncio.Task[Any]"] = None
@@ -67,7 +67,7 @@ class Events:
 
     # ------------------------------------------------------------ emit
     def emit(self, event: str, service: Optional[str] = None, address: Any = None,
-             port: Optional[int] = None, **extra: Any) -> dict:
+             port: Optional[int] = None, **extra: Any) -> Dict[str, Any]:
         """Send an event to the log and the /events subscribers."""
         if self._holding():
             assert self._held is not None
@@ -105,12 +105,12 @@ class Events:
                 end_stream(q)
         return ev
 
-    def subscribe(self) -> "asyncio.Queue[Optional[dict]]":
-        q: "asyncio.Queue[Optional[dict]]" = asyncio.Queue(maxsize=QUEUE_SIZE)
+    def subscribe(self) -> "asyncio.Queue[Optional[Dict[str, Any]]]":
+        q: "asyncio.Queue[Optional[Dict[str, Any]]]" = asyncio.Queue(maxsize=QUEUE_SIZE)
         self.subscribers.append(q)
         return q
 
-    def unsubscribe(self, q: "asyncio.Queue[Optional[dict]]") -> None:
+    def unsubscribe(self, q: "asyncio.Queue[Optional[Dict[str, Any]]]") -> None:
         if q in self.subscribers:
             self.subscribers.remove(q)
 

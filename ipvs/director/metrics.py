@@ -6,9 +6,12 @@ the director's registry after it."""
 from __future__ import annotations
 
 import time
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from ipvs.exporter import IPVSCollector, service_labels, serve
+
+if TYPE_CHECKING:
+    from ipvs.director.core import Director
 
 __all__ = ["DirectorMetrics", "service_labels"]
 
@@ -120,7 +123,7 @@ class DirectorMetrics:
         if ok:
             self.last_reload.set(time.time())
 
-    def after_round(self, director: Any) -> None:
+    def after_round(self, director: "Director") -> None:
         """Rebuild the per-server and per-service gauges (forgetting servers
         and services that left)."""
         self.up.clear()

@@ -460,7 +460,7 @@ class DirectorSync:
         if old is not None:
             await old.close()
             self.fifo = None
-        if path is None:
+        if path is None or name is None:
             return
         f = FifoFollower(path, name, self.role, emit=self.emit)
         try:
