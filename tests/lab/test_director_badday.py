@@ -284,3 +284,23 @@ def test_unknown_sysctl_refused_with_its_line(lab, tmp_path, director_factory):
     line = [n for n, l in enumerate(text.splitlines(), 1) if "expire_nodest_con " in l][0]
     assert r.returncode == 1
     assert ":%d: director.sysctl.expire_nodest_con: not a net.ipv4.vs setting" % line in r.stderr
+
+
+def test_quorum_above_the_weights_refused_at_reload(lab, tmp_path, director_factory):
+    """quorum = 100 with weights summing to 3 would send all traffic to the
+    sorry server with every real server healthy: refused, with both numbers."""
+    good = config(lab, tmp_path, check='type = "none"')
+    d = director_factory(good).start()
+    timed(lambda: weights(lab) == {"rs1": 1, "rs2": 1, "rs3": 1}, 10)
+    with open(d.path, "w") as f:
+        f.write(good.replace('scheduler = "wrr"', 'scheduler = "wrr"\nquorum = 100\n'
+                             'sorry_server = "192.0.2.1:%d"' % lab.port))
+    r = subprocess.run([sys.executable, "-m", "ipvs.director", "-s", d.sock, "reload"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "quorum 100 is above 3" in r.stderr, r.stderr
+    r = subprocess.run([sys.executable, "-m", "ipvs.director", "-c", d.path, "--check"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "quorum 100 is above 3" in r.stderr, r.stderr
+    assert weights(lab) == {"rs1": 1, "rs2": 1, "rs3": 1}
+    assert d.status()["services"][0]["quorum"] == 1
+    assert d.stop() == 0
