@@ -390,6 +390,13 @@ pyinc_debian() {  # ROOT TRIPLET VER DEST
     mkdir -p "$4"
     cp -r "$1/usr/include/python$3/." "$4/" || return 1
     cp "$1/usr/include/$2/python$3/pyconfig.h" "$4/pyconfig.h" || return 1
+    no_crypt_h "$4/pyconfig.h"
+}
+# Python.h before 3.11 includes <crypt.h> when CPython was configured with
+# it (Debian's 3.9 was); Zig's glibc headers, from a glibc that dropped
+# libcrypt, have none, and the extension does not use it
+no_crypt_h() {
+    sed -i 's|^#define HAVE_CRYPT_H 1|/* #undef HAVE_CRYPT_H */|' "$1"
 }
 # Python headers of X.Y for aarch64 -> an include folder; sets pyinc_from
 declare -A debian_suite=([3.9]=bullseye [3.11]=bookworm [3.13]=trixie [3.14]=sid)
@@ -412,6 +419,7 @@ pyinc_aarch64() {  # HPY VER -> dir
                -e 's|^#define HAVE_GCC_ASM_FOR_X87 1|/* #undef HAVE_GCC_ASM_FOR_X87 */|' \
                -e 's|^/\* #undef HAVE_USABLE_WCHAR_T \*/|#define HAVE_USABLE_WCHAR_T 1|' \
                -e 's|^#define PY_SUPPORT_TIER 1|#define PY_SUPPORT_TIER 2|' "$d/pyconfig.h"
+        no_crypt_h "$d/pyconfig.h"
         echo "host x86_64 headers, pyconfig.h set for aarch64" >"$d/.from"
     fi
     echo "$d"
@@ -442,7 +450,9 @@ BULLSEYE=$CACHE/bullseye
 BULLSEYE_ARM64=$CACHE/bullseye-arm64
 MIRROR=${IPVS_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 bullseye_root() {  # the x86_64 chroot, made once
-    local pk=python3,python3-venv,python3-pip,ipvsadm,iproute2,kmod,procps,libcap2-bin
+    # netbase: /etc/services and /etc/protocols, as on any installed Debian
+    # (the CLI resolves service names like http)
+    local pk=python3,python3-venv,python3-pip,netbase,ipvsadm,iproute2,kmod,procps,libcap2-bin
     [ "$(cat "$BULLSEYE.stamp" 2>/dev/null)" = "$pk" ] && return 0
     say "debootstrap bullseye (amd64) into $BULLSEYE"
     rm -rf "$BULLSEYE"
@@ -462,6 +472,12 @@ arm64_root() {  # VER -> root folder with Debian's arm64 python VER (and pip)
             rm -rf "$r"
             debootstrap --arch arm64 --foreign --variant=minbase --include=$pk bullseye "$r" "$MIRROR" \
                 >"$CACHE/bullseye-arm64.log" 2>&1 || { tail -20 "$CACHE/bullseye-arm64.log" >&2; return 1; }
+            # the first stage unpacks only the base; the rest (python3.9,
+            # pip) waits in the root's apt cache for the second stage
+            local deb
+            for deb in "$r"/var/cache/apt/archives/*.deb; do
+                dpkg-deb -x "$deb" "$r" || return 1
+            done
             echo "$pk" >"$r.stamp"
         fi
     else

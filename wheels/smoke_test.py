@@ -11,6 +11,7 @@ ImportError).  Never writes to the kernel's IPVS table.
 
 import importlib.metadata
 import os
+import site as sitemod
 import sys
 import sysconfig
 
@@ -25,6 +26,8 @@ def main() -> int:
     import ipvs._libipvs as ext
 
     site = {os.path.realpath(sysconfig.get_paths()[k]) for k in ("purelib", "platlib")}
+    # Debian's Python: pip installs outside a venv go to .../dist-packages
+    site |= {os.path.realpath(p) for p in getattr(sitemod, "getsitepackages", lambda: [])()}
     pkg_dir = os.path.realpath(os.path.dirname(ipvs.__file__))
     assert os.path.dirname(pkg_dir) in site, "ipvs imported from %s, not site-packages %s" % (pkg_dir, site)
     assert os.path.realpath(os.path.dirname(ext.__file__)) == pkg_dir, ext.__file__
