@@ -1,13 +1,14 @@
 /*
  * libipvs.c - the public C API: locking, namespaces, backend choice, and
- * dispatch to the netlink (nl_*) or sockopt (so_*) transport.
+ * dispatch to the netlink (nl_*) or sockopt (so_*) transport (transport.h).
+ * The top of the C layer: it calls the transports and handle.c, nothing
+ * calls it back (the handle's error message and hooks are in handle.c).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,15 +17,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
-#include "ipvs_int.h"
-
-void ipvs_set_errmsg(ipvs_handle *h, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(h->errmsg, sizeof(h->errmsg), fmt, ap);
-    va_end(ap);
-}
+#include "transport.h"
 
 /* Enter netns_fd (if >= 0), remembering the thread's own namespace in *saved. */
 static int enter_netns(int netns_fd, int *saved)
@@ -267,7 +260,6 @@ void ipvs_close(ipvs_handle *h)
 }
 
 int ipvs_backend(const ipvs_handle *h) { return h->backend; }
-const char *ipvs_errmsg(const ipvs_handle *h) { return h->errmsg; }
 int ipvs_fd(const ipvs_handle *h) { return h->fd; }
 
 int ipvs_set_interrupt_check(ipvs_handle *h, int (*cb)(void *arg), void *arg)
@@ -309,18 +301,6 @@ int ipvs_link_up(ipvs_handle *h, const char *ifname)
     pthread_mutex_unlock(&h->lock);
     return rc;
 }
-
-#ifdef IPVS_TEST_HOOKS
-int ipvs_test_swap_fd(ipvs_handle *h, int fd)
-{
-    int old;
-    pthread_mutex_lock(&h->lock);
-    old = h->fd;
-    h->fd = fd;
-    pthread_mutex_unlock(&h->lock);
-    return old;
-}
-#endif
 
 void ipvs_free(void *p) { ipvs_xfree(p); }
 

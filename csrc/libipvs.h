@@ -233,8 +233,13 @@ void ipvs_free(void *p);
 #ifdef IPVS_TEST_HOOKS
 /* --- test builds only (make test-hooks): never in a release wheel.
  * The family name netlink resolves instead of "IPVS" is read from the
- * environment variable IPVS_TEST_NETLINK_FAMILY (netlink.c), so that a test
- * can simulate a kernel without the family. */
+ * environment variable IPVS_TEST_NETLINK_FAMILY (nlio.c), so that a test
+ * can simulate a kernel without the family. ipvs_test_swap_fd (handle.c)
+ * puts fd in the place of the handle's socket and returns the old one. */
+#define IPVS_TEST_BUILD 1
+int ipvs_test_swap_fd(ipvs_handle *h, int fd);
+#else
+#define IPVS_TEST_BUILD 0         /* the Cython module's TEST_BUILD */
 #endif
 
 /* Debug builds (-DIPVS_DEBUG_ALLOC, see alloc.h): the number of blocks the
@@ -243,7 +248,7 @@ int ipvs_debug_alloc_counts(long *allocs, long *frees);
 
 #ifdef IPVS_CAPTURE
 /* Corpus capture only (fuzz/capture.c): called with every raw reply buffer,
- * netlink datagrams and sockopt GET results alike. */
+ * netlink datagrams and sockopt GET results alike (defined in handle.c). */
 extern void (*ipvs_debug_rx_hook)(const void *buf, size_t len);
 #endif
 

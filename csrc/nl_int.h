@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "ipvs_int.h"
+#include "transport.h"
 #include "nlbuild.h"
 #include "nlparse.h"
 

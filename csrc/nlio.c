@@ -29,10 +29,6 @@
 #include "nl_int.h"
 #include "uapi.h"
 
-#ifdef IPVS_CAPTURE
-void (*ipvs_debug_rx_hook)(const void *buf, size_t len);
-#endif
-
 int nl_send(ipvs_handle *h, const void *buf, size_t len)
 {
     /* no address: an unconnected netlink socket sends to the kernel (port 0);
@@ -146,10 +142,8 @@ static int recv_slots(ipvs_handle *h, unsigned n, size_t slot, size_t *lens, int
             trunc[i] = (mh->msg_flags & MSG_TRUNC) != 0;
             if (lens[i] > slot)
                 lens[i] = slot;
-#ifdef IPVS_CAPTURE
-            if (ipvs_debug_rx_hook && lens[i] && !trunc[i])
-                ipvs_debug_rx_hook(iov[i].iov_base, lens[i]);
-#endif
+            if (lens[i] && !trunc[i])
+                ipvs_rx_seen(iov[i].iov_base, lens[i]);
         }
         return r;
     }

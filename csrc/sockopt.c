@@ -35,7 +35,7 @@
 #include <sys/socket.h>
 
 #include "alloc.h"
-#include "ipvs_int.h"
+#include "transport.h"
 #include "sockopt_uapi.h"
 #include "soparse.h"
 
@@ -47,10 +47,7 @@ static int so_get(ipvs_handle *h, int cmd, void *buf, socklen_t *len)
 {
     if (getsockopt(h->fd, IPPROTO_IP, cmd, buf, len) < 0)
         return -errno;
-#ifdef IPVS_CAPTURE
-    if (ipvs_debug_rx_hook)
-        ipvs_debug_rx_hook(buf, *len);
-#endif
+    ipvs_rx_seen(buf, *len);
     return 0;
 }
 

@@ -19,7 +19,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "ipvs_int.h"
+#include "transport.h"
 #include "soparse.h"
 #include "sockopt_uapi.h"
 

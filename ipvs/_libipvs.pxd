@@ -1,5 +1,11 @@
-# Declarations of csrc/libipvs.h (mirrors the header; keep in step with it).
+# The C side of ipvs/_libipvs.pyx, declared (no C is written in the .pyx):
+#  1. csrc/libipvs.h, the C library's API (mirrors the header; keep in step),
+#  2. csrc/pyrec.h, the record helpers (the Python C API, for the module only),
+#  3. the few system and Python headers the module uses,
+#  4. the module's own conversions between model objects and the structs of
+#     (1), cimported by the private test module ipvs/_libipvs_test.pyx.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, uint64_t
+from cpython.object cimport PyObject
 
 cdef extern from "libipvs.h" nogil:
     enum:
@@ -40,6 +46,7 @@ cdef extern from "libipvs.h" nogil:
         IPVS_OP_ADD_DEST
         IPVS_OP_UPDATE_DEST
         IPVS_OP_DEL_DEST
+        IPVS_TEST_BUILD     # 1 in a -DIPVS_TEST_HOOKS build, else 0
 
     union ipvs_addr:
         uint32_t ip
@@ -142,3 +149,42 @@ cdef extern from "libipvs.h" nogil:
     int ipvs_read_proc_net(ipvs_handle *h, const char *name, char **out, size_t *len)
     void ipvs_free(void *p)
     int ipvs_debug_alloc_counts(long *allocs, long *frees)
+
+
+cdef extern from "pyrec.h":
+    object ipvs_rec_alloc(object cls)
+    Py_ssize_t ipvs_rec_offset(object descr)
+    void ipvs_rec_put(object obj, Py_ssize_t off, object v)
+    PyObject *ipvs_rec_get(object obj, Py_ssize_t off)
+
+cdef extern from "Python.h":
+    # declared without an exception value: the pending exception (e.g.
+    # KeyboardInterrupt) is left set for the caller to raise after the C call
+    int _check_signals "PyErr_CheckSignals" ()
+
+cdef extern from "arpa/inet.h" nogil:
+    uint32_t htonl(uint32_t)
+    uint32_t ntohl(uint32_t)
+
+cdef extern from "sys/socket.h":
+    enum:
+        C_AF_INET "AF_INET"
+        C_AF_INET6 "AF_INET6"
+
+
+# --- the module's conversions (defined in _libipvs.pyx) ---------------------
+
+cdef class _AddrCache:
+    cdef dict v4
+    cdef dict v6
+    cdef dict ports
+    cdef object port(self, uint16_t p)
+    cdef object get(self, int af, const ipvs_addr *a)
+
+cdef object _v4(object ip)
+cdef bint _v4_fast() noexcept
+cdef object _svc_from_c(const ipvs_service *s, _AddrCache cache)
+cdef int _svc_to_c(object svc, ipvs_service *c) except -1
+cdef object _dest_from_c(const ipvs_dest *d, int svc_af, _AddrCache cache)
+cdef int _dest_to_c(object dest, ipvs_dest *c) except -1
+cdef object _daemon_from_c(const ipvs_daemon *d)

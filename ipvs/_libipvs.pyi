@@ -84,8 +84,5 @@ class Handle:
         """/proc/net/NAME of the handle's namespace; a failure (a missing file
         included) raises the exception of operation ``op``."""
 
-def _parse_nl_reply(data: bytes, svc_af: int = ...) -> List[Tuple[str, object]]:
-    """(kind, value) per netlink message of a recorded reply (private: tests)."""
-
 def dest_map(dests: List[Any]) -> Dict[Any, Any]:
     """{(address or its int, port): Destination} for apply(); None: an item to check."""

@@ -9,7 +9,13 @@ exception is pending), ESRCH (a service gone between two dumps), EIO (a batch
 call left unconfirmed by a failed transport).
 
 fork(): handled below this module, in csrc/libipvs.c (a child's first call
-opens the child's own socket in the handle's namespace)."""
+opens the child's own socket in the handle's namespace).
+
+No C is written here: every C declaration is in _libipvs.pxd, every line of C
+in csrc/. The .pxd also declares this module's conversions (the cdef
+functions and _AddrCache below), which the private test module
+ipvs/_libipvs_test.pyx cimports; the release extension has no entry point
+for tests (see docs/DEVELOPING.md, "The C layer")."""
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, uint64_t
 from libc.string cimport memset, memcpy, memcmp, strlen
@@ -19,36 +25,12 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_Occurred
 from cpython.object cimport PyObject
 
-cdef extern from "Python.h":
-    # declared without an exception value: the pending exception (e.g.
-    # KeyboardInterrupt) is left set for the caller to raise after the C call
-    int _check_signals "PyErr_CheckSignals" ()
-
 import socket as _socket
 import ipaddress as _ipaddress
 
 from ipvs import errors as _errors
 from ipvs._model import (Service, Destination, Stats, Daemon, Timeouts, Protocol, Forward,
                          ServiceFlags, TunnelType, TunnelFlags, DaemonState)
-
-cdef extern from "arpa/inet.h" nogil:
-    uint32_t htonl(uint32_t)
-    uint32_t ntohl(uint32_t)
-
-cdef extern from "sys/socket.h":
-    enum:
-        C_AF_INET "AF_INET"
-        C_AF_INET6 "AF_INET6"
-
-cdef extern from *:
-    """
-    #ifdef IPVS_TEST_HOOKS
-    #define IPVS_TEST_BUILD 1
-    #else
-    #define IPVS_TEST_BUILD 0
-    #endif
-    """
-    int IPVS_TEST_BUILD
 
 # True only in a -DIPVS_TEST_HOOKS build (make test-hooks): its netlink
 # transport reads IPVS_TEST_NETLINK_FAMILY. Never in a release wheel.
@@ -76,41 +58,9 @@ cdef dict _TUNFLAGS = {}
 # listing of 11,000 objects saves about 0.09 s. Kept only with its guards:
 # _slot_offsets() below refuses to import if a field is not a slot, and
 # tests/unit/test_house_unit.py fails if the objects built here differ in
-# any way (equality, hash, repr, pickling) from the constructors' objects.
-cdef extern from *:
-    """
-    #include <structmember.h>   /* PyMemberDef (in descrobject.h since 3.12) */
-    static PyObject *ipvs_rec_alloc(PyObject *cls)
-    {
-        PyTypeObject *t = (PyTypeObject *)cls;
-        return t->tp_alloc(t, 0);
-    }
-    static Py_ssize_t ipvs_rec_offset(PyObject *descr)
-    {
-        if (Py_TYPE(descr) != &PyMemberDescr_Type)
-            return -1;
-        return ((PyMemberDescrObject *)descr)->d_member->offset;
-    }
-    /* obj is fresh from ipvs_rec_alloc: the slot is still NULL */
-    static inline void ipvs_rec_put(PyObject *obj, Py_ssize_t off, PyObject *v)
-    {
-        Py_INCREF(v);
-        *(PyObject **)((char *)obj + off) = v;
-    }
-    """
-    object ipvs_rec_alloc(object cls)
-    Py_ssize_t ipvs_rec_offset(object descr)
-    void ipvs_rec_put(object obj, Py_ssize_t off, object v)
-
-cdef extern from *:
-    """
-    /* a slot's value, borrowed (NULL when the slot is unset) */
-    static inline PyObject *ipvs_rec_get(PyObject *obj, Py_ssize_t off)
-    {
-        return *(PyObject **)((char *)obj + off);
-    }
-    """
-    PyObject *ipvs_rec_get(object obj, Py_ssize_t off)
+# any way (equality, hash, repr, pickling) from the constructors' objects
+# (through the private test module, ipvs/_libipvs_test.pyx). The C of it:
+# csrc/pyrec.h (ipvs_rec_alloc, ipvs_rec_offset, ipvs_rec_put, ipvs_rec_get).
 
 
 cdef int _slot_offsets(object cls, Py_ssize_t *out, int n) except -1:
@@ -171,9 +121,7 @@ cdef object _tun_flags(uint16_t flags):
 cdef class _AddrCache:
     """Shares one ipaddress object per distinct address, and one int per
     distinct port, within one listing."""
-    cdef dict v4
-    cdef dict v6
-    cdef dict ports
+    # (its attributes are declared in _libipvs.pxd)
 
     def __cinit__(self):
         self.v4 = {}
@@ -227,6 +175,11 @@ cdef object _v4(object ip):
     obj = ipvs_rec_alloc(IPv4Address)
     ipvs_rec_put(obj, _V4_IP_OFF, ip)
     return obj
+
+
+cdef bint _v4_fast() noexcept:
+    """Whether _v4 takes its fast path on this interpreter."""
+    return _V4_IP_OFF > 0
 
 
 cdef int _addr_to_c(object addr, ipvs_addr *out) except -1:
@@ -992,147 +945,3 @@ cdef dict _error_context(Handle handle, object svc, object dest):
         # asked only when the errno makes lo's state matter (errors._why)
         ctx["_lo_up"] = lambda: handle.link_up("lo")
     return ctx
-
-
-# ---------------------------------------------------------------------------
-# Pure entry points for the unit tests (no kernel): the conversions above,
-# fed with model objects. tests/unit/test_house_unit.py checks through them
-# that records built by filling __slots__ directly (and IPv4Address._ip) are
-# the same objects the constructors would build, on this interpreter.
-
-def _convert_roundtrip(svc, dest=None):
-    """(Service, Destination or None) as the C structs for svc / dest read
-    back: to C and back through the fast paths of a listing."""
-    cdef ipvs_service c
-    cdef ipvs_dest d
-    cdef _AddrCache cache = _AddrCache()
-    _svc_to_c(svc, &c)
-    out_svc = _svc_from_c(&c, cache)
-    if dest is None:
-        return (out_svc, None)
-    _dest_to_c(dest, &d)
-    return (out_svc, _dest_from_c(&d, c.af, cache))
-
-
-def _v4_from_int(ip):
-    """IPv4Address(ip) the way a listing builds it (ip: 0 .. 2**32-1)."""
-    return _v4(ip)
-
-
-def _fast_paths():
-    """Which fast paths this interpreter allows: {"records": True (always:
-    else the import failed), "ipv4": whether IPv4Address._ip is a slot}."""
-    return {"records": True, "ipv4": _V4_IP_OFF > 0}
-
-
-# ------------------------------------------------- replies replayed (private)
-# The reply parser of csrc/nlparse.c, callable on a recorded receive buffer:
-# tests/unit/test_old_kernels.py feeds it replies shaped as older kernels send
-# them (it runs from the installed wheel too, so it ships, privately).
-
-cdef extern from "uapi.h" nogil:
-    enum:
-        K_NLMSG_ERROR
-        K_NLMSG_DONE
-        K_NLMSG_MIN_TYPE
-        K_IPVS_CMD_NEW_SERVICE
-        K_IPVS_CMD_SET_SERVICE
-        K_IPVS_CMD_GET_SERVICE
-        K_IPVS_CMD_NEW_DEST
-        K_IPVS_CMD_SET_DEST
-        K_IPVS_CMD_GET_DEST
-        K_IPVS_CMD_NEW_DAEMON
-        K_IPVS_CMD_GET_DAEMON
-        K_IPVS_CMD_SET_CONFIG
-        K_IPVS_CMD_GET_CONFIG
-        K_IPVS_CMD_SET_INFO
-        K_IPVS_CMD_GET_INFO
-
-cdef extern from "nlparse.h" nogil:
-    struct nlp_msg:
-        uint32_t len
-        uint16_t type
-        uint16_t flags
-        const uint8_t *data
-        size_t datalen
-    int nlp_next_msg(const uint8_t *buf, size_t len, size_t *off, nlp_msg *m)
-    int nlp_parse_error(const nlp_msg *m, int *error, char *msg, size_t msgsz)
-    int nlp_genl(const nlp_msg *m, uint8_t *cmd, const uint8_t **attrs, size_t *alen)
-    int nlp_parse_service_msg(const nlp_msg *m, ipvs_service *out)
-    int nlp_parse_dest_msg(const nlp_msg *m, uint16_t svc_af, ipvs_dest *out)
-    int nlp_parse_daemon_msg(const nlp_msg *m, ipvs_daemon *out)
-    int nlp_parse_info_msg(const nlp_msg *m, ipvs_info *out)
-    int nlp_parse_config_msg(const nlp_msg *m, ipvs_timeouts *out)
-
-
-def _parse_nl_reply(bytes data, int svc_af=2):
-    """Parse one netlink receive buffer of IPVS replies into model objects.
-
-    Returns one (kind, value) pair per message: ("service", Service),
-    ("destination", Destination) (addresses without ADDR_FAMILY take
-    ``svc_af``), ("daemon", Daemon), ("info", (version, conn_tab_size)),
-    ("timeouts", Timeouts), ("error", (errno, message)) for NLMSG_ERROR
-    (errno 0: an ack), ("done", None), ("unparsed", (type, cmd, rc)) where the
-    parser refused the message (rc < 0), ("other", type) for anything else.
-    Raises ValueError when the buffer's message framing is broken.
-    """
-    cdef const uint8_t *buf = <const uint8_t *>data
-    cdef size_t off = 0, alen = 0
-    cdef nlp_msg m
-    cdef int r, err = 0, rc
-    cdef uint8_t cmd = 0
-    cdef const uint8_t *attrs = NULL
-    cdef char msg[256]
-    cdef ipvs_service svc
-    cdef ipvs_dest dest
-    cdef ipvs_daemon dm
-    cdef ipvs_info info
-    cdef ipvs_timeouts to
-    cdef _AddrCache cache = _AddrCache()
-    out = []
-    while True:
-        r = nlp_next_msg(buf, len(data), &off, &m)
-        if r == 0:
-            break
-        if r < 0:
-            raise ValueError("broken netlink framing at offset %d" % off)
-        if m.type == K_NLMSG_ERROR:
-            msg[0] = 0
-            rc = nlp_parse_error(&m, &err, msg, sizeof(msg))
-            if rc < 0:
-                out.append(("unparsed", (m.type, 0, rc)))
-            else:
-                out.append(("error", (-err, (<bytes>msg).decode("utf-8", "replace"))))
-            continue
-        if m.type == K_NLMSG_DONE:
-            out.append(("done", None))
-            continue
-        # the control family (GENL_ID_CTRL, the first id) and netlink's own types
-        if m.type <= K_NLMSG_MIN_TYPE or nlp_genl(&m, &cmd, &attrs, &alen) < 0:
-            out.append(("other", m.type))
-            continue
-        if cmd in (K_IPVS_CMD_NEW_SERVICE, K_IPVS_CMD_SET_SERVICE, K_IPVS_CMD_GET_SERVICE):
-            memset(&svc, 0, sizeof(svc))
-            rc = nlp_parse_service_msg(&m, &svc)
-            item = ("service", _svc_from_c(&svc, cache)) if rc == 0 else None
-        elif cmd in (K_IPVS_CMD_NEW_DEST, K_IPVS_CMD_SET_DEST, K_IPVS_CMD_GET_DEST):
-            memset(&dest, 0, sizeof(dest))
-            rc = nlp_parse_dest_msg(&m, <uint16_t>svc_af, &dest)
-            item = ("destination", _dest_from_c(&dest, svc_af, cache)) if rc == 0 else None
-        elif cmd in (K_IPVS_CMD_NEW_DAEMON, K_IPVS_CMD_GET_DAEMON):
-            memset(&dm, 0, sizeof(dm))
-            rc = nlp_parse_daemon_msg(&m, &dm)
-            item = ("daemon", _daemon_from_c(&dm)) if rc == 0 else None
-        elif cmd in (K_IPVS_CMD_SET_INFO, K_IPVS_CMD_GET_INFO):
-            memset(&info, 0, sizeof(info))
-            rc = nlp_parse_info_msg(&m, &info)
-            item = ("info", (info.version, info.conn_tab_size)) if rc == 0 else None
-        elif cmd in (K_IPVS_CMD_SET_CONFIG, K_IPVS_CMD_GET_CONFIG):
-            memset(&to, 0, sizeof(to))
-            rc = nlp_parse_config_msg(&m, &to)
-            item = ("timeouts", Timeouts._make(to.tcp, to.tcp_fin, to.udp)) if rc == 0 else None
-        else:
-            out.append(("other", m.type))
-            continue
-        out.append(item if item is not None else ("unparsed", (m.type, cmd, rc)))
-    return out

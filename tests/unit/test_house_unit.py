@@ -3,7 +3,9 @@ are built by filling their __slots__ directly, and IPv4Address by setting its
 _ip slot. These tests fail loudly on an interpreter where that no longer
 gives the same objects as the constructors, or where the IPv4 fast path has
 silently fallen back (then the gain measured in _libipvs.pyx is gone:
-decide again)."""
+decide again). The conversions are reached through the private test module
+ipvs._libipvs_test (tests/unit/_private.py): the release extension carries
+no entry point for tests, and an installed wheel no test module."""
 import ipaddress
 import pickle
 import socket
@@ -13,22 +15,34 @@ import pytest
 import ipvs
 from ipvs import _libipvs
 
+from ._private import libipvs_test
 
-def test_fast_paths_are_active_here():
-    paths = _libipvs._fast_paths()
-    assert paths["records"] is True
-    assert paths["ipv4"] is True, (
+# the test entry points that were in the release extension until issue 27
+TEST_ENTRY_POINTS = ("_parse_nl_reply", "_convert_roundtrip", "_v4_from_int", "_fast_paths")
+
+
+def test_fast_path_conditions_hold_here():
+    """What the fast paths need of this interpreter (the extension decides by
+    the same member descriptors); runs from an installed wheel too."""
+    assert type(ipaddress.IPv4Address.__dict__["_ip"]).__name__ == "member_descriptor", (
         "ipaddress.IPv4Address has no _ip slot on this interpreter: the Cython "
-        "module fell back to the constructor (slower); see _v4 in _libipvs.pyx")
-    assert type(ipaddress.IPv4Address.__dict__["_ip"]).__name__ == "member_descriptor"
+        "module falls back to the constructor (slower); see _v4 in _libipvs.pyx")
     for cls in (ipvs.Service, ipvs.Destination, ipvs.Stats):
         for f in cls._field_names:
             assert type(cls.__dict__[f]).__name__ == "member_descriptor", (cls, f)
 
 
+def test_fast_paths_are_active_here():
+    paths = libipvs_test()._fast_paths()
+    assert paths["records"] is True
+    assert paths["ipv4"] is True, (
+        "ipaddress.IPv4Address has no _ip slot on this interpreter: the Cython "
+        "module fell back to the constructor (slower); see _v4 in _libipvs.pyx")
+
+
 @pytest.mark.parametrize("ip", [0, 1, 0x0A000001, 0x7F000001, 0xC0A80163, 0xFFFFFFFF])
 def test_v4_fast_path_is_the_real_object(ip):
-    fast = _libipvs._v4_from_int(ip)
+    fast = libipvs_test()._v4_from_int(ip)
     real = ipaddress.IPv4Address(ip)
     assert type(fast) is ipaddress.IPv4Address
     assert fast == real and hash(fast) == hash(real) and str(fast) == str(real)
@@ -59,7 +73,7 @@ DESTS = [
 @pytest.mark.parametrize("svc", SERVICES, ids=str)
 @pytest.mark.parametrize("dest", DESTS, ids=str)
 def test_slot_filled_records_equal_constructed_ones(svc, dest):
-    out_svc, out_dest = _libipvs._convert_roundtrip(svc, dest)
+    out_svc, out_dest = libipvs_test()._convert_roundtrip(svc, dest)
     for built, real in ((out_svc, svc), (out_dest, dest)):
         assert type(built) is type(real)
         assert built == real and hash(built) == hash(real) and repr(built) == repr(real)
@@ -83,3 +97,12 @@ def test_release_build_has_no_test_switch():
     else:
         assert b"IPVS_TEST_NETLINK_FAMILY" not in data
         assert not hasattr(_libipvs.Handle, "_test_swap_fd")
+
+
+def test_release_build_has_no_test_entry_points():
+    """The release extension carries no entry point for tests: they are in
+    the private module ipvs._libipvs_test, which no wheel carries."""
+    data = open(_libipvs.__file__, "rb").read()
+    for name in TEST_ENTRY_POINTS:
+        assert not hasattr(_libipvs, name), name
+        assert name.encode() not in data, name

@@ -1,43 +1,14 @@
 /*
- * ipvs_int.h - internals shared by libipvs.c (dispatch, locking, namespaces)
- * and the two transports, netlink.c and sockopt.c. Not installed.
+ * transport.h - the interface between the dispatcher (libipvs.c) and the two
+ * transports, netlink (netlink.c, nlio.c, nlbatch.c) and sockopt
+ * (sockopt.c): the operations each transport implements and the dispatcher
+ * calls. The transports call nothing of the dispatcher: what they share with
+ * it about a handle is in handle.h. Not installed.
  */
-#ifndef IPVS_INT_H
-#define IPVS_INT_H
+#ifndef IPVS_TRANSPORT_H
+#define IPVS_TRANSPORT_H
 
-#include <pthread.h>
-#include "libipvs.h"
-
-struct ipvs_handle {
-    int backend;                 /* IPVS_BACKEND_NETLINK / SOCKOPT */
-    int fd;                      /* the transport's socket, SOCK_CLOEXEC */
-    int netns_fd;                /* dup of the namespace fd given, or -1 */
-    int home_ns_fd;              /* the namespace the socket was made in (a dup
-                                    of netns_fd, or the opener's own): a child
-                                    process reopens the socket there */
-    unsigned long fork_gen;      /* ipvs_fork_gen when the socket was made */
-    int timeout_ms;              /* <= 0: no timeout */
-    /* netlink */
-    uint16_t family_id;
-    uint32_t seq;
-    uint32_t portid;
-    unsigned char *rxbuf;        /* reused receive buffer (page faults are costly) */
-    size_t rxcap;
-    size_t rx_pending;           /* netlink: length of a second datagram waiting
-                                    in the upper half of rxbuf (0 = none) */
-    unsigned char *txbuf;        /* reused send buffer for batches */
-    size_t txcap;
-    char errmsg[IPVS_ERRMSG_MAX];
-    pthread_mutex_t lock;
-    /* optional interrupt check, called on EINTR while waiting for a reply:
-     * nonzero aborts the call with -EINTR (see ipvs_set_interrupt_check) */
-    int (*intr_cb)(void *arg);
-    void *intr_arg;
-};
-
-/* Set h->errmsg (printf-style); "" clears it. */
-void ipvs_set_errmsg(ipvs_handle *h, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+#include "handle.h"
 
 /*
  * Each transport implements the public operations without locking (the
