@@ -22,17 +22,12 @@ import pytest
 import ipvs
 from ipvs.lab import Lab, MissingTool, wait_for
 from tests.lab.test_director import DirectorProc
+from tests.lab.test_lab_router import _missing   # skip, or fail under CI=true
 
 N = 3
 HELD = 60
 HOLD = 3            # the router's BGP hold time, s
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(ipvs.__file__)))
-
-
-def _missing(e: MissingTool) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail("CI=true: %s" % e)
-    pytest.skip(str(e))
 
 
 def _say(capsys, text: str) -> None:
@@ -160,7 +155,7 @@ def _up(lab: Lab, d: Directors, capsys) -> float:
             d.start(i)
     except MissingTool as e:
         _missing(e)
-    took = paths(lab, lab.director_addresses, 40)
+    paths(lab, lab.director_addresses, 40)
     total = time.monotonic() - t0
     _say(capsys, "%s: three next hops %.1f s after the first director started"
          % (d.via, total))
@@ -286,7 +281,6 @@ def test_exabgp_announce_process(lab, tmp_path, capsys):
         _up(lab, d, capsys)
         held = lab.hold(lab.vip, lab.port, HELD)
         # the director killed: its announce process withdraws at once
-        t0 = time.monotonic()
         d.procs[2].kill()
         took = paths(lab, lab.director_addresses[:2], 10)
         ok, bad = echoes(lab, held)
