@@ -49,5 +49,10 @@ for deb in "${debs[@]}"; do
     dpkg-deb -x "$deb" "$DEST"
     basename "$deb" >>"$DEST.debs"
 done
+# merged /usr: trixie and later ship the /lib -> usr/lib links in base-files,
+# which a closure need not contain (the loader is /lib/ld-linux-*.so.*)
+for d in bin sbin lib lib64; do
+    if [ ! -e "$DEST/$d" ] && [ ! -L "$DEST/$d" ] && [ -d "$DEST/usr/$d" ]; then ln -s "usr/$d" "$DEST/$d"; fi
+done
 rm -rf "$APT"
 echo "$stamp" >"$DEST.stamp"
