@@ -240,9 +240,13 @@ def test_reader_gone_no_traceback(api):
                              stderr=subprocess.PIPE, text=True)
         p.stdout.close()
         if args == ["events"]:
-            # the stream's first line comes with the next event
+            # the stream's first line comes with the next event: once the
+            # subcommand's stream is open (a slow host, qemu: not at once)
             import time
-            time.sleep(0.5)
+            deadline = time.monotonic() + 60
+            while call(sock, "GET", "/status")[1]["event_streams"] < 1:
+                assert time.monotonic() < deadline and p.poll() is None, "no event stream"
+                time.sleep(0.05)
             call(sock, "POST", "/drain", {"service": SVC, "address": "10.0.1.1", "port": 8080})
             call(sock, "POST", "/undrain", {"service": SVC, "address": "10.0.1.1",
                                             "port": 8080})
