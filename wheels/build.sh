@@ -342,6 +342,8 @@ print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["optional-depen
 }
 download_test_deps() {  # HPY VER ARCH GLIBC_MAX DEST
     local hpy=$1 ver=$2 arch=$3 max=$4 dest=$5 plats=() m
+    # a Debian interpreter has no pip of its own: the build venv of that version has
+    "$hpy" -m pip --version >/dev/null 2>&1 || hpy=$WORK/buildenv-cp${ver/./}/bin/python
     for m in 17 24 26 27 28 31; do
         [ "$m" -le "$max" ] && plats+=(--platform "manylinux_2_${m}_$arch")
     done
