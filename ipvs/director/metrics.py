@@ -6,7 +6,7 @@ the director's registry after it."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Tuple
 
 from ipvs.exporter import IPVSCollector, service_labels, serve
 
@@ -17,6 +17,11 @@ __all__ = ["DirectorMetrics", "service_labels"]
 
 SERVICE_LABELS = ("family", "protocol", "address", "port", "fwmark")
 DEST_LABELS = SERVICE_LABELS + ("destination_address", "destination_port")
+
+
+def _dest_labels(st: Any, rs: Any) -> Tuple[str, ...]:
+    """The labels of one real server of one service (DEST_LABELS)."""
+    return service_labels(st.service) + (str(rs.destination.address), str(rs.destination.port))
 
 
 class DirectorMetrics:
@@ -84,7 +89,7 @@ class DirectorMetrics:
         self.duration.labels(type_).observe(result.duration)
 
     def check_failed(self, st: Any, rs: Any) -> None:
-        labels = service_labels(st.service) + (str(rs.destination.address), str(rs.destination.port))
+        labels = _dest_labels(st, rs)
         self.check_failures.labels(*labels).inc()
 
     def drift(self, service: Any, field: str) -> None:
@@ -102,7 +107,7 @@ class DirectorMetrics:
             pass
 
     def server_state(self, st: Any, rs: Any) -> None:
-        labels = service_labels(st.service) + (str(rs.destination.address), str(rs.destination.port))
+        labels = _dest_labels(st, rs)
         self.up.labels(*labels).set(1 if rs.state in ("up", "falling") and not rs.draining else 0)
 
     def quorum(self, st: Any) -> None:
