@@ -17,6 +17,7 @@ from ipvs._version import __version__
 from ipvs._model import (SCHEDULERS, Call, Connection, Daemon, DaemonState, Destination,
                          Forward, Info, Protocol, Service, ServiceFlags, Stats, Timeouts,
                          TunnelFlags, TunnelType)
+from ipvs._service_string import canonical_service_string, parse_service, service_string
 from ipvs.errors import (BatchError, DaemonExistsError, DaemonNotRunningError,
                          DestinationExistsError, DestinationNotFoundError, InvalidRequestError,
                          InconsistentDumpError, IPVSError, IPVSPermissionError, IPVSTimeoutError,
@@ -29,7 +30,7 @@ __all__ = [
     "IPVS", "Batch", "Change", "Plan", "Call", "AsyncIPVS", "AsyncBatch",
     "Service", "Destination", "Stats", "Info", "Timeouts", "Daemon", "Connection",
     "Protocol", "Forward", "ServiceFlags", "TunnelType", "TunnelFlags", "DaemonState",
-    "SCHEDULERS",
+    "SCHEDULERS", "service_string", "parse_service", "canonical_service_string",
     "IPVSError", "IPVSUnavailableError", "IPVSPermissionError", "IPVSTimeoutError",
     "UnsupportedError", "ServiceExistsError", "ServiceNotFoundError",
     "DestinationExistsError", "DestinationNotFoundError", "SchedulerNotFoundError",

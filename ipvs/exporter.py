@@ -29,7 +29,6 @@ The metric names, labels and types are those of the API contract ("Metrics
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import operator
 import os
@@ -43,7 +42,7 @@ from typing import (Any, Callable, Dict, Iterable, Iterator, List, Optional, Seq
                     Tuple, Union)
 
 import ipvs
-from ipvs import Destination, Protocol, Service, Stats
+from ipvs import Destination, Protocol, Service, Stats, parse_service, service_string
 
 __all__ = ["IPVSCollector", "Snapshot", "ServiceFilter", "parse_service", "service_string", "service_labels",
            "make_wsgi_app", "serve", "main", "DEFAULT_LISTEN"]
@@ -60,47 +59,6 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # ---------------------------------------------------------------------------
 
 ServiceKey = Tuple[Any, ...]
-
-_FWM_RE = re.compile(r"^FWM\s+(\d+)(?:\s+(IPv4|IPv6))?$", re.IGNORECASE)
-_ADDR_RE = re.compile(r"^(TCP|UDP|SCTP)\s+(?:\[([0-9A-Fa-f:.]+)\]|([0-9.]+)):(\d+)$",
-                      re.IGNORECASE)
-
-
-def parse_service(text: str) -> ServiceKey:
-    """The identity (``Service.key``) named by a service string of the
-    contract: ``TCP 10.0.0.1:80``, ``UDP [2001:db8::1]:53``, ``SCTP
-    10.0.0.1:9000``, ``FWM 7``, ``FWM 7 IPv6``.  The protocol word is read
-    without regard to case.  Anything else is a ``ValueError``."""
-    if not isinstance(text, str):
-        raise TypeError("a service string must be a str, not %s" % type(text).__name__)
-    s = " ".join(text.split())
-    m = _FWM_RE.match(s)
-    if m:
-        family = socket.AF_INET6 if (m.group(2) or "").lower() == "ipv6" else socket.AF_INET
-        return Service(fwmark=int(m.group(1)), family=family).key
-    m = _ADDR_RE.match(s)
-    if m:
-        v6, v4 = m.group(2), m.group(3)
-        try:
-            addr = ipaddress.IPv6Address(v6) if v6 is not None else ipaddress.IPv4Address(v4)
-        except ValueError:
-            raise ValueError("service string %r: bad address" % text) from None
-        return Service(address=addr, port=int(m.group(4)), protocol=m.group(1).lower()).key
-    raise ValueError("service string %r: expected e.g. 'TCP 10.0.0.1:80', "
-                     "'UDP [2001:db8::1]:53', 'FWM 7' or 'FWM 7 IPv6'" % text)
-
-
-def service_string(service: Service) -> str:
-    """The contract's service string of ``service`` (the reverse of
-    `parse_service`)."""
-    if service.fwmark:
-        return "FWM %d%s" % (service.fwmark,
-                             " IPv6" if service.family == socket.AF_INET6 else "")
-    proto = service.protocol.name if isinstance(service.protocol, Protocol) \
-        else "proto %d" % int(service.protocol)
-    host = "[%s]" % service.address if service.family == socket.AF_INET6 \
-        else str(service.address)
-    return "%s %s:%d" % (proto, host, service.port)
 
 
 class ServiceFilter:

@@ -227,40 +227,11 @@ class Config:
     filename: str = "<config>"
 
 
-def service_name(svc: ipvs.Service) -> str:
-    """The service string of the status, API, events and filters:
-    ``TCP 10.0.0.1:80``, ``UDP [2001:db8::1]:53``, ``FWM 7``, ``FWM 7 IPv6``."""
-    if svc.fwmark:
-        return "FWM %d%s" % (svc.fwmark, " IPv6" if svc.family == socket.AF_INET6 else "")
-    host = "[%s]" % svc.address if svc.family == socket.AF_INET6 else str(svc.address)
-    proto = svc.protocol.name if isinstance(svc.protocol, ipvs.Protocol) else str(svc.protocol)
-    return "%s %s:%d" % (proto, host, svc.port)
-
-
-def canonical_service_name(text: str) -> str:
-    """A service string as an operator may type it (``tcp 10.0.0.1:80``,
-    ``fwm 7 ipv6``, extra blanks, an IPv6 address in any spelling) in the
-    form :func:`service_name` gives; the text as it is when it is not one."""
-    words = text.split()
-    if not words:
-        return text
-    proto = words[0].upper()
-    if proto == "FWM" and len(words) in (2, 3):
-        if len(words) == 3 and words[2].lower() != "ipv6":
-            return text
-        return "FWM %s%s" % (words[1], " IPv6" if len(words) == 3 else "")
-    if len(words) != 2:
-        return text
-    host, sep, port = words[1].rpartition(":")
-    if not sep:
-        return text
-    try:
-        addr = ipaddress.ip_address(host[1:-1] if host.startswith("[") and host.endswith("]")
-                                    else host)
-    except ValueError:
-        return text
-    host = "[%s]" % addr if addr.version == 6 else str(addr)
-    return "%s %s:%s" % (proto, host, port)
+#: the service string of the status, API, events and filters (``TCP
+#: 10.0.0.1:80``, ``UDP [2001:db8::1]:53``, ``FWM 7``, ``FWM 7 IPv6``)
+service_name = ipvs.service_string
+#: a service string as an operator may type it, in `service_name`'s form
+canonical_service_name = ipvs.canonical_service_string
 
 
 # ------------------------------------------------------------ line finding
