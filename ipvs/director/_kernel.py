@@ -2,40 +2,67 @@
 
 Through ``ipvs.AsyncIPVS``: its requests run in the handle's own worker,
 never blocking the director's event loop.  Only three things are needed:
-read the table, send one batch of calls, reopen after the module went away.
+read the table, bring the director's own services to what it wants with
+the library's ``apply()`` (its one planner; the director plans nothing
+itself), reopen after the module went away.  Plus the net.ipv4.vs
+settings of ``[director] sysctl``.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+import itertools
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import ipvs
 
-Call = Tuple[str, ipvs.Service, Optional[ipvs.Destination]]
 SYSCTL_DIR = "/proc/sys/net/ipv4/vs/"
+#: {Service: [Destination]}: what ``apply()`` takes
+Records = Mapping[ipvs.Service, Iterable[ipvs.Destination]]
+
+
+class LazyHandle:
+    """An ``ipvs.AsyncIPVS``-like handle made on first use by ``make`` and
+    dropped (closed) after an error: the next use makes a new one (after
+    an IPVS module reload the old socket answers nothing useful)."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._h: Any = None
+
+    def get(self) -> Any:
+        if self._h is None:
+            self._h = self._make()
+        return self._h
+
+    def new(self) -> Any:
+        """A handle of its own (a slow call blocks no other caller)."""
+        return self._make()
+
+    async def drop(self) -> None:
+        h, self._h = self._h, None
+        if h is not None:
+            with contextlib.suppress(Exception):
+                await h.close()
 
 
 class Kernel:
-    """The IPVS table of one namespace, from asyncio."""
+    """The IPVS table of one namespace, from asyncio (``backend`` as
+    ``ipvs.AsyncIPVS`` takes it: the memory backend for tests)."""
 
-    def __init__(self, netns: Optional[str] = None) -> None:
+    def __init__(self, netns: Optional[str] = None, *, backend: str = "auto") -> None:
         self.netns = netns
-        self._h: Optional[ipvs.AsyncIPVS] = None
+        self.backend = backend
+        self._handle = LazyHandle(self._open)
 
-    async def _handle(self) -> ipvs.AsyncIPVS:
-        if self._h is None:
-            self._h = ipvs.AsyncIPVS(netns=self.netns)
-        return self._h
+    def _open(self) -> ipvs.AsyncIPVS:
+        if self.backend == "auto":
+            return ipvs.AsyncIPVS(netns=self.netns)
+        return ipvs.AsyncIPVS(netns=self.netns, backend=self.backend)
 
     async def reopen(self) -> None:
         """Drop the handle (after an error); the next call opens a new one."""
-        h, self._h = self._h, None
-        if h is not None:
-            try:
-                await h.close()
-            except Exception:
-                pass
+        await self._handle.drop()
 
     async def close(self) -> None:
         await self.reopen()
@@ -60,37 +87,56 @@ class Kernel:
 
     async def table(self) -> Dict[ipvs.Service, List[ipvs.Destination]]:
         """{Service: [Destination]} of the whole namespace, with counters."""
-        h = await self._handle()
-        return await h.table()
+        return await self._handle.get().table()  # type: ignore[no-any-return]
 
-    async def run(self, calls: Sequence[Call]) -> None:
-        """Send ``calls`` ([(method, service, destination or None)]) as one
-        batch; a failure raises ``ipvs.BatchError``."""
-        if not calls:
-            return
-        h = await self._handle()
-
-        def queue(b: Any) -> None:
-            for method, svc, dest in calls:
-                if dest is None:
-                    getattr(b, method)(svc)
-                else:
-                    getattr(b, method)(svc, dest)
-        async with h.batch() as b:
-            queue(b)
+    async def apply(self, desired: Records, current: Records,
+                    changed: Optional[List[ipvs.Service]] = None,
+                    dry_run: bool = False) -> List[ipvs.Change]:
+        """``apply(desired, current=current, changed=changed, prune=True)``
+        of the library: the calls turning ``current`` (what the director
+        last read and wrote of its own services) into ``desired``, sent as
+        one batch unless ``dry_run``.  Returns the plan's changes; a refused
+        call raises ``ipvs.BatchError`` (the others stay applied)."""
+        if not desired and not current:
+            return []
+        plan = await self._handle.get().apply(desired, current=current, changed=changed,
+                                              prune=True, dry_run=dry_run)
+        return plan.changes  # type: ignore[no-any-return]
 
 
-class MemoryKernel:
-    """A stand-in kernel for unit tests of the director's logic: a dict
-    table, the same two calls, and a record of every batch sent."""
+_memory_names = itertools.count(1)
+
+
+class MemoryKernel(Kernel):
+    """The director's kernel over the library's memory backend, for tests
+    of the director's logic: the same ``apply()`` path as in production,
+    on an in-process table that refuses what the kernel refuses.
+
+    ``handle()`` opens a plain ``ipvs.IPVS`` on the same table (a test
+    changes the table behind the director's back with it: ``with
+    kernel.handle() as h: h.flush()``); ``tables`` is the table
+    now, {service key: (Service, {destination key: Destination})};
+    ``batches`` the changes of every apply sent; ``fail``, when set, is
+    raised by the next calls; ``sysctl`` the net.ipv4.vs settings by name
+    (a missing name reads as the kernel without it: FileNotFoundError)."""
 
     def __init__(self) -> None:
-        self.tables: Dict[Any, Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]] = {}
-        self.batches: List[List[Call]] = []
+        from ipvs import testing   # the memory backend's namespace registry
+        name = "director-memory-%d" % next(_memory_names)
+        testing.add_netns(name)
+        super().__init__(name, backend="memory")
+        self.batches: List[List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]]] = []
         self.fail: Optional[BaseException] = None
-        #: net.ipv4.vs settings by name (a missing name: as the kernel
-        #: without it, FileNotFoundError)
         self.sysctl: Dict[str, str] = {}
+
+    def handle(self) -> ipvs.IPVS:
+        return ipvs.IPVS(backend="memory", netns=self.netns)
+
+    @property
+    def tables(self) -> Dict[Any, Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]]:
+        with self.handle() as h:
+            return {svc.key: (svc, {d.key: d for d in dests})
+                    for svc, dests in h.table().items()}
 
     def sysctl_read(self, name: str) -> str:
         if name not in self.sysctl:
@@ -104,44 +150,14 @@ class MemoryKernel:
     async def table(self) -> Dict[ipvs.Service, List[ipvs.Destination]]:
         if self.fail is not None:
             raise self.fail
-        return {svc: list(d.values()) for svc, d in self.tables.values()}
+        return await super().table()
 
-    async def run(self, calls: Sequence[Call]) -> None:
+    async def apply(self, desired: Records, current: Records,
+                    changed: Optional[List[ipvs.Service]] = None,
+                    dry_run: bool = False) -> List[ipvs.Change]:
         if self.fail is not None:
             raise self.fail
-        self.batches.append(list(calls))
-        try:
-            self._apply(calls)
-        except (KeyError, AssertionError) as e:
-            # as the kernel refuses a call (an OSError, as IPVSError is)
-            raise OSError("memory kernel refused a call: %r" % (e,)) from None
-
-    def _apply(self, calls: Sequence[Call]) -> None:
-        for method, svc, dest in calls:
-            if method == "add_service":
-                assert svc.key not in self.tables, "exists"
-                self.tables[svc.key] = (svc, {})
-            elif method == "update_service":
-                self.tables[svc.key] = (svc, self.tables[svc.key][1])
-            elif method == "delete_service":
-                del self.tables[svc.key]
-            else:
-                assert dest is not None
-                dests = self.tables[svc.key][1]
-                if method == "add_destination":
-                    assert dest.key not in dests, "exists"
-                    dests[dest.key] = dest
-                elif method == "update_destination":
-                    old = dests[dest.key]
-                    dests[dest.key] = dest.replace(
-                        active_connections=old.active_connections,
-                        inactive_connections=old.inactive_connections,
-                        persistent_connections=old.persistent_connections)
-                else:
-                    del dests[dest.key]
-
-    async def reopen(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
+        changes = await super().apply(desired, current, changed, dry_run)
+        if changes and not dry_run:
+            self.batches.append([tuple(c) for c in changes])  # type: ignore[misc]
+        return changes

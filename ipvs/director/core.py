@@ -29,7 +29,7 @@ import ipvs
 from ipvs.director import checks as _checks
 from ipvs.director import drift, views
 from ipvs.director import planner
-from ipvs.director.planner import Call, Table
+from ipvs.director.planner import Change, Key, Table
 from ipvs.director.scheduler import Scheduler
 from ipvs.director.config import (CheckConfig, Config, ConfigError, canonical_service_name,
                                   load, service_name)
@@ -392,10 +392,16 @@ class Director:
             out[key] = (st.service, dests)
         return out
 
-    def plan(self, current: Table, want: Table, keys: Any = None) -> List[Call]:
-        """The calls turning ``current`` into ``want`` for own services only
-        (or for those of ``keys``)."""
-        return planner.plan(current, want, self._own() if keys is None else keys)
+    async def _apply(self, want: Table, current: Table, keys: Optional[List[Key]] = None,
+                     dry_run: bool = False) -> List[Change]:
+        """The library's ``apply()`` turning ``current`` into ``want`` (both
+        of own services only; ``keys``: only these services changed)."""
+        changed = None
+        if keys is not None:
+            changed = [self.services[k].service if k in self.services else current[k][0]
+                       for k in keys if k in self.services or k in current]
+        return await self.kernel.apply(planner.records(want), planner.records(current),
+                                       changed, dry_run)
 
     # ------------------------------------------------------------ rounds
     def wake(self) -> None:
@@ -493,7 +499,7 @@ class Director:
         return out
 
     async def round(self, partial: bool = False
-                    ) -> List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]]:
+                    ) -> List[Change]:
         """One round: read the own services back, finish drains, write the
         difference as one batch.  Returns the calls sent.
 
@@ -510,9 +516,8 @@ class Director:
             finally:
                 self._round_began = None
 
-    async def _round(self, partial: bool
-                     ) -> List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]]:
-        keys: Optional[List[Tuple[Any, ...]]] = None
+    async def _round(self, partial: bool) -> List[Change]:
+        keys: Optional[List[Key]] = None
         mirror = self.table       # as last read and written: what drift is seen against
         if partial:
             keys = [k for k in self._changed if k in self.services]
@@ -521,22 +526,18 @@ class Director:
             self._drains()
             self._sysctls()
         self._changed = set()
-        want: Dict[Tuple[Any, ...], Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]] = {}
-        calls: List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]] = []
-        order = list(self.services) if keys is None else keys
-        chunks = self._chunks(order)
+        want: Table = {}
+        chunks = self._chunks(list(self.services) if keys is None else keys)
         for chunk in chunks:
             # in chunks, letting the checks run between them
-            part = self.desired(chunk)
-            calls += self.plan(self.table, part, chunk)
-            want.update(part)
+            want.update(self.desired(chunk))
             if len(chunks) > 1:
                 await asyncio.sleep(0)
-        calls = planner.ordered(calls)
+        current = self.table if keys is None else {k: self.table[k] for k in keys
+                                                   if k in self.table}
+        calls = await self._apply(want, current, keys)
         if calls and keys is None and self.rounds:
             self._report_drift(mirror, calls)
-        if calls:
-            await self.kernel.run(calls)
         if keys is None:
             self.table = planner.written(self.table, want)
         else:
@@ -564,7 +565,7 @@ class Director:
 
     def _report_drift(self, mirror: Dict[Tuple[Any, ...], Tuple[ipvs.Service,
                                                                 Dict[Any, ipvs.Destination]]],
-                      calls: List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]]) -> None:
+                      calls: List[Change]) -> None:
         def name(svc: ipvs.Service) -> str:
             st = self.services.get(svc.key)
             return st.name if st is not None else service_name(svc)
@@ -661,7 +662,7 @@ class Director:
         return began is None or time.monotonic() - began < stall
 
     async def preview(self, states: Optional[Dict[Tuple[str, str, int], Dict[str, Any]]] = None
-                      ) -> List[Tuple[str, ipvs.Service, Optional[ipvs.Destination]]]:
+                      ) -> List[Change]:
         """The calls a start would send to the live table now, without
         sending them (``ipvs-director diff``).  ``states``: real servers as
         a running director last knew them, {(service, address, port):
@@ -684,7 +685,7 @@ class Director:
                     elif known.get("state") in ("up", "falling", "rising", "down"):
                         rs.state = known["state"]
                     rs.weight_override = known.get("weight_override")
-        return planner.ordered(self.plan(self.table, self.desired()))
+        return await self._apply(self.desired(), self.table, dry_run=True)
 
     @property
     def started(self) -> bool:
@@ -879,9 +880,7 @@ class Director:
         await self.kernel.reopen()
         now = {svc.key: (svc, {d.key: d for d in dests})
                for svc, dests in (await self.kernel.table()).items() if svc.key in keys}
-        calls = planner.ordered(self.plan(now, before, keys))
-        if calls:
-            await self.kernel.run(calls)
+        await self._apply({k: v for k, v in before.items() if k in keys}, now)
         self.table = {k: v for k, v in self.table.items() if k not in keys}
         self.table.update((k, v) for k, v in before.items() if k in keys)
 

@@ -38,6 +38,7 @@ import stat
 from typing import Any, Callable, Deque, Dict, Optional
 
 import ipvs
+from ipvs.director._kernel import LazyHandle
 
 __all__ = ["SyncKeeper", "FifoFollower", "STATES", "vrrp_role"]
 
@@ -68,10 +69,10 @@ class SyncKeeper:
         self.daemon = daemon
         self.role = _state_name(daemon.state)
         self.netns = netns
-        self._handles = handles or (lambda: ipvs.AsyncIPVS(netns=netns, timeout=HANDLE_TIMEOUT))
+        self._handle = LazyHandle(
+            handles or (lambda: ipvs.AsyncIPVS(netns=netns, timeout=HANDLE_TIMEOUT)))
         self._emit = emit or (lambda *a, **k: None)
         self._on_change = on_change
-        self._h: Any = None
         self._lock = asyncio.Lock()
         self._stopping: Dict[str, "asyncio.Task[None]"] = {}
         self._retired: Optional[str] = None   # our old state, to stop if still running
@@ -85,19 +86,6 @@ class SyncKeeper:
     def wanted(self) -> ipvs.Daemon:
         """The daemon of the current role."""
         return self.daemon.replace(state=self.role)
-
-    async def _handle(self) -> Any:
-        if self._h is None:
-            self._h = self._handles()
-        return self._h
-
-    async def _drop_handle(self) -> None:
-        h, self._h = self._h, None
-        if h is not None:
-            try:
-                await h.close()
-            except Exception:
-                pass
 
     def _matches(self, running: ipvs.Daemon) -> bool:
         """A running daemon is the wanted one: same interface and sync id,
@@ -115,13 +103,13 @@ class SyncKeeper:
         return True
 
     async def _running(self) -> Dict[str, ipvs.Daemon]:
-        h = await self._handle()
+        h = self._handle.get()
         return {_state_name(d.state): d for d in await h.daemons()}
 
     async def _stop_now(self, state: str) -> None:
         """Stop ``state``'s daemon on a handle of its own (a slow stop blocks
         nobody); a daemon already gone is fine."""
-        h = self._handles()
+        h = self._handle.new()
         try:
             await h.stop_daemon(state)
         except ipvs.DaemonNotRunningError:
@@ -165,7 +153,7 @@ class SyncKeeper:
                     await self._stop_now(self.role)
                     cur = None
                 if cur is None and self.role not in self._stopping:
-                    await (await self._handle()).start_daemon(self.wanted())
+                    await self._handle.get().start_daemon(self.wanted())
                     self._emit("sync", state=self.role, interface=self.daemon.interface,
                                sync_id=self.daemon.sync_id, message="sync daemon started")
                     started = True
@@ -182,7 +170,7 @@ class SyncKeeper:
                     self._emit("error", message="sync daemon %s on %s: %s"
                                % (self.role, self.daemon.interface, msg))
                 self.last_error = msg
-                await self._drop_handle()
+                await self._handle.drop()
                 return False
 
     async def switch(self, state: Any) -> Dict[str, Any]:
@@ -220,11 +208,11 @@ class SyncKeeper:
                     await self._stop_now(state)
                     del running[state]
                 if state not in running:
-                    await (await self._handle()).start_daemon(self.wanted())
+                    await self._handle.get().start_daemon(self.wanted())
                 self.last_error = None
             except (ipvs.IPVSError, OSError, asyncio.TimeoutError) as e:
                 self.last_error = str(e) or type(e).__name__
-                await self._drop_handle()
+                await self._handle.drop()
                 raise
             stopping = None
             if state != old and old in running:
@@ -267,7 +255,7 @@ class SyncKeeper:
         pending = [t for t in self._stopping.values() if not t.done()]
         if pending:
             await asyncio.wait(pending, timeout=STOP_WAIT)
-        await self._drop_handle()
+        await self._handle.drop()
 
     def status(self) -> Dict[str, Any]:
         """The role part of ``GET /status`` and of ``POST /role``'s answer."""

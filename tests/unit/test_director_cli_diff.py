@@ -4,7 +4,6 @@ codes 0/1/2, health from a running director, and nothing written."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 
 import pytest
@@ -122,11 +121,10 @@ def run_diff(path, sock=None):
 
 def load_into(k, lines):
     """Apply -A/-a lines to the stand-in kernel, as ipvs -R would."""
-    calls = []
-    for line in lines:
-        method, args = _api_call(parse_args(line.split(), in_restore=True))
-        calls.append((method,) + tuple(args) + ((None,) if len(args) == 1 else ()))
-    asyncio.run(k.run(calls))
+    with k.handle() as h, h.batch() as b:
+        for line in lines:
+            method, args = _api_call(parse_args(line.split(), in_restore=True))
+            getattr(b, method)(*args)
 
 
 def test_diff_empty_kernel_then_same_then_changed(tmp_path, kernel):

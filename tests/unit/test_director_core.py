@@ -61,11 +61,22 @@ class Harness:
         for _ in range(n):
             self.d._on_result(self.probe(addr), result)
 
+    def counters(self, dest, svc=SVC, **counts):
+        """Connection counters of one destination, as traffic would make them."""
+        ipvs.testing.set_counters(svc, dest, netns=self.kernel.netns, **counts)
+
     def weights(self, svc=SVC):
         return {str(d.address): d.weight for d in self.kernel.tables[svc.key][1].values()}
 
     def events(self):
         return [json.loads(x) for x in self.out.getvalue().splitlines()]
+
+
+def load(kernel, calls):
+    """Write ``calls`` into the table behind the director's back."""
+    with kernel.handle() as h, h.batch() as b:
+        for method, svc, dest in calls:
+            getattr(b, method)(*((svc,) if dest is None else (svc, dest)))
 
 
 def run(coro):
@@ -176,19 +187,17 @@ def test_drain_waits_for_active_inactive_and_persistent_connections():
         h.feed("10.0.1.1", OK, 2)
         h.feed("10.0.1.2", OK, 2)
         await h.d.round()
-        dests = h.kernel.tables[SVC.key][1]
-        key = ipvs.Destination("10.0.1.1", 8080).key
-        dests[key] = dests[key].replace(persistent_connections=1)
+        dest = ipvs.Destination("10.0.1.1", 8080)
+        h.counters(dest, persistent=1)
         ans = await h.d.drain("TCP 10.0.0.1:80", "10.0.1.1", 8080)
         assert ans["state"] == "draining" and h.weights()["10.0.1.1"] == 0
-        for field in ("persistent_connections", "inactive_connections", "active_connections"):
+        for field in ("persistent", "inactive", "active"):
             await h.d.round()
             assert "10.0.1.1" in h.weights(), field
-            dests[key] = dests[key].replace(**{field: 0})
-            nxt = {"persistent_connections": "inactive_connections",
-                   "inactive_connections": "active_connections"}.get(field)
+            h.counters(dest, **{field: 0})
+            nxt = {"persistent": "inactive", "inactive": "active"}.get(field)
             if nxt:
-                dests[key] = dests[key].replace(**{nxt: 2})
+                h.counters(dest, **{nxt: 2})
         await h.d.round()
         assert h.weights() == {"10.0.1.2": 1}
         st = h.d.status()["services"][0]["real_servers"][0]
@@ -213,9 +222,7 @@ def test_drain_timeout(monkeypatch):
         await h.start()
         h.feed("10.0.1.1", OK, 2)
         await h.d.round()
-        dests = h.kernel.tables[SVC.key][1]
-        key = ipvs.Destination("10.0.1.1", 8080).key
-        dests[key] = dests[key].replace(active_connections=5)
+        h.counters(ipvs.Destination("10.0.1.1", 8080), active=5)
         await h.d.drain("TCP 10.0.0.1:80", "10.0.1.1", 8080)
         await h.d.round()
         assert "10.0.1.1" in h.weights()
@@ -231,15 +238,15 @@ def test_adopt_live_table_changes_nothing_and_foreign_services_stay():
     async def go():
         k = MemoryKernel()
         foreign = ipvs.Service(address="10.0.0.1", port=443)
-        await k.run([("add_service", foreign, None),
-                     ("add_destination", foreign, ipvs.Destination("10.0.1.1", 443, weight=9)),
-                     ("add_service", SVC, None),
-                     ("add_destination", SVC, ipvs.Destination("10.0.1.1", 8080, weight=1,
-                                                               forward=ipvs.Forward.MASQ)),
-                     ("add_destination", SVC, ipvs.Destination("10.0.1.2", 8080, weight=2,
-                                                               forward=ipvs.Forward.MASQ)),
-                     ("add_destination", SVC, ipvs.Destination("10.0.1.3", 8080, weight=0,
-                                                               forward=ipvs.Forward.MASQ))])
+        load(k, [("add_service", foreign, None),
+                 ("add_destination", foreign, ipvs.Destination("10.0.1.1", 443, weight=9)),
+                 ("add_service", SVC, None),
+                 ("add_destination", SVC, ipvs.Destination("10.0.1.1", 8080, weight=1,
+                                                           forward=ipvs.Forward.MASQ)),
+                 ("add_destination", SVC, ipvs.Destination("10.0.1.2", 8080, weight=2,
+                                                           forward=ipvs.Forward.MASQ)),
+                 ("add_destination", SVC, ipvs.Destination("10.0.1.3", 8080, weight=0,
+                                                           forward=ipvs.Forward.MASQ))])
         n = len(k.batches)
         h = Harness(conf(THREE), kernel=k)
         await h.start()
@@ -249,7 +256,7 @@ def test_adopt_live_table_changes_nothing_and_foreign_services_stay():
         assert states == ["up", "up", "down"]
         # a destination of its own service that the file does not name drains;
         # the foreign service is never part of a plan
-        await k.run([("add_destination", SVC, ipvs.Destination("10.0.1.7", 8080, weight=4))])
+        load(k, [("add_destination", SVC, ipvs.Destination("10.0.1.7", 8080, weight=4))])
         await h.d.round()
         await h.d.round()
         assert "10.0.1.7" not in h.weights()
@@ -267,11 +274,12 @@ def test_resync_repairs_drift_and_recreates_lost_service():
             h.feed(a, OK)
         await h.d.round()
         want = h.weights()
-        key = ipvs.Destination("10.0.1.2", 8080).key
-        h.kernel.tables[SVC.key][1][key] = h.kernel.tables[SVC.key][1][key].replace(weight=50)
+        with h.kernel.handle() as k:
+            k.modify_destination(SVC, ipvs.Destination("10.0.1.2", 8080), weight=50)
         await h.d.round()
         assert h.weights() == want
-        h.kernel.tables.clear()                      # as after an IPVS module reload
+        with h.kernel.handle() as k:
+            k.flush()                                # as after an IPVS module reload
         await h.d.round()
         assert h.weights() == want
     run(go())

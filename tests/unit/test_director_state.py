@@ -38,6 +38,11 @@ def conf(two_services=True, servers=("10.0.1.1", "10.0.1.2")):
     return parse(text)
 
 
+def counters(kernel, svc, dest, **counts):
+    """Connection counters of one destination, as traffic would make them."""
+    ipvs.testing.set_counters(svc, dest, netns=kernel.netns, **counts)
+
+
 def weights(kernel, svc=SVC):
     return {str(d.address): d.weight for d in kernel.tables[svc.key][1].values()}
 
@@ -132,9 +137,8 @@ def test_manual_drain_and_weight_survive_a_restart(tmp_path):
         kernel = MemoryKernel()
         d = await started(conf(), kernel, path)
         assert not os.path.exists(path)            # nothing to keep: no file
-        key = ipvs.Destination("10.0.1.1", 8080).key
-        dests = kernel.tables[SVC.key][1]
-        dests[key] = dests[key].replace(active_connections=3)   # keeps it draining
+        dest = ipvs.Destination("10.0.1.1", 8080)
+        counters(kernel, SVC, dest, active=3)                   # keeps it draining
         await d.drain("TCP 10.0.0.1:80", "10.0.1.1", 8080)
         await d.set_weight("TCP 10.0.0.1:80", "10.0.1.2", 8080, 5)
         saved = read_state(path)["servers"]
@@ -151,7 +155,7 @@ def test_manual_drain_and_weight_survive_a_restart(tmp_path):
             assert a["state"] == "draining" and a["weight"] == 0
             assert b["weight"] == 5 and b["weight_override"] == 5
             # the drain ends when its connections are gone, after the restart too
-            dests[key] = dests[key].replace(active_connections=0)
+            counters(kernel, SVC, dest, active=0)
             await d2.round()
             assert weights(kernel) == {"10.0.1.2": 5}
             assert server(d2, "10.0.1.1")["state"] == "draining"
@@ -193,9 +197,8 @@ def test_a_service_that_left_the_file_keeps_draining_across_a_restart(tmp_path):
     async def go():
         kernel = MemoryKernel()
         d = await started(conf(), kernel, path)
-        key = ipvs.Destination("10.0.2.1", 8080).key
-        dests = kernel.tables[SVC2.key][1]
-        dests[key] = dests[key].replace(inactive_connections=1)
+        dest = ipvs.Destination("10.0.2.1", 8080)
+        counters(kernel, SVC2, dest, inactive=1)
         await d.reload(conf(two_services=False))
         assert weights(kernel, SVC2) == {"10.0.2.1": 0}
         saved = read_state(path)
@@ -208,7 +211,7 @@ def test_a_service_that_left_the_file_keeps_draining_across_a_restart(tmp_path):
             # still owned and draining (without the file it would be foreign)
             assert server(d2, "10.0.2.1", "TCP 10.0.0.2:80")["state"] == "draining"
             assert read_state(path)["servers"][0]["since"] == since   # clock goes on
-            dests[key] = dests[key].replace(inactive_connections=0)
+            counters(kernel, SVC2, dest, inactive=0)
             await d2.round()
             await d2.round()
             assert SVC2.key not in kernel.tables     # drained, then deleted
@@ -226,9 +229,7 @@ def test_drain_timeout_counts_the_time_before_the_restart(tmp_path):
     async def go():
         kernel = MemoryKernel()
         d = await started(conf(), kernel, None)
-        key = ipvs.Destination("10.0.1.1", 8080).key
-        dests = kernel.tables[SVC.key][1]
-        dests[key] = dests[key].replace(active_connections=9)
+        counters(kernel, SVC, ipvs.Destination("10.0.1.1", 8080), active=9)
         await d.stop()
         d2 = await started(conf(), kernel, path)
         try:
@@ -364,7 +365,8 @@ def test_a_reload_against_a_table_that_changed_underneath_falls_back_to_a_full_r
         await d.start()
         try:
             victim = ipvs.Service(address="10.0.1.1", port=80)
-            del kernel.tables[victim.key]          # gone behind the director's back
+            with kernel.handle() as h:
+                h.delete_service(victim)           # gone behind the director's back
             text2 = _services_text(3, {1: 6}).replace('type = "tcp"', 'type = "none"')
             ans = await d.reload(parse(text2))
             assert ans["calls"] == 2                # add_service + add_destination
