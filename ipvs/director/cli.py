@@ -29,6 +29,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set
 
+from ipvs.director import heap
 from ipvs.director.config import Config, ConfigError, DirectorConfig, load
 
 if TYPE_CHECKING:
@@ -328,8 +329,7 @@ async def _run(cfg: Config, path: str, log_format: str) -> int:
         notifier.close()
         return 1
     finally:
-        import gc
-        gc.enable()            # stopped by main() for the parse and first round
+        heap.resume()          # paused by main() for the parse and first round
     control = ControlServer(director, cfg.director.control, cfg.director.control_group)
     try:
         await control.start()
@@ -523,16 +523,15 @@ def _main(argv: List[str]) -> int:
     # no cyclic garbage collection while the file is parsed and the first
     # round built: its passes over millions of young objects were a third
     # of a cold start; _run() turns it back on once the director started
-    import gc
-    gc.disable()
+    heap.pause()
     try:
         cfg = load(args.config)
     except ConfigError as e:
-        gc.enable()
+        heap.resume()
         _err(str(e))
         return 1
     if args.check:
-        gc.enable()
+        heap.resume()
         print("%s: OK (%d services, %d real servers)" % (
             args.config, len(cfg.services), sum(len(s.real_servers) for s in cfg.services)))
         return 0

@@ -10,33 +10,40 @@ the kernel writer, on one asyncio loop.
   ``falling`` while one of them is confirming a failure (still weighted),
   ``rising`` while it is confirming a recovery (weight 0), ``down``; or
   ``draining`` (removed from the file or drained through the API).
-* The writer runs in rounds: one table dump, a plan limited to the
-  director's own services, one batch.  Changes coming close together fall
-  into one round.
+* The writer runs in rounds: one table dump (or none: a partial round
+  plans against the mirror of what the director last read and wrote), then
+  the library's ``apply()`` over the director's own services, one batch.
+  Changes coming close together fall into one round.
+
+The rooms around this one: ``wanted`` (what the services must be now),
+``reloading`` (all-or-nothing reloads), ``operations`` (the control API's
+verbs), ``events`` (the bus), ``state`` (the state file), ``views`` (the
+status), ``sync`` (the sync daemon), ``drift``, ``heap`` (the collector),
+``_kernel`` (the only door to the kernel).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import sys
 import time
-from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import ipvs
 from ipvs.director import checks as _checks
-from ipvs.director import drift, views
-from ipvs.director import planner
-from ipvs.director.planner import Change, Key, Table
-from ipvs.director.scheduler import Scheduler
-from ipvs.director.config import (CheckConfig, Config, ConfigError, canonical_service_name,
-                                  load, service_name)
+from ipvs.director import drift, heap, planner
+from ipvs.director.config import CheckConfig, Config, service_name
 from ipvs.director.events import Events
+from ipvs.director.operations import NoAnnounce, NotFound, Operations
+from ipvs.director.planner import Change, Key, Table
+from ipvs.director.reloading import KernelRefused, Reloading
 from ipvs.director.runtime import HEALTHY, Probe, RealServer, ServiceState
+from ipvs.director.scheduler import Scheduler
 from ipvs.director.state import Saved, StateFile
 from ipvs.director.sync import DirectorSync, FifoFollower, SyncKeeper
+from ipvs.director.wanted import Wanted
 
 __all__ = ["Director", "KernelRefused", "NoAnnounce", "NotFound", "Probe"]
 
@@ -46,43 +53,6 @@ CHUNK = 500               # services planned between two yields to the loop
 CHUNK_SERVERS = 5000      # ... and about as many real servers at most
 DRAIN_POLL = 1.0
 WATCH_INTERVAL = 2.0
-
-
-class NotFound(LookupError):
-    """An unknown service or real server (the control API's 404)."""
-
-
-class NoAnnounce(LookupError):
-    """The file has no [director.announce] (the control API's 409)."""
-
-
-class KernelRefused(ConfigError):
-    """A reload the kernel refused: the running configuration stays (in the
-    kernel, the status and the metrics); the message is the kernel's."""
-
-
-def _settle_heap() -> None:
-    """Move the objects alive now (the configuration, the run-time state:
-    millions at tens of thousands of real servers) out of the cyclic
-    garbage collector's sight: its full collections would otherwise scan
-    them all, a stall of a second at a time on the event loop."""
-    if hasattr(gc, "freeze"):
-        gc.freeze()
-
-
-@contextlib.contextmanager
-def _bulk() -> Iterator[None]:
-    """No cyclic garbage collection within: building the state of tens of
-    thousands of real servers makes millions of objects, and the
-    collector's passes over them were a third of a cold start (0.5-0.7 s
-    of 1.5-2.3 s on the host).  The caller settles the heap after."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _check_slots() -> int:
@@ -108,12 +78,13 @@ def _now() -> float:
     return time.time()
 
 
-class Director:
+class Director(Wanted, Reloading, Operations):
     """Keeps the services of a configuration in one namespace's IPVS table.
 
-    ``kernel`` is an object with the coroutines ``table()``, ``run(calls)``,
-    ``reopen()`` and ``close()`` (see ``_kernel``); by default the real one
-    of the configuration's namespace.
+    ``kernel`` is an object with the coroutines ``table()``,
+    ``apply(desired, current, changed, dry_run)``, ``reopen()`` and
+    ``close()``, and ``sysctl_read``/``sysctl_write`` (see ``_kernel``); by
+    default the real one of the configuration's namespace.
     """
 
     def __init__(self, config: Config, *, path: Optional[str] = None, kernel: Any = None,
@@ -166,87 +137,8 @@ class Director:
         self._draining = False    # a drain goes on (the writer polls its connections)
         #: the VIP announcer of [director.announce] (ipvs.director.announce), or None
         self.announcer: Any = None
-        with _bulk():
+        with heap.paused():
             self._build(config, first=True)
-
-    # ------------------------------------------------------------ building
-    def _build(self, config: Config, first: bool) -> Dict[str, List[str]]:
-        """Make the run-time state of ``config``, carrying over the probes,
-        drains and weights of what did not change.  Returns what changed."""
-        now = time.monotonic()
-        old_probes = self.probes
-        probes: Dict[CheckConfig, Probe] = {}
-        changes: Dict[str, List[str]] = {"added": [], "removed": [], "changed": []}
-        wanted: Set[Tuple[Any, ...]] = set()
-        for sc in config.services:
-            key = sc.service.key
-            wanted.add(key)
-            st = self.services.get(key)
-            if st is None:
-                st = ServiceState(sc.service, sc.name, sc)
-                self.services[key] = st
-                if not first:
-                    changes["added"].append(sc.name)
-            else:
-                if st.cfg is sc:
-                    # the very object of the last load (an unchanged block of
-                    # the file): its real servers stay as they are
-                    for kept in st.real_servers.values():
-                        if kept.cfg is None:
-                            continue
-                        for probe in kept.probes:
-                            if probe.check not in probes:
-                                probe.users = []
-                                probes[probe.check] = probe
-                            probe.users.append((st, kept))
-                    continue
-                if st.cfg != sc:
-                    changes["changed"].append(sc.name)
-                st.service, st.cfg = sc.service, sc
-            self._touched.add(key)
-            seen: Set[Tuple[Any, ...]] = set()
-            for rc in sc.real_servers:
-                rkey = rc.key         # a new tuple each time: made once
-                seen.add(rkey)
-                plist = []
-                for chk in rc.checks:
-                    p = probes.get(chk)
-                    if p is None:
-                        p = old_probes.get(chk) or Probe(chk)
-                        p.users = []
-                        probes[chk] = p
-                    plist.append(p)
-                rs = st.real_servers.get(rkey)
-                if rs is None:
-                    rs = RealServer(rkey, rc.destination, rc, plist)
-                    rs.state = rs.health()
-                    st.real_servers[rkey] = rs
-                    if not first:
-                        self.emit("added", sc.name, rc.destination.address, rc.destination.port,
-                                  state=rs.state)
-                else:
-                    rs.destination, rs.cfg, rs.probes = rc.destination, rc, plist
-                    rs.gone = False
-                    if rs.draining and not rs.manual_drain:
-                        rs.draining_since = None  # back in the file: drain ends
-                for p in plist:
-                    p.users.append((st, rs))
-            for rkey, rs in st.real_servers.items():
-                if rkey not in seen and rs.cfg is not None:
-                    rs.cfg, rs.probes = None, []
-                    if not rs.draining:
-                        rs.draining_since = now
-        for key, st in self.services.items():
-            if key not in wanted and st.cfg is not None:
-                self._touched.add(key)
-                st.cfg = None
-                changes["removed"].append(st.name)
-                for rs in st.real_servers.values():
-                    rs.cfg, rs.probes = None, []
-                    if not rs.draining:
-                        rs.draining_since = now
-        self.probes = probes
-        return changes
 
     def _own(self) -> Set[Tuple[Any, ...]]:
         return set(self.services)
@@ -314,8 +206,6 @@ class Director:
                     self._notify(rs.cfg.notify_up, st, rs, new)
                 elif new == "down" and old in HEALTHY:
                     self._notify(rs.cfg.notify_down, st, rs, new)
-                if self.metrics is not None:
-                    self.metrics.server_state(st, rs)
 
     def _start_probes(self) -> None:
         sched = self.scheduler
@@ -330,67 +220,6 @@ class Director:
         for chk, p in old.items():
             if self.probes.get(chk) is not p:
                 p.sched = 0        # its wheel entry and a run in flight are void
-
-    # ------------------------------------------------------------ desired
-    def _quorum(self, st: ServiceState) -> None:
-        sc = st.cfg
-        if sc is None:
-            st.sorry_active = False
-            return
-        total = sum(rs.weight() for rs in st.real_servers.values()
-                    if rs.cfg is not None and not rs.draining and rs.state in HEALTHY)
-        was = st.quorum_up
-        if st.quorum_up is None:
-            st.quorum_up = total >= sc.quorum
-        elif st.quorum_up and total < sc.quorum - sc.hysteresis:
-            st.quorum_up = False
-        elif not st.quorum_up and total >= sc.quorum + sc.hysteresis:
-            st.quorum_up = True
-        if was is not None and was != st.quorum_up:
-            self.emit("quorum_gained" if st.quorum_up else "quorum_lost", st.name,
-                      healthy_weight=total, quorum=sc.quorum)
-        elif was is None and not st.quorum_up:
-            self.emit("quorum_lost", st.name, healthy_weight=total, quorum=sc.quorum)
-        sorry = sc.sorry_server is not None and not st.quorum_up
-        if sorry != st.sorry_active:
-            st.sorry_active = sorry
-        if self.metrics is not None:
-            self.metrics.quorum(st)
-
-    def desired(self, keys: Any = None
-                ) -> Dict[Tuple[Any, ...], Tuple[ipvs.Service, Dict[Any, ipvs.Destination]]]:
-        """{service key: (Service, {dest key: Destination})} of every own
-        service (or of those of ``keys``) that must be in the kernel now."""
-        out = {}
-        items = (self.services.items() if keys is None else
-                 [(k, self.services[k]) for k in keys if k in self.services])
-        for key, st in items:
-            self._quorum(st)
-            dests: Dict[Any, ipvs.Destination] = {}
-            # an mh service's real servers of the file are quiesced, never
-            # deleted: deleting one would move other flows in the table
-            mh = st.service.scheduler == "mh"
-            for rkey, rs in st.real_servers.items():
-                if rs.gone:
-                    if mh and rs.cfg is not None:
-                        dests[rkey] = rs.at(0)
-                    continue
-                if rs.draining:
-                    dests[rkey] = rs.at(0)
-                    continue
-                if rs.cfg is None:
-                    continue
-                if rs.state in HEALTHY:
-                    w = 0 if st.sorry_active else rs.weight()
-                    dests[rkey] = rs.at(w)
-                elif rs.cfg.on_failure == "quiesce" or mh:
-                    dests[rkey] = rs.at(0)
-            if st.sorry_active and st.cfg is not None and st.cfg.sorry_server is not None:
-                dests[st.cfg.sorry_server.key] = st.cfg.sorry_server
-            if st.cfg is None and not dests:
-                continue  # a removed service, drained: delete it
-            out[key] = (st.service, dests)
-        return out
 
     async def _apply(self, want: Table, current: Table, keys: Optional[List[Key]] = None,
                      dry_run: bool = False) -> List[Change]:
@@ -416,68 +245,6 @@ class Director:
         for svc, dests in table.items():
             if svc.key in own:
                 self.table[svc.key] = (svc, {d.key: d for d in dests})
-
-    def _adopt(self) -> None:
-        """Real servers found in the kernel with a weight above 0 are trusted
-        up when their probes have not run yet; destinations of own services
-        that the file does not name are drained."""
-        now = time.monotonic()
-        for key, (svc, dests) in self.table.items():
-            st = self.services[key]
-            sorry = st.cfg.sorry_server.key if st.cfg and st.cfg.sorry_server else None
-            for dkey, d in dests.items():
-                rs = st.real_servers.get(dkey)
-                if rs is None:
-                    if dkey == sorry:
-                        if d.weight > 0:
-                            st.quorum_up = False  # it was serving: keep it until quorum
-                        continue
-                    rs = RealServer(dkey, d.replace(active_connections=0, inactive_connections=0,
-                                                    persistent_connections=0, stats=None),
-                                    None, [], draining_since=now, state="draining")
-                    st.real_servers[dkey] = rs
-                    self.emit("drain", st.name, d.address, d.port, reason="not in the file")
-                    continue
-                if d.weight > 0 and rs.cfg is not None and not rs.draining:
-                    for p in rs.probes:
-                        if p.fresh and p.state != "up":
-                            p.state, p.count = "up", 0
-        for st in self.services.values():
-            for rs in st.real_servers.values():
-                if rs.cfg is not None and not rs.draining:
-                    rs.state = rs.health()
-
-    def _drains(self) -> bool:
-        """Finish drains whose connections are gone or whose time is up;
-        True while some drain goes on."""
-        now = time.monotonic()
-        timeout = self.config.director.drain_timeout
-        busy = False
-        for key, st in list(self.services.items()):
-            cur = self.table.get(key, (None, {}))[1]
-            for rkey, rs in list(st.real_servers.items()):
-                if not rs.draining or rs.gone:
-                    continue
-                d = cur.get(rkey)
-                conns = 0 if d is None else (d.active_connections + d.inactive_connections
-                                             + d.persistent_connections)
-                expired = now - (rs.draining_since or now) >= timeout
-                if (d is not None and d.weight == 0 and conns == 0) or d is None or expired:
-                    if rs.cfg is None:
-                        del st.real_servers[rkey]
-                    else:
-                        rs.gone = True
-                    # an mh service keeps a drained server of its file at weight 0
-                    kept = rs.cfg is not None and st.service.scheduler == "mh"
-                    self.emit("quiesced" if kept else "removed", st.name,
-                              rs.destination.address, rs.destination.port,
-                              reason="drain timeout" if expired and conns else "drained",
-                              connections=conns)
-                else:
-                    busy = True
-            if st.cfg is None and not st.real_servers:
-                pass  # deleted by this round's plan, forgotten after it
-        return busy
 
     def _chunks(self, order: List[Tuple[Any, ...]]) -> List[List[Tuple[Any, ...]]]:
         """``order`` cut into chunks of at most CHUNK services and about
@@ -703,7 +470,7 @@ class Director:
         if self.config.director.announce is not None:
             from ipvs.director.announce import Announcer
             self.announcer = Announcer(self, self.config.director.announce)
-        with _bulk():
+        with heap.paused():
             saved = await self._restore_services()
             await self._read()
             before = dict(self.table)       # the own services as found
@@ -727,37 +494,8 @@ class Director:
         self._start_probes()
         self._tasks.append(loop.create_task(self._writer()))
         self._tasks.append(loop.create_task(self._watch()))
-        _settle_heap()
+        heap.settle()
         self.emit("started", services=len(self.services))
-
-    async def withdraw(self) -> None:
-        """At SIGTERM, before the control socket closes: withdraw every VIP
-        of [director.announce] and keep serving ``withdraw_grace`` seconds
-        (the router moves the flows meanwhile)."""
-        a = self.announcer
-        if a is None or a.stopping:
-            return
-        assert self._lock is not None
-        async with self._lock:
-            await a.withdraw_all()
-        await asyncio.sleep(a.cfg.withdraw_grace)
-
-    async def maintenance(self, on: Any) -> Dict[str, Any]:
-        """``POST /maintenance``: withdraw every VIP (``on``) or announce
-        again as health says; the connections that still arrive are served."""
-        if not isinstance(on, bool):
-            raise ValueError('"on" must be true or false')
-        if self.announcer is None:
-            raise NoAnnounce("this director has no [director.announce]")
-        assert self._lock is not None
-        async with self._lock:
-            return await self.announcer.set_maintenance(on)
-
-    def announce_status(self) -> Dict[str, Any]:
-        """``GET /announce``."""
-        if self.announcer is None:
-            raise NoAnnounce("this director has no [director.announce]")
-        return self.announcer.status()
 
     async def stop(self) -> None:
         """Stop every task; the kernel table stays as it is."""
@@ -782,177 +520,6 @@ class Director:
         if self._stopped is not None:
             self._stopped.set()
 
-    async def reload(self, config: Optional[Config] = None) -> Dict[str, Any]:
-        """Read the file again (or take ``config``) and bring the kernel to
-        it; a file that does not validate raises ConfigError and changes
-        nothing."""
-        try:
-            if config is None:
-                if self.path is None:
-                    raise ConfigError("no configuration file to reload")
-                with _bulk():
-                    config = load(self.path)
-            if config.director.netns != self.config.director.netns:
-                raise ConfigError("netns cannot change on reload (restart the director)",
-                                  filename=config.filename, key="director.netns")
-            old_a, new_a = self.config.director.announce, config.director.announce
-            if (old_a is None) != (new_a is None) or (
-                    old_a is not None and new_a is not None
-                    and (old_a.via, old_a.interface) != (new_a.via, new_a.interface)):
-                raise ConfigError("[director.announce] via and interface cannot change on "
-                                  "reload (restart the director)", filename=config.filename,
-                                  key="director.announce")
-        except ConfigError as e:
-            self.emit("reload_failed", message=str(e))
-            if self.metrics is not None:
-                self.metrics.reload(False)
-            raise
-        if self._reloading is None:
-            self._reloading = asyncio.Lock()
-        async with self._reloading:     # one reload at a time (SIGHUP storms)
-            snapshot = self._snapshot()
-            # the refused file's own events (servers added...) are never sent
-            self.events.hold()
-            try:
-                result = await self._reload(config)
-            except Exception as e:
-                try:
-                    await self._roll_back(snapshot)
-                except Exception as again:
-                    self.events.release(send=False)
-                    self.emit("error", message="putting back the running configuration: %s"
-                              % again)
-                self.events.release(send=False)
-                message = "the kernel refused %s: %s" % (config.filename, e)
-                self.emit("reload_failed", message=message)
-                if self.metrics is not None:
-                    self.metrics.reload(False)
-                raise KernelRefused(message, filename=config.filename) from e
-            self.events.release(send=True)
-            if self.metrics is not None:
-                self.metrics.reload(True)
-            return result
-
-    def _snapshot(self) -> Dict[str, Any]:
-        """What a refused reload puts back: the configuration, the probes,
-        which services and real servers there were, their quorum states and
-        the table as last read and written."""
-        return {"config": self.config, "probes": self.probes,
-                "services": {k: set(st.real_servers) for k, st in self.services.items()},
-                "quorum": {k: (st.quorum_up, st.sorry_active)
-                           for k, st in self.services.items()},
-                "table": dict(self.table)}
-
-    async def _roll_back(self, snap: Dict[str, Any]) -> None:
-        """Back to ``snap`` after the kernel refused a reload's write: the
-        run-time state of the old configuration (its own probes), then its
-        table put back and written whole."""
-        keys = set(self.services) | set(snap["services"])
-        old = self.probes
-        self.config = snap["config"]
-        if self.announcer is not None and self.config.director.announce is not None:
-            self.announcer.cfg = self.config.director.announce
-        self.probes = {**old, **snap["probes"]}
-        with _bulk():
-            self._build(self.config, first=False)
-        self._touched = set()
-        self._stop_unused_probes(old)
-        for key in [k for k in self.services if k not in snap["services"]]:
-            del self.services[key]
-        for key, st in self.services.items():
-            had = snap["services"][key]
-            for rkey in [r for r in st.real_servers if r not in had]:
-                del st.real_servers[rkey]
-            st.quorum_up, st.sorry_active = snap["quorum"][key]
-        self._refresh_states()
-        assert self._lock is not None
-        async with self._lock:
-            await self._put_back(snap["table"], keys)
-        self._start_probes()
-        await self.round()
-
-    async def _put_back(self, before: Dict[Tuple[Any, ...], Tuple[ipvs.Service,
-                                                                   Dict[Any, ipvs.Destination]]],
-                        keys: Set[Tuple[Any, ...]]) -> None:
-        """The services of ``keys`` written back as ``before`` has them (the
-        table as read before a write the kernel refused; a key not in it is
-        deleted)."""
-        await self.kernel.reopen()
-        now = {svc.key: (svc, {d.key: d for d in dests})
-               for svc, dests in (await self.kernel.table()).items() if svc.key in keys}
-        await self._apply({k: v for k, v in before.items() if k in keys}, now)
-        self.table = {k: v for k, v in self.table.items() if k not in keys}
-        self.table.update((k, v) for k, v in before.items() if k in keys)
-
-    async def _reload(self, config: Config) -> Dict[str, Any]:
-        if self.announcer is not None and config.director.announce is not None:
-            self.announcer.cfg = config.director.announce     # when, withdraw_grace
-        old = self.probes
-        kept = {(key, rkey): rs.destination.weight for key, st in self.services.items()
-                for rkey, rs in st.real_servers.items() if rs.weight_override is not None}
-        self.config = config
-        self._touched = set()
-        with _bulk():
-            changes = self._build(config, first=False)
-        touched, self._touched = self._touched, set()
-        self._stop_unused_probes(old)
-        assert self._lock is not None
-        if changes["added"]:
-            # a new service may already be in the kernel (then it is adopted):
-            # read the whole table back and write a full round
-            async with self._lock:
-                await self._read()
-                self._adopt_new()
-            self._refresh_states()
-            calls = await self.round()
-        else:
-            # only what the file changed: planned against the table as last
-            # read and written, no dump (drift waits for the next resync)
-            async with self._lock:
-                self._adopt_new(touched)
-            self._refresh_states(None, [(st, rs) for key in touched
-                                        for st in (self.services[key],)
-                                        for rs in st.real_servers.values()])
-            self._changed |= touched
-            try:
-                calls = await self.round(partial=True)
-            except (ipvs.IPVSError, OSError):
-                # the table is not what the director last saw (a module
-                # reload, a hand-made change): read it back, write it whole
-                await self.kernel.reopen()
-                calls = await self.round()
-            self._save_state()
-        await self._keep_sync(config_changed=True)
-        self._start_probes()
-        _settle_heap()
-        extra: Dict[str, Any] = {}
-        kept_api = []
-        for (key, rkey), weight in kept.items():
-            rs = self.services[key].real_servers.get(rkey) if key in self.services else None
-            if rs is not None and rs.cfg is not None and rs.weight_override is not None \
-                    and rs.destination.weight != weight:
-                kept_api.append({"service": self.services[key].name,
-                                 "address": str(rs.destination.address),
-                                 "port": rs.destination.port, "weight": rs.weight_override,
-                                 "configured_weight": rs.destination.weight})
-        if kept_api:
-            # the file changed the weight of a server whose API weight stays
-            extra["kept_api_weight"] = kept_api
-        self.emit("reload", **changes, calls=len(calls), **extra)
-        return {"reloaded": True, **changes, "calls": len(calls), **extra}
-
-    def _adopt_new(self, keys: Optional[Set[Tuple[Any, ...]]] = None) -> None:
-        for key, (svc, dests) in self.table.items():
-            if keys is not None and key not in keys:
-                continue
-            st = self.services[key]
-            for dkey, d in dests.items():
-                rs = st.real_servers.get(dkey)
-                if rs is not None and rs.cfg is not None and not rs.draining and d.weight > 0:
-                    for p in rs.probes:
-                        if p.fresh and p.last is None and p.state != "up":
-                            p.state, p.count = "up", 0
-
     # ------------------------------------------------------------ sync / role
     @property
     def sync(self) -> Optional[SyncKeeper]:
@@ -967,82 +534,3 @@ class Director:
     async def _keep_sync(self, config_changed: bool = False) -> None:
         """Keep the sync daemon of [director.sync] (see ipvs.director.sync)."""
         await self.sync_room.keep(self.config.director, config_changed)
-
-    async def role(self, state: Any) -> Dict[str, Any]:
-        """``POST /role``: switch the sync daemon to ``state`` ("master" or
-        "backup").  ValueError for a bad state; ``ipvs.director.sync.NoSync``
-        when the file has no [director.sync]."""
-        return await self.sync_room.role(state)
-
-    # ------------------------------------------------------------ control
-    def _find(self, service: Any, address: Any, port: Any) -> Tuple[ServiceState, RealServer]:
-        if not isinstance(service, str):
-            raise ValueError('"service" must be a service string such as "TCP 10.0.0.1:80"')
-        name = canonical_service_name(service)
-        st = next((s for s in self.services.values() if s.name == name), None)
-        if st is None:
-            raise NotFound("unknown service %r" % service)
-        try:
-            import ipaddress
-            addr = ipaddress.ip_address(address)
-        except (ValueError, TypeError):
-            raise ValueError('"address" must be an IP address') from None
-        if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
-            raise ValueError('"port" must be an integer 0..65535')
-        for rs in st.real_servers.values():
-            if rs.destination.address == addr and rs.destination.port == port:
-                return st, rs
-        raise NotFound("no real server %s port %d in %s" % (addr, port, st.name))
-
-    async def drain(self, service: Any, address: Any, port: Any) -> Dict[str, Any]:
-        st, rs = self._find(service, address, port)
-        if rs.cfg is None:
-            raise ValueError("that real server is already leaving (not in the file)")
-        if not rs.manual_drain:
-            rs.manual_drain = True
-            rs.draining_since = time.monotonic()
-            rs.gone = False
-            self.emit("drain", st.name, rs.destination.address, rs.destination.port)
-            await self.round()
-        return self.server_status(st, rs)
-
-    async def undrain(self, service: Any, address: Any, port: Any) -> Dict[str, Any]:
-        st, rs = self._find(service, address, port)
-        if rs.cfg is None:
-            raise ValueError("that real server is not in the file any more")
-        if rs.manual_drain:
-            rs.manual_drain = False
-            rs.draining_since = None
-            rs.gone = False
-            rs.state = rs.health()
-            self.emit("undrain", st.name, rs.destination.address, rs.destination.port,
-                      state=rs.state)
-            await self.round()
-        return self.server_status(st, rs)
-
-    async def set_weight(self, service: Any, address: Any, port: Any,
-                         weight: Any) -> Dict[str, Any]:
-        """``POST /weight``: an API weight for one real server; ``None``
-        clears it (back to the configured weight)."""
-        st, rs = self._find(service, address, port)
-        if weight is not None and (not isinstance(weight, int) or isinstance(weight, bool)
-                                   or not 0 <= weight <= 0x7FFFFFFF):
-            raise ValueError('"weight" must be an integer 0..2147483647, or null to clear it')
-        if rs.cfg is None:
-            raise ValueError("that real server is not in the file any more")
-        rs.weight_override = weight
-        if weight is None:
-            self.emit("weight", st.name, rs.destination.address, rs.destination.port,
-                      weight=rs.destination.weight, cleared=True)
-        else:
-            self.emit("weight", st.name, rs.destination.address, rs.destination.port,
-                      weight=weight)
-        await self.round()
-        return self.server_status(st, rs)
-
-    def server_status(self, st: ServiceState, rs: RealServer) -> Dict[str, Any]:
-        return views.real_server(st, rs, self.table)
-
-    def status(self) -> Dict[str, Any]:
-        """``GET /status``."""
-        return views.status(self)

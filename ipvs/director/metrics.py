@@ -130,7 +130,9 @@ class DirectorMetrics:
 
     def after_round(self, director: "Director") -> None:
         """Rebuild the per-server and per-service gauges (forgetting servers
-        and services that left)."""
+        and services that left): the one place they are set. A state change
+        wakes the writer, so its round follows within milliseconds; the
+        counters (checks, failures, drift, reloads) count at their events."""
         self.up.clear()
         self.quorum_up.clear()
         self.sorry.clear()
