@@ -62,7 +62,10 @@ def _check_new(ctx: _Ctx, path: Path, spec: Mapping[str, Any], address: str, por
     kind = TYPES[ctype]
     allowed = COMMON_CHECK_KEYS + kind.keys
     _unknown(ctx, path, spec, allowed)
-    p = lambda k: path + (k,) if k in spec else base_path + (k,)  # noqa: E731
+
+    def p(k: str) -> Path:
+        """Where ``k`` is: in this check, or inherited from the service's."""
+        return path + (k,) if k in spec else base_path + (k,)
     addr = spec.get("address", address)
     _type(ctx, p("address"), addr, str, "an address")
     try:

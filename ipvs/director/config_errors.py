@@ -89,12 +89,12 @@ def _key_lines(text: str) -> Dict[Path, int]:
             current = tuple(path)
             out.setdefault(current, no)
             continue
-        k = _KEYLINE.match(line)
-        if k:
-            key = k.group(1).strip('"')
+        km = _KEYLINE.match(line)
+        if km:
+            key = km.group(1).strip('"')
             out.setdefault(current + (key,), no)
             # keys of an inline table on the same line
-            rest = line[k.end():]
+            rest = line[km.end():]
             for sub in re.findall(r"([A-Za-z0-9_\-]+)\s*=", rest):
                 out.setdefault(current + (key, sub), no)
     return out

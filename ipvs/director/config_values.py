@@ -84,3 +84,13 @@ def _model(ctx: _Ctx, path: Path, fn: Any, kwargs: Dict[str, Any]) -> Any:
             if re.search(r"\b%s\b" % re.escape(k), text):
                 raise ctx.error(path + (k,), text) from None
         raise ctx.error(path, text) from None
+
+
+def _regex(ctx: _Ctx, path: Path, value: Any) -> str:
+    """A Python regular expression (compiled once here to judge it)."""
+    _type(ctx, path, value, str, "a regular expression")
+    try:
+        re.compile(value)
+    except re.error as e:
+        raise ctx.error(path, "bad regular expression: %s" % e) from None
+    return str(value)

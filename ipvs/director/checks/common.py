@@ -39,9 +39,9 @@ class CheckResult:
     def ok(self) -> bool:
         return self.result == "success"
 
-    def as_dict(self) -> dict:
-        out = {"result": self.result, "message": self.message,
-               "duration": round(self.duration, 6)}
+    def as_dict(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {"result": self.result, "message": self.message,
+                               "duration": round(self.duration, 6)}
         if self.weight is not None:
             out["weight"] = self.weight
         return out
@@ -124,10 +124,12 @@ class CheckType:
 
     def convert_timeout(self, d: Dict[str, Any], interval: float) -> Optional[float]:
         """The check's timeout (None: it has none)."""
-        return d.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+        timeout: Optional[float] = d.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+        return timeout
 
     def convert_retry(self, d: Dict[str, Any]) -> int:
-        return d.get("retry", self.default_retry)
+        retry: int = d.get("retry", self.default_retry)
+        return retry
 
     def convert_retry_delay(self, interval: float) -> float:
         """keepalived's delay_before_retry when none is given."""

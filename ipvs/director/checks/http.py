@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from ipvs.director.checks.common import CheckType, Fail, close
 from ipvs.director.config_errors import Path, _Ctx
 from ipvs.director.config_records import CheckConfig
-from ipvs.director.config_values import _type
+from ipvs.director.config_values import _regex, _type
 from ipvs.director.convert_read import ConvertError, Statement
 
 __all__ = ["HTTP", "HTTPS", "MAX_BODY"]
@@ -56,7 +56,7 @@ def _dechunk(data: bytes) -> bytes:
 
 class Http(CheckType):
     name = "http"
-    keys = ("path", "host", "expect_status", "expect_body", "expect_digest")
+    keys: Tuple[str, ...] = ("path", "host", "expect_status", "expect_body", "expect_digest")
     keepalived = ("HTTP_GET",)
 
     def params(self, ctx: _Ctx, path: Path, spec: Mapping[str, Any],
@@ -75,12 +75,7 @@ class Http(CheckType):
         params["expect_status"] = _status_set(ctx, p("expect_status"),
                                               spec.get("expect_status", "200-299"))
         if "expect_body" in spec:
-            body = _type(ctx, p("expect_body"), spec["expect_body"], str, "a regular expression")
-            try:
-                re.compile(body)
-            except re.error as e:
-                raise ctx.error(p("expect_body"), "bad regular expression: %s" % e) from None
-            params["expect_body"] = body
+            params["expect_body"] = _regex(ctx, p("expect_body"), spec["expect_body"])
         if "expect_digest" in spec:
             dg = _type(ctx, p("expect_digest"), spec["expect_digest"], str, "an MD5 hex digest")
             if not re.fullmatch(r"[0-9a-fA-F]{32}", dg):
@@ -152,7 +147,7 @@ class Http(CheckType):
 
 class Https(Http):
     name = "https"
-    keys = Http.keys + ("sni", "verify")
+    keys: Tuple[str, ...] = Http.keys + ("sni", "verify")
     keepalived = ("SSL_GET",)
 
     def params(self, ctx: _Ctx, path: Path, spec: Mapping[str, Any],

@@ -79,7 +79,8 @@ class Exec(CheckType):
         return True
 
     def convert_timeout(self, d: Dict[str, Any], interval: float) -> Optional[float]:
-        return d.get("misc_timeout", interval)
+        timeout: Optional[float] = d.get("misc_timeout", interval)
+        return timeout
 
     def convert_finish(self, conv: Any, st: Statement, c: Dict[str, Any],
                        d: Dict[str, Any], rweight: int) -> List[Dict[str, Any]]:

@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from ipvs.director.checks.common import CheckType, Fail, exchange
 from ipvs.director.config_errors import Path, _Ctx
 from ipvs.director.config_records import CheckConfig
-from ipvs.director.config_values import _type
+from ipvs.director.config_values import _regex, _type
 from ipvs.director.convert_read import ConvertError, Statement
 
 __all__ = ["CHECK"]
@@ -26,12 +26,7 @@ class Udp(CheckType):
         send = _type(ctx, p("send"), spec.get("send", ""), str, "a string")
         params["send"] = send
         if "expect" in spec:
-            ex = _type(ctx, p("expect"), spec["expect"], str, "a regular expression")
-            try:
-                re.compile(ex)
-            except re.error as e:
-                raise ctx.error(p("expect"), "bad regular expression: %s" % e) from None
-            params["expect"] = ex
+            params["expect"] = _regex(ctx, p("expect"), spec["expect"])
         return params
 
     async def run(self, c: CheckConfig) -> Tuple[str, Optional[int]]:
