@@ -21,7 +21,9 @@ import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ipvs.director.checks import KEEPALIVED
-from ipvs.director.convert_read import ConvertError, Statement, read
+from ipvs.director.checks.common import DEFAULT_CONNECT_TIMEOUT
+from ipvs.director.convert_read import (INCLUDES, MAX_INCLUDE_DEPTH, ConvertError, Statement,
+                                        read)
 
 __all__ = ["ConvertError", "Statement", "read", "convert", "convert_file", "to_toml", "main"]
 
@@ -35,6 +37,8 @@ SERVICE_FLAGS = {"ops": "onepacket", "flag-1": "sched1", "flag-2": "sched2",
 DEFAULT_DELAY_LOOP = 60.0
 DEFAULT_PERSISTENCE = 360
 SHELL_CHARS = set("|&;<>()$`\\*?[]~\n")   # a command with these runs through /bin/sh -c
+# the names of the parts, importable from here as before the split
+_REEXPORTED = (DEFAULT_CONNECT_TIMEOUT, INCLUDES, MAX_INCLUDE_DEPTH)
 
 
 # ------------------------------------------------------------ converting
