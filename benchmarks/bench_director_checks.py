@@ -4,7 +4,8 @@
         [--measure 30] [--profile FILE]
 
 N TCP checks of N distinct endpoints (address, port) at one interval, run by
-the director's own scheduler and TCP check (``ipvs.director.scheduler``), with the table in the director's in-memory kernel
+the director's own scheduler and TCP check (``ipvs.director.scheduler``,
+``ipvs.director.checks.tcp``), with the table in the director's in-memory kernel
 (``_kernel.MemoryKernel``).  The endpoints are 127.x.y.z addresses times a
 few ports, served by a handful of wildcard listening sockets in a private
 network namespace (``unshare -n``: only its loopback exists, so the

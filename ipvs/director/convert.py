@@ -1,189 +1,44 @@
 """``ipvs-director convert KEEPALIVED_CONF``: a keepalived.conf turned into
 the director's TOML.
 
-The reader follows keepalived's documented syntax: statements are lines of
-words, a ``{`` opens a block of statements that a ``}`` closes, ``#`` and
-``!`` start a comment anywhere on a line, double quotes group words, and
-``include PATTERN`` (and its variants) reads the files the glob pattern
-names, relative to the directory of the file that holds the statement.
-
-Only the load-balancing part is converted: ``virtual_server`` blocks, their
+The file is read by convert_read.py (keepalived's syntax, includes).  Only
+the load-balancing part is converted: ``virtual_server`` blocks, their
 real servers and their checkers (and the ``track_file`` blocks FILE_CHECK
-refers to).  Everything else (VRRP, global settings...) and every statement
-that has no equivalent is reported on stderr as ``FILE:LINE: ...``; the
-conversion still succeeds (exit 0).  Input that cannot be read or parsed
-exits 1.
+refers to); each checker's own keywords are converted by its check type's
+module (``checks.KEEPALIVED``), the settings every checker shares here.
+Everything else (VRRP, global settings...) and every statement that has no
+equivalent is reported on stderr as ``FILE:LINE: ...``; the conversion
+still succeeds (exit 0).  Input that cannot be read or parsed exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import glob
 import ipaddress
-import os
-import re
 import shlex
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ipvs.director.checks import KEEPALIVED
+from ipvs.director.checks.common import DEFAULT_CONNECT_TIMEOUT
+from ipvs.director.convert_read import (INCLUDES, MAX_INCLUDE_DEPTH, ConvertError, Statement,
+                                        read)
+
 __all__ = ["ConvertError", "Statement", "read", "convert", "convert_file", "to_toml", "main"]
 
-INCLUDES = ("include", "includer", "includem", "includew", "includeb", "includea")
-MAX_INCLUDE_DEPTH = 16
-CHECKERS = {"TCP_CHECK": "tcp", "HTTP_GET": "http", "SSL_GET": "https", "UDP_CHECK": "udp",
-            "DNS_CHECK": "dns", "SMTP_CHECK": "smtp", "MISC_CHECK": "exec",
-            "FILE_CHECK": "file"}
+#: keepalived's checker keywords, each with the director's check type
+CHECKERS = {kw: t.name for kw, t in KEEPALIVED.items()}
 FORWARD = {"NAT": "masq", "DR": "route", "TUN": "tunnel"}
 SERVICE_FLAGS = {"ops": "onepacket", "flag-1": "sched1", "flag-2": "sched2",
                  "flag-3": "sched3", "sh-port": "sh_port", "sh-fallback": "sh_fallback",
                  "mh-port": "mh_port", "mh-fallback": "mh_fallback"}
-# keepalived's defaults (man keepalived.conf)
+# keepalived's defaults (man keepalived.conf; DEFAULT_CONNECT_TIMEOUT in checks.common)
 DEFAULT_DELAY_LOOP = 60.0
-DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_PERSISTENCE = 360
 SHELL_CHARS = set("|&;<>()$`\\*?[]~\n")   # a command with these runs through /bin/sh -c
-
-
-class ConvertError(ValueError):
-    """Input that cannot be read or parsed; ``str()`` names file and line."""
-
-    def __init__(self, message: str, filename: str = "<input>",
-                 line: Optional[int] = None) -> None:
-        self.message, self.filename, self.line = message, filename, line
-        super().__init__("%s%s: %s" % (filename, ":%d" % line if line else "", message))
-
-
-@dataclasses.dataclass
-class Statement:
-    """One statement: its keyword, the words after it, its block (None when
-    it has none) and where it was read."""
-    keyword: str
-    args: List[str]
-    block: Optional[List["Statement"]]
-    filename: str
-    line: int
-
-    @property
-    def where(self) -> str:
-        return "%s:%d" % (self.filename, self.line)
-
-
-# ------------------------------------------------------------ reading
-
-_Token = Tuple[str, str, str, int]   # kind ("word", "{", "}", "eol"), text, file, line
-
-
-def _tokens(path: str, depth: int, out: List[_Token], stack: Tuple[str, ...],
-            warnings: List[str]) -> None:
-    real = os.path.realpath(path)
-    if real in stack:
-        raise ConvertError("include loop: %s includes itself" % path, path)
-    if depth > MAX_INCLUDE_DEPTH:
-        raise ConvertError("includes nested deeper than %d" % MAX_INCLUDE_DEPTH, path)
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise ConvertError("cannot read: %s" % (e.strerror or e), path) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ConvertError("not UTF-8: %s" % e, path) from None
-    for no, line in enumerate(text.splitlines(), 1):
-        words: List[Tuple[str, str]] = []   # (kind, text)
-        i, n = 0, len(line)
-        while i < n:
-            c = line[i]
-            if c in " \t\r\f\v":
-                i += 1
-            elif c in "#!":
-                break
-            elif c in "{}":
-                words.append((c, c))
-                i += 1
-            elif c == '"':
-                j = line.find('"', i + 1)
-                if j < 0:
-                    raise ConvertError("unterminated quoted string", path, no)
-                words.append(("word", line[i + 1:j]))
-                i = j + 1
-            else:
-                j = i
-                while j < n and line[j] not in ' \t\r\f\v{}"#!':
-                    j += 1
-                words.append(("word", line[i:j]))
-                i = j
-        if not words:
-            continue
-        first = words[0][1] if words[0][0] == "word" else ""
-        if first.startswith("@") or first.startswith("$"):
-            warnings.append("%s:%d: %s: conditional lines and parameters are not supported; "
-                            "line skipped" % (path, no, first))
-            continue
-        if first in INCLUDES:
-            if len(words) != 2 or words[1][0] != "word":
-                raise ConvertError("%s takes one file name pattern" % first, path, no)
-            pattern = words[1][1]
-            if not os.path.isabs(pattern):
-                pattern = os.path.join(os.path.dirname(os.path.abspath(path)), pattern)
-            found = sorted(glob.glob(pattern))
-            if not found:
-                warnings.append("%s:%d: %s %s: no file matches; nothing included"
-                                % (path, no, first, words[1][1]))
-            for name in found:
-                if os.path.isdir(name):
-                    continue
-                out.append(("eol", "", path, no))
-                _tokens(name, depth + 1, out, stack + (real,), warnings)
-            continue
-        for kind, word in words:
-            out.append((kind, word, path, no))
-        out.append(("eol", "", path, no))
-
-
-def _parse(tokens: List[_Token], pos: int, nested: bool,
-           opener: Optional[_Token]) -> Tuple[List[Statement], int]:
-    stmts: List[Statement] = []
-    n = len(tokens)
-    while True:
-        while pos < n and tokens[pos][0] == "eol":
-            pos += 1
-        if pos >= n:
-            if nested:
-                assert opener is not None
-                raise ConvertError("block opened here is never closed (missing })",
-                                   opener[2], opener[3])
-            return stmts, pos
-        kind, text, fname, line = tokens[pos]
-        if kind == "}":
-            if not nested:
-                raise ConvertError("} without a block to close", fname, line)
-            return stmts, pos + 1
-        if kind == "{":
-            # a { on a line of its own opens the block of the statement before
-            if stmts and stmts[-1].block is None:
-                stmts[-1].block, pos = _parse(tokens, pos + 1, True, tokens[pos])
-                continue
-            raise ConvertError("{ without a statement to open", fname, line)
-        args: List[str] = []
-        pos += 1
-        while pos < n and tokens[pos][0] == "word":
-            args.append(tokens[pos][1])
-            pos += 1
-        st = Statement(text, args, None, fname, line)
-        if pos < n and tokens[pos][0] == "{":
-            st.block, pos = _parse(tokens, pos + 1, True, tokens[pos])
-        stmts.append(st)
-
-
-def read(path: str, warnings: Optional[List[str]] = None) -> List[Statement]:
-    """The statements of a keepalived.conf, includes followed
-    (:class:`ConvertError` when it cannot be read or parsed)."""
-    tokens: List[_Token] = []
-    _tokens(path, 0, tokens, (), warnings if warnings is not None else [])
-    stmts, _ = _parse(tokens, 0, False, None)
-    return stmts
+# the names of the parts, importable from here as before the split
+_REEXPORTED = (DEFAULT_CONNECT_TIMEOUT, INCLUDES, MAX_INCLUDE_DEPTH)
 
 
 # ------------------------------------------------------------ converting
@@ -535,77 +390,24 @@ class _Conv:
 
     def checker(self, st: Statement, rdefaults: Dict[str, Any],
                 rweight: int = 1) -> List[Dict[str, Any]]:
-        ctype = CHECKERS[st.keyword]
+        """The checks of a checker block: the keywords every checker shares
+        here, the rest by its check type (``checks.KEEPALIVED``)."""
+        kind = KEEPALIVED[st.keyword]
         d = dict(rdefaults)
-        c: Dict[str, Any] = {"type": ctype}
-        urls: List[Statement] = []
+        c: Dict[str, Any] = {"type": kind.name}
         for s in st.block or []:
             k = s.keyword
-            if k == "connect_ip" and ctype not in ("exec", "file"):
+            if k == "connect_ip" and kind.connects:
                 c["address"] = self.address(s, self.arg(s))
-            elif k == "connect_port" and ctype not in ("exec", "file"):
+            elif k == "connect_port" and kind.connects:
                 c["port"] = self.port(s, self.arg(s))
             elif k in ("delay_loop", "connect_timeout", "retry", "nb_get_retry",
-                       "delay_before_retry", "virtualhost") and ctype != "file":
+                       "delay_before_retry", "virtualhost") and kind.timed:
                 self.timing(s, d)
-            elif k == "alpha" and ctype != "file":
+            elif k == "alpha" and kind.timed:
                 d["initial"] = "down" if self.boolean(s) else "up"
-            elif k == "url" and ctype in ("http", "https"):
-                urls.append(s)
-            elif k == "enable_sni" and ctype == "https":
-                d["sni"] = True
-            elif k == "payload" and ctype == "udp":
-                data = self.hexbytes(s, " ".join(s.args))
-                try:
-                    c["send"] = data.decode("ascii")
-                except UnicodeDecodeError:
-                    self.skip(s, "the director's UDP check sends text; this payload is not ASCII")
-            elif k == "require_reply" and ctype == "udp":
-                d["require_reply"] = True
-                if s.args:
-                    spec = "".join(s.args)
-                    rx = self.hex_regex(s, spec)
-                    if rx is not None:
-                        c["expect"] = rx
-            elif k in ("min_reply_length", "max_reply_length") and ctype == "udp":
-                self.skip(s, "reply lengths are not checked; use require_reply")
-            elif k == "type" and ctype == "dns":
-                c["qtype"] = self.arg(s).upper()
-            elif k == "name" and ctype == "dns":
-                c["name"] = self.arg(s)
-            elif k == "helo_name" and ctype == "smtp":
-                c["helo"] = self.arg(s)
-            elif k == "misc_path" and ctype == "exec":
-                c["command"] = self.argv(s, whole=True)
-            elif k == "misc_timeout" and ctype == "exec":
-                d["misc_timeout"] = self.timer(s)
-            elif k == "misc_dynamic" and ctype == "exec":
-                c["dynamic_weight"] = True
-            elif k == "track_file" and ctype == "file":
-                name = self.arg(s)
-                tf = self.track_files.get(name)
-                if tf is None:
-                    raise ConvertError("FILE_CHECK: no track_file %r defined" % name,
-                                       s.filename, s.line)
-                path = None
-                for t in tf.block or []:
-                    if t.keyword == "file":
-                        path = self.arg(t)
-                    elif t.keyword == "weight":
-                        d.setdefault("file_weight", (self.multiplier(t), t))
-                    else:
-                        self.skip(t, "the director never writes the tracked file")
-                if path is None:
-                    raise ConvertError("track_file %r has no file" % name,
-                                       tf.filename, tf.line)
-                c["path"] = path
-            elif k == "weight" and ctype == "file":
-                d["file_weight"] = (self.multiplier(s), s)
-            elif k == "dynamic" and ctype == "file":
-                self.skip(s, "the file's value does not count towards the quorum "
-                             "separately here")
-            elif k == "user" and ctype == "exec":
-                self.skip(s, "the command runs as the director's user")
+            elif kind.convert_keyword(self, s, c, d):
+                pass
             elif k in ("bindto", "bind_port", "bind_if", "fwmark"):
                 self.skip(s, "checks connect from the director's default source address")
             elif k == "warmup":
@@ -614,139 +416,22 @@ class _Conv:
             elif k in ("http_protocol", "fast_recovery", "log_all_failures"):
                 self.skip(s, "the director's HTTP check speaks HTTP/1.1 with Connection: "
                              "close and has no such setting")
-            elif k in ("host",) and ctype == "smtp":
-                self.skip(s, "SMTP host sub-blocks: write one check per target")
             else:
                 self.skip(s, "unknown or unsupported in %s" % st.keyword)
-        if "check_port" in d and "port" not in c and ctype not in ("exec", "file"):
+        if "check_port" in d and "port" not in c and kind.connects:
             c["port"] = d["check_port"]
         # timing: keepalived's names to the director's
         interval = d.get("interval", DEFAULT_DELAY_LOOP)
         c["interval"] = interval
-        if ctype == "exec":
-            c["timeout"] = d.get("misc_timeout", interval)
-        elif ctype != "file":
-            c["timeout"] = d.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
-        if ctype == "file":
-            retry = 0
-        else:
-            retry = d.get("retry", {"dns": 3, "exec": 0}.get(ctype, 1))
-        c["fall"] = retry + 1
+        timeout = kind.convert_timeout(d, interval)
+        if timeout is not None:
+            c["timeout"] = timeout
+        c["fall"] = kind.convert_retry(d) + 1
         c["rise"] = 1
-        default_delay = {"dns": interval, "http": 3, "https": 3}.get(ctype, 1)
-        c["retry_interval"] = d.get("delay_before_retry", default_delay) or interval
+        c["retry_interval"] = d.get("delay_before_retry",
+                                    kind.convert_retry_delay(interval)) or interval
         c["initial"] = d["initial"]
-        if ctype == "udp" and not d.get("require_reply"):
-            self.warn(st, "without require_reply keepalived counts silence as success; "
-                          "the director's UDP check always waits for an answer")
-        if ctype in ("exec", "file"):
-            if ctype == "exec" and "command" not in c:
-                raise ConvertError("MISC_CHECK without misc_path", st.filename, st.line)
-            if ctype == "file" and "path" not in c:
-                raise ConvertError("FILE_CHECK without track_file", st.filename, st.line)
-            if ctype == "file":
-                self.file_semantics(st, d, rweight)
-            return [c]
-        if ctype == "dns":
-            c.setdefault("qtype", "SOA")      # keepalived's default query type
-        if ctype not in ("http", "https"):
-            return [c]
-        if "host" in d:
-            c["host"] = d["host"]
-        if d.get("sni") and ctype == "https":
-            if "host" in d:
-                c["sni"] = d["host"]
-            else:
-                self.skip(next(s for s in st.block or [] if s.keyword == "enable_sni"),
-                          "no virtualhost to send as the server name")
-        if not urls:
-            return [c]
-        out = []
-        for u in urls:
-            cu = dict(c)
-            for s in u.block or []:
-                k = s.keyword
-                if k == "path":
-                    cu["path"] = self.arg(s)
-                elif k == "digest":
-                    dg = self.arg(s)
-                    if not re.fullmatch(r"[0-9a-fA-F]{32}", dg):
-                        raise ConvertError("digest: not an MD5 hex digest: %r" % dg,
-                                           s.filename, s.line)
-                    cu["expect_digest"] = dg.lower()
-                elif k == "status_code":
-                    codes = []
-                    for w in s.args:
-                        if not re.fullmatch(r"\d{3}(-\d{3})?", w):
-                            raise ConvertError("status_code: bad code or range %r" % w,
-                                               s.filename, s.line)
-                        codes.append(w)
-                    if not codes:
-                        raise ConvertError("status_code needs a value", s.filename, s.line)
-                    cu["expect_status"] = ",".join(codes)
-                elif k == "virtualhost":
-                    cu["host"] = self.arg(s)
-                    if "sni" in cu:
-                        cu["sni"] = cu["host"]
-                elif k == "regex":
-                    cu["expect_body"] = self.arg(s)
-                    self.warn(s, "a PCRE2 pattern taken as a Python regular expression: "
-                                 "check that it means the same")
-                else:
-                    self.skip(s, "unknown or unsupported in url (no regex_no_match, "
-                                 "regex options or offsets)")
-            out.append(cu)
-        return out
-
-    def multiplier(self, st: Statement) -> int:
-        m = self.integer(dataclasses.replace(st, args=st.args[:1]), -0x7FFFFFFF, 0x7FFFFFFF)
-        if st.args[1:2] == ["reverse"]:
-            m = -m
-        return m
-
-    def file_semantics(self, st: Statement, d: Dict[str, Any], rweight: int) -> None:
-        """keepalived adds the file's value times the multiplier to the
-        configured weight (a multiplier 0: any value but 0 is a failure);
-        the director's file check makes the file's value the weight.  The
-        two agree only for a configured weight 0 and the multiplier 1."""
-        m, where = d.get("file_weight", (1, st))
-        if m == 0:
-            self.warn(where, "cannot be carried over: with weight 0 keepalived takes a "
-                             "file holding 0 as up; the director's file check takes 0 as "
-                             "down and any other integer as the weight")
-        elif m != 1 or rweight != 0:
-            self.warn(where, "keepalived's weight is the real server's weight %d plus %d "
-                             "times the file's value; the director's file check makes the "
-                             "file's value the weight (the same only for a real server of "
-                             "weight 0 and the multiplier 1)" % (rweight, m))
-
-    def hexbytes(self, st: Statement, spec: str) -> bytes:
-        return bytes(int(x, 16) for x in self._hex_pairs(st, spec))
-
-    def _hex_pairs(self, st: Statement, spec: str) -> List[str]:
-        # keepalived's free format: whitespace separates groups, an odd group
-        # ends with a single digit byte
-        out: List[str] = []
-        for group in spec.split():
-            if not re.fullmatch(r"[0-9A-Fa-fXx]+", group):
-                raise ConvertError("%s: not hex: %r" % (st.keyword, group), st.filename, st.line)
-            for i in range(0, len(group), 2):
-                out.append(group[i:i + 2])
-        return out
-
-    def hex_regex(self, st: Statement, spec: str) -> Optional[str]:
-        rx = "^"
-        for pair in self._hex_pairs(st, spec):
-            if "x" in pair.lower():
-                self.skip(st, "wildcard nibbles (X) are not supported; "
-                              "the reply is not compared")
-                return None
-            b = int(pair, 16)
-            if b >= 0x80:
-                self.skip(st, "the director's UDP check matches text; this reply is not ASCII")
-                return None
-            rx += re.escape(chr(b))
-        return rx
+        return kind.convert_finish(self, st, c, d, rweight)
 
 
 def convert(stmts: Sequence[Statement]) -> Tuple[Dict[str, Any], List[str]]:

@@ -12,10 +12,12 @@ a heap of as many timers as probes) was most of the director's CPU.  Here:
 * A probe that is due while all ``slots`` (checks in flight) are taken
   waits in a FIFO and starts as soon as a check ends: open sockets stay
   bounded by the slots however far behind the loop falls.
-* A TCP check is a non-blocking ``connect`` on a socket registered in the
-  scheduler's own epoll set, whose one fd is the only thing the loop
-  watches; finished connects are collected in batches.  Its timeout is a
-  second wheel of deadlines.  No task, no future, no handle per check.
+* A TCP check (``checks.tcp``: its one definition, started by
+  ``tcp.connect`` and read by ``tcp.connected``) is a non-blocking
+  ``connect`` on a socket registered in the scheduler's own epoll set,
+  whose one fd is the only thing the loop watches; finished connects are
+  collected in batches.  Its timeout is a second wheel of deadlines.  No
+  task, no future, no handle per check.
 * Every other check type runs as before (``checks.run_check``), in one task
   per run (none between runs).
 
@@ -29,18 +31,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import errno
 import heapq
 import logging
-import os
 import random
 import select
 import socket
-import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
 from ipvs.director import checks as _checks
-from ipvs.director.checks import CheckResult
+from ipvs.director.checks import CheckResult, tcp
 
 __all__ = ["Scheduler", "TICK"]
 
@@ -48,8 +47,6 @@ log = logging.getLogger("ipvs.director")
 
 TICK = 0.01               # seconds per wheel bucket
 BATCH = 512               # checks started per loop callback at most
-_PENDING = (errno.EINPROGRESS, errno.EAGAIN, errno.EALREADY)
-_FLAGS = getattr(socket, "SOCK_NONBLOCK", 0) | getattr(socket, "SOCK_CLOEXEC", 0)
 
 
 class Scheduler:
@@ -224,71 +221,55 @@ class Scheduler:
     # ------------------------------------------------------------ TCP
     def _start_tcp(self, probe: Any, token: int, now: float) -> None:
         c = probe.check
-        start = time.monotonic()
-        try:
-            sock = socket.socket(socket.AF_INET6 if ":" in c.address else socket.AF_INET,
-                                 socket.SOCK_STREAM | _FLAGS)
-        except OSError as e:
-            self._done(probe, token, CheckResult("failure", _text(e), 0.0))
+        started = tcp.connect(c)
+        if isinstance(started, CheckResult):
+            self._done(probe, token, started)         # ended at once
             return
+        sock, start = started
+        fd = sock.fileno()
         try:
-            if not _FLAGS:  # pragma: no cover - not Linux
-                sock.setblocking(False)
-            err = sock.connect_ex((c.address, c.port))
-            if err in _PENDING:
-                fd = sock.fileno()
-                self._ep.register(fd, select.EPOLLOUT)
-                self._tcp[fd] = (probe, token, sock, start)
-                k = int((now + c.timeout) / self.tick) + 1
-                d = self._deadlines.get(k)
-                if d is None:
-                    self._deadlines[k] = [(fd, sock)]
-                    self._need(k)
-                else:
-                    d.append((fd, sock))
-                return
+            self._ep.register(fd, select.EPOLLOUT)
         except OSError as e:
             sock.close()
-            self._done(probe, token, CheckResult("failure", _text(e),
-                                                 time.monotonic() - start))
+            self._done(probe, token, tcp.failed(e, start))
             return
-        sock.close()
-        self._done(probe, token, _result(err, time.monotonic() - start))
+        self._tcp[fd] = (probe, token, sock, start)
+        k = int((now + c.timeout) / self.tick) + 1
+        d = self._deadlines.get(k)
+        if d is None:
+            self._deadlines[k] = [(fd, sock)]
+            self._need(k)
+        else:
+            d.append((fd, sock))
 
     def _connected(self) -> None:
         """The epoll set is readable: collect every finished connect."""
-        tcp = self._tcp
+        inflight = self._tcp
         try:
             # all of them (poll's default is at most 1,023: after a stall of
             # the loop the rest would wait for the next turn, and the
             # deadlines' timer could call them timeouts first)
-            events = self._ep.poll(0, len(tcp) + 1)
+            events = self._ep.poll(0, len(inflight) + 1)
         except OSError:  # pragma: no cover - closed under us
             return
         for fd, _ in events:
-            entry = tcp.pop(fd, None)
+            entry = inflight.pop(fd, None)
             if entry is None:
                 continue
             probe, token, sock, start = entry
-            try:
-                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            except OSError as e:
-                err = e.errno or errno.EIO
-            sock.close()                 # leaves the epoll set with it
-            self._done(probe, token, _result(err, time.monotonic() - start))
+            # closing the socket (tcp.connected does) leaves the epoll set
+            self._done(probe, token, tcp.connected(sock, start))
 
     def _expire(self, expired: List[Tuple[int, socket.socket]]) -> None:
-        tcp = self._tcp
+        inflight = self._tcp
         for fd, sock in expired:
-            entry = tcp.get(fd)
+            entry = inflight.get(fd)
             if entry is None or entry[2] is not sock:
                 continue                 # finished in time (the fd may be reused)
-            del tcp[fd]
+            del inflight[fd]
             probe, token, _, start = entry
             sock.close()
-            limit = probe.check.timeout
-            self._done(probe, token, CheckResult("timeout", "no answer within %gs" % limit,
-                                                 time.monotonic() - start))
+            self._done(probe, token, tcp.timed_out(probe.check.timeout, start))
 
     # ------------------------------------------------------------ end
     async def close(self) -> None:
@@ -323,12 +304,3 @@ class Scheduler:
                 t.cancel()
             await asyncio.wait(pending, timeout=0.1)
 
-
-def _text(e: OSError) -> str:
-    return os.strerror(e.errno) if e.errno else str(e)
-
-
-def _result(err: int, duration: float) -> CheckResult:
-    if err:
-        return CheckResult("failure", os.strerror(err), duration)
-    return CheckResult("success", "connected", duration)

@@ -409,3 +409,43 @@ def test_checks_keep_no_descriptor_between_runs():
         writer.close()
     before, after = run(with_server(closing, go))
     assert after <= before
+
+
+def test_one_table_of_check_types():
+    """Every check type is one object of checks.TYPES: the configuration's
+    types, its keys and keepalived's checkers all come from it."""
+    from ipvs.director import checks, convert
+    from ipvs.director.config import CHECK_TYPES, TYPE_KEYS
+    assert tuple(checks.TYPES) == CHECK_TYPES == ("tcp", "http", "https", "udp", "dns",
+                                                  "smtp", "exec", "file", "none")
+    assert TYPE_KEYS["https"] == TYPE_KEYS["http"] + ("sni", "verify")
+    assert convert.CHECKERS == {
+        "TCP_CHECK": "tcp", "HTTP_GET": "http", "SSL_GET": "https", "UDP_CHECK": "udp",
+        "DNS_CHECK": "dns", "SMTP_CHECK": "smtp", "MISC_CHECK": "exec", "FILE_CHECK": "file"}
+
+
+def test_tcp_run_check_deadline_is_the_tcp_definition(monkeypatch):
+    """run_check's TCP check is checks.tcp's, the scheduler's own: its
+    start (tcp.connect) with a deadline on the loop, a connect still in
+    progress at the deadline a timeout."""
+    from ipvs.director.checks import tcp
+    held = []
+
+    def in_progress(c):
+        # a socket that never becomes writable: a listening one
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind((HOST, 0))
+        s.listen(1)
+        held.append(s)
+        return s, time.monotonic()
+    monkeypatch.setattr(tcp, "connect", in_progress)
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        res = await run_check(make_check("tcp", 1, timeout=0.2))
+        return res, loop.time() - t0
+    res, took = run(go())
+    assert res.result == "timeout" and res.message == "no answer within 0.2s", res
+    assert 0.15 <= took < 2.0
+    assert held and held[0].fileno() == -1          # closed by the check
