@@ -33,6 +33,11 @@ RATE_FAMILIES = (
     ("bytes_per_second", "The kernel's estimate of bytes per second, by direction", "gauge",
      ("bps_in", "bps_out")),
 )
+# what STAT_FAMILIES and RATE_FAMILIES become: (name prefix, help prefix) of
+# the whole table's series, the services' and the real servers'
+WHOLE_TABLE = ("ipvs_", "Whole table: ")
+PER_SERVICE = ("ipvs_service_", "Per service: ")
+PER_DESTINATION = ("ipvs_destination_", "Per real server: ")
 # (name, help text, Destination attribute)
 DEST_GAUGES = (
     ("ipvs_destination_weight", "Weight of the real server", "weight"),

@@ -10,9 +10,9 @@ import socket
 from typing import TYPE_CHECKING, Any, Iterator, List, Sequence
 
 from ipvs import Destination, Stats
-from ipvs.exporter.families import (DEST_GAUGES, DESTINATION_LABELS, GLOBAL, RATE_FAMILIES,
-                                    SERVICE_LABELS, STAT_FAMILIES, ZERO, counter_base,
-                                    service_labels)
+from ipvs.exporter.families import (DEST_GAUGES, DESTINATION_LABELS, GLOBAL, PER_DESTINATION,
+                                    PER_SERVICE, RATE_FAMILIES, SERVICE_LABELS, STAT_FAMILIES,
+                                    WHOLE_TABLE, ZERO, counter_base, service_labels)
 
 if TYPE_CHECKING:
     from ipvs.exporter.collector import IPVSCollector, Snapshot
@@ -53,7 +53,7 @@ def families(c: "IPVSCollector", snaps: List["Snapshot"]) -> Iterator[Any]:
     yield info
     yield size
     for name, doc, kind, fields in STAT_FAMILIES:
-        f = fam("ipvs_" + name, "Whole table: " + doc, kind,
+        f = fam(WHOLE_TABLE[0] + name, WHOLE_TABLE[1] + doc, kind,
                 ["direction"] if len(fields) == 2 else [])
         for s in snaps:
             if s.up and s.totals is not None:
@@ -64,7 +64,7 @@ def families(c: "IPVSCollector", snaps: List["Snapshot"]) -> Iterator[Any]:
         groups.append(("service", RATE_FAMILIES))
     for _, fams in groups:
         for name, doc, kind, fields in fams:
-            f = fam("ipvs_service_" + name, "Per service: " + doc, kind,
+            f = fam(PER_SERVICE[0] + name, PER_SERVICE[1] + doc, kind,
                     list(SERVICE_LABELS) + (["direction"] if len(fields) == 2 else []))
             for s in snaps:
                 for svc, _d in c._services(s):
@@ -74,7 +74,7 @@ def families(c: "IPVSCollector", snaps: List["Snapshot"]) -> Iterator[Any]:
     if c.destination_labels != "all":
         return
     for name, doc, kind, fields in STAT_FAMILIES + (RATE_FAMILIES if c.rates else ()):
-        f = fam("ipvs_destination_" + name, "Per real server: " + doc, kind,
+        f = fam(PER_DESTINATION[0] + name, PER_DESTINATION[1] + doc, kind,
                 list(DESTINATION_LABELS) + (["direction"] if len(fields) == 2 else []))
         for s in snaps:
             for svc, dests in c._services(s):
@@ -132,8 +132,8 @@ def text_parts(c: "IPVSCollector", snaps: List["Snapshot"]) -> List[str]:
         if s.up and s.info is not None:
             emit("ipvs_connection_table_size%s %d\n" % (plain(s), s.info.conn_tab_size))
     for name, doc, kind, fields in STAT_FAMILIES:
-        full = "ipvs_" + name
-        head(full, "Whole table: " + doc, kind)
+        full = WHOLE_TABLE[0] + name
+        head(full, WHOLE_TABLE[1] + doc, kind)
         for s in snaps:
             if not (s.up and s.totals is not None):
                 continue
@@ -172,15 +172,15 @@ def text_parts(c: "IPVSCollector", snaps: List["Snapshot"]) -> List[str]:
 
     fams = STAT_FAMILIES + (RATE_FAMILIES if c.rates else ())
     for name, doc, kind, fields in fams:
-        full = "ipvs_service_" + name
-        head(full, "Per service: " + doc, kind)
+        full = PER_SERVICE[0] + name
+        head(full, PER_SERVICE[1] + doc, kind)
         _render_family(out, full, svc_labels, svc_stats, fields)
     if not want_dests:
         return out
     dest_stats = [d.stats or ZERO for d in dests_all]
     for name, doc, kind, fields in fams:
-        full = "ipvs_destination_" + name
-        head(full, "Per real server: " + doc, kind)
+        full = PER_DESTINATION[0] + name
+        head(full, PER_DESTINATION[1] + doc, kind)
         _render_family(out, full, dest_labels, dest_stats, fields)
     for name, doc, attr in DEST_GAUGES:
         head(name, doc, "gauge")
