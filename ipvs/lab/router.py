@@ -43,7 +43,7 @@ import tempfile
 import time
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
-from ipvs.lab import VIP, VIP6, LabError, MissingTool, _ip_batch, _sysctl
+from ipvs.lab.topology import VIP, VIP6, LabError, MissingTool, _ip_batch, _sysctl
 
 if TYPE_CHECKING:
     from ipvs.lab import Lab
