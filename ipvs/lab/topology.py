@@ -7,7 +7,7 @@ is in router.py.  See the package's docstring for the pictures."""
 from __future__ import annotations
 
 import subprocess
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
 from ipvs import netns
 
@@ -70,6 +70,36 @@ def _sysctl(ns: str, values: Dict[str, str]) -> None:
         raise LabError("sysctl in %s: %s" % (ns, e)) from e
 
 
+#: answer ARP only for addresses of the interface asked, never for the VIPs
+#: on lo (real servers under direct routing; the router lab's directors)
+ARP_SYSCTLS = {"net.ipv4.conf.all.arp_ignore": "1", "net.ipv4.conf.all.arp_announce": "2",
+               "net.ipv4.conf.eth0.arp_ignore": "1", "net.ipv4.conf.eth0.arp_announce": "2"}
+
+
+def client(lab: "Lab", gateways: Sequence[str] = ()) -> None:
+    """The client's namespace: its addresses on eth0 (``client_address``,
+    ``client_address6``, ``client_extra``), default routes via ``gateways``."""
+    v6 = "nodad"  # no duplicate address detection: addresses usable at once
+    _ip_batch(["link set lo up", "link set eth0 up",
+               "addr add %s/24 dev eth0" % lab.client_address,
+               "addr add %s/64 dev eth0 %s" % (lab.client_address6, v6)]
+              + ["addr add %s/24 dev eth0" % a for a in lab.client_extra]
+              + ["route add default via %s" % gw for gw in gateways], lab.client)
+
+
+def real_server(ns: str, address: str, address6: str, gateways: Sequence[str] = ()) -> None:
+    """A real server's namespace: its addresses on eth0, the VIPs on lo (for
+    direct routing, ROUTE), default routes via ``gateways``, ARP_SYSCTLS."""
+    v6 = "nodad"  # no duplicate address detection: addresses usable at once
+    _ip_batch(["link set lo up", "link set eth0 up",
+               "addr add %s/24 dev eth0" % address,
+               "addr add %s/64 dev eth0 %s" % (address6, v6),
+               "addr add %s/32 dev lo" % VIP,
+               "addr add %s/128 dev lo %s" % (VIP6, v6)]
+              + ["route add default via %s" % gw for gw in gateways], ns)
+    _sysctl(ns, ARP_SYSCTLS)
+
+
 def build_star(lab: "Lab") -> None:
     """One director: a veth pair from it to the client and to each real
     server (their gateway); the VIPs on the director and on the servers' lo."""
@@ -80,15 +110,9 @@ def build_star(lab: "Lab") -> None:
                      % (i, lab.director, ns))
     _ip_batch(links)
 
-    v6 = "nodad"  # no duplicate address detection: addresses usable at once
-    cmds = ["link set lo up", "link set eth0 up",
-            "addr add %s/24 dev eth0" % CLIENT_ADDRESS,
-            "addr add %s/64 dev eth0 %s" % (CLIENT_ADDRESS6, v6)]
-    cmds += ["addr add %s/24 dev eth0" % a for a in lab.client_extra]
-    cmds += ["route add default via %s.1" % CLIENT_NET,
-             "route add default via fd00:200::1"]
-    _ip_batch(cmds, lab.client)
+    client(lab, ("%s.1" % CLIENT_NET, "fd00:200::1"))
 
+    v6 = "nodad"  # no duplicate address detection: addresses usable at once
     cmds = ["link set lo up", "link set c0 up",
             "addr add %s.1/24 dev c0" % CLIENT_NET,
             "addr add fd00:200::1/64 dev c0 %s" % v6,
@@ -111,18 +135,9 @@ def build_star(lab: "Lab") -> None:
     _sysctl(lab.director, director_sysctls)
 
     for i, ns in enumerate(lab.servers, 1):
-        _ip_batch(["link set lo up", "link set eth0 up",
-                   "addr add 10.200.%d.2/24 dev eth0" % i,
-                   "addr add fd00:200:%d::2/64 dev eth0 %s" % (i, v6),
-                   # the VIPs on lo, for direct routing (ROUTE)
-                   "addr add %s/32 dev lo" % VIP,
-                   "addr add %s/128 dev lo %s" % (VIP6, v6),
-                   "route add default via 10.200.%d.1" % i,
-                   "route add default via fd00:200:%d::1" % i], ns)
-        _sysctl(ns, {"net.ipv4.conf.all.arp_ignore": "1",
-                     "net.ipv4.conf.all.arp_announce": "2",
-                     "net.ipv4.conf.eth0.arp_ignore": "1",
-                     "net.ipv4.conf.eth0.arp_announce": "2"})
+        real_server(ns, lab.server_addresses[i - 1], lab.server_addresses6[i - 1],
+                     ("10.200.%d.1" % i, "fd00:200:%d::1" % i))
+
 
 def build_segment(lab: "Lab") -> None:
     """Two directors: everything on one bridged segment (``lab.switch``),
@@ -134,12 +149,8 @@ def build_segment(lab: "Lab") -> None:
     _ip_batch(["link add eth0 netns %s type veth peer name p%d netns %s" % (ns, i, sw)
                for i, ns in enumerate(members)])
     _ip_batch(["link set p%d master br0 up" % i for i in range(len(members))], sw)
+    client(lab)
     v6 = "nodad"
-    cmds = ["link set lo up", "link set eth0 up",
-            "addr add %s/24 dev eth0" % CLIENT_ADDRESS,
-            "addr add %s/64 dev eth0 %s" % (CLIENT_ADDRESS6, v6)]
-    cmds += ["addr add %s/24 dev eth0" % a for a in lab.client_extra]
-    _ip_batch(cmds, lab.client)
     for i, ns in enumerate(lab.directors):
         cmds = ["link set lo up", "link set eth0 up",
                 "addr add %s/24 dev eth0" % lab.director_addresses[i],
@@ -148,15 +159,7 @@ def build_segment(lab: "Lab") -> None:
             cmds += vip_commands("add")
         _ip_batch(cmds, ns)
     for i, ns in enumerate(lab.servers):
-        _ip_batch(["link set lo up", "link set eth0 up",
-                   "addr add %s/24 dev eth0" % lab.server_addresses[i],
-                   "addr add %s/64 dev eth0 %s" % (lab.server_addresses6[i], v6),
-                   "addr add %s/32 dev lo" % VIP,
-                   "addr add %s/128 dev lo %s" % (VIP6, v6)], ns)
-        _sysctl(ns, {"net.ipv4.conf.all.arp_ignore": "1",
-                     "net.ipv4.conf.all.arp_announce": "2",
-                     "net.ipv4.conf.eth0.arp_ignore": "1",
-                     "net.ipv4.conf.eth0.arp_announce": "2"})
+        real_server(ns, lab.server_addresses[i], lab.server_addresses6[i])
 
 
 def vip_commands(verb: str) -> List[str]:
