@@ -85,7 +85,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import ipvs
 from ipvs import netns
 from ipvs.lab import topology
-from ipvs.lab.client import Client
+from ipvs.lab import client as _client
 from ipvs.lab.servers import _Servers
 from ipvs.lab.topology import (CLIENT_ADDRESS, CLIENT_ADDRESS6, CLIENT_EXTRA,  # noqa: F401
                                CLIENT_NET, CLIENT_NET6, VIP, VIP6, LabError, MissingTool,
@@ -94,7 +94,7 @@ from ipvs.lab.topology import (CLIENT_ADDRESS, CLIENT_ADDRESS6, CLIENT_EXTRA,  #
 __all__ = ["Lab", "LabError", "MissingTool", "wait_for"]
 
 
-class Lab(Client):
+class Lab:
     """A client, a director and ``servers`` real servers in fresh network
     namespaces (see the module's docstring for the topology).
 
@@ -380,6 +380,16 @@ class Lab(Client):
         srv = self._live_servers()
         with srv.lock:
             return collections.Counter(srv.local)
+
+    # ------------------------------------------------------------- client
+    # the client's traffic (client.py)
+    tcp_connect = _client.tcp_connect
+    run_tcp = _client.run_tcp
+    hold = _client.hold
+    echo = staticmethod(_client.echo)
+    run_udp = _client.run_udp
+    http_get = _client.http_get
+
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0,
              interval: float = 0.1) -> Any:
