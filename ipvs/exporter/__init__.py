@@ -41,8 +41,12 @@ from ipvs.exporter.cli import main
 from ipvs.exporter.collector import IPVSCollector, ServiceFilter, Snapshot
 from ipvs.exporter.families import (DESTINATION_LABELS, SERVICE_LABELS,  # noqa: F401
                                     service_labels)
-from ipvs.exporter.http import (CONTENT_TYPE, DEFAULT_LISTEN, make_wsgi_app,  # noqa: F401
-                                parse_listen, serve)
+from ipvs.exporter.http import (CONTENT_TYPE, make_wsgi_app, parse_listen,  # noqa: F401
+                                serve)
+from ipvs.exporter.http import DEFAULT_LISTEN as _DEFAULT_LISTEN
 
 __all__ = ["IPVSCollector", "Snapshot", "ServiceFilter", "parse_service", "service_string",
            "service_labels", "make_wsgi_app", "serve", "main", "DEFAULT_LISTEN"]
+
+#: where ``python -m ipvs.exporter`` listens unless ``--listen`` says otherwise
+DEFAULT_LISTEN = _DEFAULT_LISTEN

@@ -8,10 +8,9 @@ import re
 import socket
 import threading
 import zlib
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
-if TYPE_CHECKING:
-    from ipvs.exporter.collector import IPVSCollector
+from ipvs.exporter.collector import IPVSCollector
 
 __all__ = ["make_wsgi_app", "serve", "parse_listen", "DEFAULT_LISTEN", "CONTENT_TYPE"]
 
@@ -23,7 +22,7 @@ DEFAULT_LISTEN = "127.0.0.1:9587"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def make_wsgi_app(collector: "IPVSCollector", registry: Any = None,
+def make_wsgi_app(collector: IPVSCollector, registry: Any = None,
                   path: str = "/metrics") -> Callable[..., Any]:
     """A WSGI app serving, on ``GET path``, the collector's `render()` text
     followed by ``registry``'s metrics (``prometheus_client``'s text format;
@@ -105,7 +104,7 @@ def parse_listen(text: str) -> Tuple[str, int]:
     return (addr or "0.0.0.0", int(m.group(3)))
 
 
-def serve(collector: "IPVSCollector", listen: str = DEFAULT_LISTEN, registry: Any = None,
+def serve(collector: IPVSCollector, listen: str = DEFAULT_LISTEN, registry: Any = None,
           ) -> Tuple[Any, threading.Thread]:
     """Serve ``make_wsgi_app(collector, registry)`` on ``listen``
     (``ADDR:PORT``) with prometheus_client's thread-per-request WSGI server,

@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import collections
 import socket
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import List, Optional, Protocol, Tuple
 
 from ipvs import errors, netns
 
-if TYPE_CHECKING:
-    from ipvs.lab import Lab
-
 __all__ = ["tcp_connect", "run_tcp", "hold", "echo", "run_udp", "http_get"]
+
+
+class LabClient(Protocol):
+    """What the functions here use of a ``Lab``."""
+
+    client: str            # the client's namespace
+    timeout: float         # of each operation, seconds
+    http_port: int         # http_get's default port
+    _next_tcp_port: int    # hold's next source port (10000..19999)
+    _next_udp_port: int    # run_udp's next source port (20000..32767)
 
 
 def _family(address: str) -> int:
@@ -34,7 +41,7 @@ def _read_name(s: socket.socket) -> str:
     return buf.decode().strip()
 
 
-def _client_connect(lab: Lab, address: str, port: int, source: Optional[str] = None,
+def _client_connect(lab: LabClient, address: str, port: int, source: Optional[str] = None,
                     source_port: int = 0) -> socket.socket:
     """A TCP socket from the client namespace, connected to address:port
     (closed again when the connect fails)."""
@@ -53,7 +60,7 @@ def _client_connect(lab: Lab, address: str, port: int, source: Optional[str] = N
     return s
 
 
-def tcp_connect(self: Lab, address: str, port: int, source: Optional[str] = None,
+def tcp_connect(self: LabClient, address: str, port: int, source: Optional[str] = None,
                 source_port: int = 0) -> Tuple[socket.socket, str]:
     """Open a TCP connection from the client; returns (socket, server name).
 
@@ -68,7 +75,7 @@ def tcp_connect(self: Lab, address: str, port: int, source: Optional[str] = None
     return s, name
 
 
-def run_tcp(self: Lab, address: str, port: int, count: int,
+def run_tcp(self: LabClient, address: str, port: int, count: int,
             source: Optional[str] = None) -> "collections.Counter[str]":
     """``count`` TCP connections to address:port, one after the other.
 
@@ -92,7 +99,7 @@ def run_tcp(self: Lab, address: str, port: int, count: int,
     return seen
 
 
-def hold(self: Lab, address: str, port: int, count: int,
+def hold(self: LabClient, address: str, port: int, count: int,
          source: Optional[str] = None) -> List[Tuple[socket.socket, str]]:
     """Open ``count`` TCP connections and keep them open: (socket, name).
 
@@ -130,7 +137,7 @@ def echo(s: "socket.socket", data: bytes = b"hello\n") -> bytes:
     return got
 
 
-def _udp_port(lab: Lab) -> int:
+def _udp_port(lab: LabClient) -> int:
     # below the default ephemeral range (32768-60999): never picked by
     # the kernel for anyone else
     port = lab._next_udp_port
@@ -138,7 +145,7 @@ def _udp_port(lab: Lab) -> int:
     return port
 
 
-def run_udp(self: Lab, address: str, port: int, count: int,
+def run_udp(self: LabClient, address: str, port: int, count: int,
             source: Optional[str] = None, retries: int = 2) -> "collections.Counter[str]":
     """``count`` UDP exchanges, each from a new socket and a source port
     not used before by this lab (so each is a new IPVS connection: a
@@ -168,7 +175,7 @@ def run_udp(self: Lab, address: str, port: int, count: int,
     return seen
 
 
-def http_get(self: Lab, address: str, path: str = "/", port: Optional[int] = None,
+def http_get(self: LabClient, address: str, path: str = "/", port: Optional[int] = None,
              source: Optional[str] = None) -> Tuple[int, str]:
     """``GET path`` from the client namespace (default port
     ``http_port``): (status, body). Raises OSError when refused or
