@@ -21,6 +21,7 @@ from prometheus_client.core import CollectorRegistry, Counter  # noqa: E402
 from prometheus_client.exposition import generate_latest  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
+import ipvs  # noqa: E402
 from ipvs import Destination, Info, Service, Stats  # noqa: E402
 import ipvs.exporter as ex  # noqa: E402
 
@@ -319,15 +320,70 @@ def test_handles_are_pooled_and_scrapes_run_in_parallel() -> None:
     assert FakeHandle.opened == opened   # a pooled handle was reused
 
 
+PROC_STATS = ("   Total Incoming Outgoing         Incoming         Outgoing\n"
+              "   Conns  Packets  Packets            Bytes            Bytes\n"
+              "      14       8C        0             3A98                0\n\n"
+              " Conns/s   Pkts/s   Pkts/s          Bytes/s          Bytes/s\n"
+              "       1        2        0               10                0\n")
+
+
 def test_proc_stats_parser() -> None:
-    text = ("   Total Incoming Outgoing         Incoming         Outgoing\n"
-            "   Conns  Packets  Packets            Bytes            Bytes\n"
-            "      14       8C        0             3A98                0\n\n"
-            " Conns/s   Pkts/s   Pkts/s          Bytes/s          Bytes/s\n"
-            "       1        2        0               10                0\n")
-    assert ex.parse_proc_stats(text) == Stats(20, 140, 0, 15000, 0, 1, 2, 0, 16, 0)
-    big = text.replace("3A98", "FFFFFFFFFFFFFFFF")
-    assert ex.parse_proc_stats(big).bytes_in == 2**64 - 1
+    """The exporter's whole-table totals are the library's ``IPVS.stats()``:
+    its parser of /proc/net/ip_vs_stats reads the kernel's layout."""
+    from ipvs._handle import parse_global_stats
+    assert parse_global_stats(PROC_STATS) == Stats(20, 140, 0, 15000, 0, 1, 2, 0, 16, 0)
+    big = PROC_STATS.replace("3A98", "FFFFFFFFFFFFFFFF")
+    assert parse_global_stats(big).bytes_in == 2**64 - 1
+
+
+class StatsHandle(FakeHandle):
+    """A FakeHandle with the library's ``stats()``: the given text parsed
+    as ``IPVS.stats()`` parses /proc/net/ip_vs_stats, or its failure."""
+    stats_calls = 0
+
+    def __init__(self, table: Dict[Service, List[Destination]], proc: Any) -> None:
+        super().__init__(table)
+        self._proc = proc
+
+    def stats(self) -> Stats:
+        from ipvs._handle import parse_global_stats
+        StatsHandle.stats_calls += 1
+        if isinstance(self._proc, Exception):
+            raise self._proc
+        return parse_global_stats(self._proc)
+
+
+def test_totals_proc_are_the_handles_stats_else_the_sum() -> None:
+    t = mixed_table()
+    summed = series(collector(t).render())
+    ours = [("ipvs_connections_total", ()), ("ipvs_packets_total", (("direction", "in"),)),
+            ("ipvs_bytes_total", (("direction", "in"),))]
+    # the kernel's counters (they keep counting after a service is deleted)
+    c = ex.IPVSCollector(opener=lambda ns: StatsHandle(t, PROC_STATS))
+    s = series(c.render())
+    assert [s[k] for k in ours] == [20, 140, 15000]
+    assert s.keys() == summed.keys()
+    generic = series(generic_text(c, c.snapshots()))
+    assert generic.keys() == s.keys() and [generic[k] for k in ours] == [20, 140, 15000]
+    # the file cannot be read (no /proc, IPVS not loaded yet: the library's
+    # IPVSUnavailableError; or an unknown layout): the sum over services,
+    # and the handle stays pooled (its socket is fine)
+    for failure in (ipvs.IPVSUnavailableError(2, "no /proc/net/ip_vs_stats"),
+                    ValueError("unexpected /proc/net/ip_vs_stats format")):
+        before = FakeHandle.opened
+        calls = StatsHandle.stats_calls
+        c = ex.IPVSCollector(opener=lambda ns: StatsHandle(t, failure))
+        assert series(c.render()) == summed
+        assert series(c.render()) == summed
+        assert StatsHandle.stats_calls == calls + 2
+        assert FakeHandle.opened == before + 1
+        assert len(c._pools[None]) == 1 and not c._pools[None][0][0].closed
+    # an opener's handle without stats(): the sum; totals="sum": stats() unasked
+    assert series(collector(t, totals="proc").render()) == summed
+    calls = StatsHandle.stats_calls
+    c = ex.IPVSCollector(opener=lambda ns: StatsHandle(t, PROC_STATS), totals="sum")
+    assert series(c.render()) == summed
+    assert StatsHandle.stats_calls == calls
 
 
 def test_wsgi_server_serves_fast_text_and_registry() -> None:

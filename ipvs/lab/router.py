@@ -43,7 +43,8 @@ import tempfile
 import time
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
-from ipvs.lab import VIP, VIP6, LabError, MissingTool, _ip_batch, _sysctl
+from ipvs.lab.topology import (ARP_SYSCTLS, LabError, MissingTool, _ip_batch, _sysctl, client,
+                               real_server)
 
 if TYPE_CHECKING:
     from ipvs.lab import Lab
@@ -381,15 +382,9 @@ class RouterLab:
             ["s%d" % i for i in range(1, len(lab.servers) + 1)]
         _ip_batch(["link set %s master br0 up" % p for p in ports], sw)
 
-        v6 = "nodad"  # addresses usable at once
-        cmds = ["link set lo up", "link set eth0 up",
-                "addr add %s/24 dev eth0" % lab.client_address,
-                "addr add %s/64 dev eth0 %s" % (lab.client_address6, v6)]
-        cmds += ["addr add %s/24 dev eth0" % a for a in lab.client_extra]
-        cmds += ["route add default via %s.1" % CLIENT_NET,
-                 "route add default via %s:1" % CLIENT_NET6]
-        _ip_batch(cmds, lab.client)
+        client(lab, ("%s.1" % CLIENT_NET, "%s:1" % CLIENT_NET6))
 
+        v6 = "nodad"  # addresses usable at once
         _ip_batch(["link set lo up", "link set c0 up", "link set eth0 up",
                    "addr add %s.1/24 dev c0" % CLIENT_NET,
                    "addr add %s:1/64 dev c0 %s" % (CLIENT_NET6, v6),
@@ -406,24 +401,16 @@ class RouterLab:
             "net.ipv4.conf.c0.rp_filter": "0",
             "net.ipv4.conf.eth0.rp_filter": "0",
         })
-        arp = {"net.ipv4.conf.all.arp_ignore": "1", "net.ipv4.conf.all.arp_announce": "2",
-               "net.ipv4.conf.eth0.arp_ignore": "1", "net.ipv4.conf.eth0.arp_announce": "2"}
         for i, ns in enumerate(lab.directors):
             _ip_batch(["link set lo up", "link set eth0 up",
                        "addr add %s/24 dev eth0" % lab.director_addresses[i],
                        "addr add %s/64 dev eth0 %s" % (self.director_addresses6[i], v6),
                        "route add default via %s" % self.router_address,
                        "route add default via %s" % self.router_address6], ns)
-            _sysctl(ns, arp)
+            _sysctl(ns, ARP_SYSCTLS)
         for i, ns in enumerate(lab.servers):
-            _ip_batch(["link set lo up", "link set eth0 up",
-                       "addr add %s/24 dev eth0" % lab.server_addresses[i],
-                       "addr add %s/64 dev eth0 %s" % (lab.server_addresses6[i], v6),
-                       "addr add %s/32 dev lo" % VIP,
-                       "addr add %s/128 dev lo %s" % (VIP6, v6),
-                       "route add default via %s" % self.router_address,
-                       "route add default via %s" % self.router_address6], ns)
-            _sysctl(ns, arp)
+            real_server(ns, lab.server_addresses[i], lab.server_addresses6[i],
+                        (self.router_address, self.router_address6))
 
         self.folder = tempfile.mkdtemp(prefix="ipvslab-bgp-")
         self.bird = _Bird("router", router,
