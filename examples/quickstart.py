@@ -5,7 +5,7 @@
 
 Needs root and a kernel with IPVS and veth (the sandbox kernel has both).
 It builds a client, a director and three real servers in their own network
-namespaces (private 10.200.x.y addresses, see ipvs/lab.py), configures the
+namespaces (private 10.200.x.y addresses, see ipvs/lab/), configures the
 director's IPVS table through ``ipvs`` -- a TCP service (wrr, weights 1:2:3)
 and a UDP service (rr), three NAT destinations each -- sends real
 connections from the client, and prints the table with its counters and

@@ -3,7 +3,7 @@
 alert has a unit test that makes it fire and one that must not, every
 expression of the dashboard parses with Prometheus's own parser, and every
 metric name used in the rules and the dashboard is one that
-ipvs/director/metrics.py or ipvs/exporter.py defines.
+ipvs/director/metrics.py or ipvs/exporter/ defines.
 
 promtool comes from Debian's ``prometheus`` package; without it these
 tests skip, except in CI (``CI=true``), where they fail.  Installed from a
@@ -15,6 +15,7 @@ Prometheus scraping a director in the lab, and imports the helpers below.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -30,8 +31,8 @@ RULES = os.path.join(CONTRIB, "prometheus", "ipvs-director-alerts.yml")
 RULES_TEST = os.path.join(CONTRIB, "prometheus", "ipvs-director-alerts.test.yml")
 DASHBOARD = os.path.join(CONTRIB, "grafana", "ipvs-director.json")
 UNIT = os.path.join(CONTRIB, "systemd", "ipvs-director.service")
-SOURCES = [os.path.join(ROOT, "ipvs", "director", "metrics.py"),
-           os.path.join(ROOT, "ipvs", "exporter.py")]
+SOURCES = [os.path.join(ROOT, "ipvs", "director", "metrics.py")] + sorted(
+    glob.glob(os.path.join(ROOT, "ipvs", "exporter", "*.py")))
 
 #: the alerts the rules must have (docs/alerts.md explains each)
 ALERTS = ("IPVSDirectorRealServerDown", "IPVSDirectorQuorumLost",
