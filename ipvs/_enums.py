@@ -5,10 +5,25 @@ states (values from the kernel's uapi, include/uapi/linux/ip_vs.h)."""
 from __future__ import annotations
 
 import enum
-from typing import Optional
+from typing import Mapping, Optional, Type, TypeVar
 
 __all__ = ["Protocol", "Forward", "ServiceFlags", "TunnelType", "TunnelFlags", "DaemonState"]
 
+
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def _by_name(cls: Type[_E], value: object,
+             aliases: Optional[Mapping[str, str]] = None) -> Optional[_E]:
+    """The member named by ``value`` (a str, any case, or one of its
+    ``aliases``), else None (the enum then raises its ValueError)."""
+    if not isinstance(value, str):
+        return None
+    name = value.strip().upper()
+    try:
+        return cls[aliases.get(name, name) if aliases else name]
+    except KeyError:
+        return None
 
 
 class Protocol(enum.IntEnum):
@@ -19,12 +34,7 @@ class Protocol(enum.IntEnum):
 
     @classmethod
     def _missing_(cls, value: object) -> Optional["Protocol"]:
-        if isinstance(value, str):
-            try:
-                return cls[value.strip().upper()]
-            except KeyError:
-                return None
-        return None
+        return _by_name(cls, value)
 
     def __str__(self) -> str:
         return self.name
@@ -40,16 +50,12 @@ class Forward(enum.IntEnum):
 
     @classmethod
     def _missing_(cls, value: object) -> Optional["Forward"]:
-        if isinstance(value, str):
-            name = value.strip().upper()
-            aliases = {"NAT": "MASQ", "MASQUERADE": "MASQ", "DR": "ROUTE", "GATE": "ROUTE",
-                       "GATEWAYING": "ROUTE", "DIRECT": "ROUTE", "IPIP": "TUNNEL", "TUN": "TUNNEL",
-                       "LOCALNODE": "LOCAL"}
-            try:
-                return cls[aliases.get(name, name)]
-            except KeyError:
-                return None
-        return None
+        return _by_name(cls, value, _FORWARD_ALIASES)
+
+
+_FORWARD_ALIASES = {"NAT": "MASQ", "MASQUERADE": "MASQ", "DR": "ROUTE", "GATE": "ROUTE",
+                    "GATEWAYING": "ROUTE", "DIRECT": "ROUTE", "IPIP": "TUNNEL", "TUN": "TUNNEL",
+                    "LOCALNODE": "LOCAL"}
 
 
 class ServiceFlags(enum.IntFlag):
