@@ -12,7 +12,6 @@ Run inside the sandbox:
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -25,67 +24,10 @@ from typing import Dict, List, Optional
 import pytest
 
 import ipvs
-from ipvs.director.control import request
 from ipvs.lab import Lab, wait_for
+from tests.lab.harness import DirectorProc
 
 FAILOVER: Dict[str, float] = {}
-
-
-class DirectorProc:
-    """``python -m ipvs.director -c FILE`` in the background, stopped by
-    close() (SIGTERM, then SIGKILL)."""
-
-    def __init__(self, tmp_path, name: str, text: str) -> None:
-        self.name = name
-        self.path = tmp_path / (name + ".toml")
-        self.path.write_text(text)
-        self.sock = str(tmp_path / (name + ".sock"))
-        self.log = tmp_path / (name + ".log")
-        self.errfile = open(self.log, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ipvs.director", "-c", str(self.path), "--log-format", "json"],
-            stdout=subprocess.DEVNULL, stderr=self.errfile)
-        deadline = time.monotonic() + 20
-        while True:
-            assert self.proc.poll() is None, "director %s died: %s" % (name, self.stderr())
-            try:
-                if request(self.sock, "GET", "/status", timeout=2)[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "director %s did not start" % name
-            time.sleep(0.05)
-
-    def stderr(self) -> str:
-        return self.log.read_text()
-
-    def events(self) -> List[dict]:
-        out = []
-        for line in self.stderr().splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-        return out
-
-    def call(self, method: str, target: str, body=None):
-        st, data = request(self.sock, method, target, body, timeout=60)
-        return st, json.loads(data) if data else None
-
-    def role(self, state: str) -> dict:
-        st, body = self.call("POST", "/role", {"state": state})
-        assert st == 200, body
-        return body
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.errfile.close()
 
 
 def director_text(lab: Lab, i: int, tmp_path, state: Optional[str],
@@ -128,16 +70,20 @@ def pair(tmp_path):
     made: List[DirectorProc] = []
     with Lab(servers=2, directors=2, timeout=5.0) as lab:
         def start(i: int, state: Optional[str], fifo: Optional[str] = None) -> DirectorProc:
-            d = DirectorProc(tmp_path, "d%d" % i, director_text(lab, i, tmp_path, state, fifo))
+            name = "d%d" % i
+            path = tmp_path / (name + ".toml")
+            path.write_text(director_text(lab, i, tmp_path, state, fifo))
+            d = DirectorProc(path, tmp_path / (name + ".sock"), tmp_path / (name + ".log"),
+                             name="director " + name)
             made.append(d)
-            return d
+            return d.start()
         try:
             yield lab, start
         finally:
             for d in made:
                 d.close()
             for d in made:
-                if d.proc.returncode not in (0, None):
+                if d.proc is not None and d.proc.returncode not in (0, None):
                     print("---- %s stderr ----\n%s" % (d.name, d.stderr()[-3000:]))
 
 
