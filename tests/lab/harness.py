@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import pytest
@@ -248,6 +249,40 @@ def refused_scheduler() -> str:
 
 
 # ------------------------------------------------------------ tools
+
+KEEPALIVED = shutil.which("keepalived") or "/usr/sbin/keepalived"
+
+
+class KeepalivedProc:
+    """Debian's keepalived in namespace ``ns`` with ``args`` (``-n``: in
+    the foreground), its output in the file ``log``.  With ``session``, in
+    a session of its own: stop() signals keepalived itself only (its notify
+    commands, in its process group, are left to finish) and kills the whole
+    group only when keepalived does not stop."""
+
+    def __init__(self, ns: str, args: List[str], log, session: bool = False) -> None:
+        self.log, self.session = Path(log), session
+        self.errfile = open(self.log, "ab")
+        self.proc = subprocess.Popen(["ip", "netns", "exec", ns, KEEPALIVED, *args],
+                                     stdout=self.errfile, stderr=subprocess.STDOUT,
+                                     start_new_session=session)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                if self.session:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                else:
+                    self.proc.kill()
+                self.proc.wait(10)
+        self.errfile.close()
+
 
 def missing_tool(e: MissingTool) -> None:
     """Skip for a missing tool (BIRD, ExaBGP ...), or fail under CI=true."""

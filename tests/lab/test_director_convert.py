@@ -15,7 +15,6 @@ import contextlib
 import http.server
 import re
 import shutil
-import signal
 import socket
 import ssl
 import struct
@@ -30,7 +29,7 @@ import pytest
 from ipvs import netns
 from ipvs.director.convert import convert_file
 from ipvs.lab import Lab
-from tests.lab.harness import DirectorProc, ipvsadm
+from tests.lab.harness import DirectorProc, KeepalivedProc, ipvsadm
 
 CORPUS = Path(__file__).parent / "keepalived"
 HTTPS_PORT = 8443
@@ -93,28 +92,11 @@ def settle(ns: str, quiet: float = SETTLE_QUIET, limit: float = SETTLE_MAX,
     raise AssertionError("the table did not settle in %gs: %s" % (limit, last))
 
 
-class Keepalived:
-    def __init__(self, ns: str, conf: Path, work: Path) -> None:
-        self.log = open(work / "keepalived.log", "wb")
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, "keepalived", "-n", "-l", "-C", "-G",
-             "-f", str(conf), "-p", str(work / "keepalived.pid"),
-             "-c", str(work / "checkers.pid")],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        self.path = work / "keepalived.log"
-
-    def output(self) -> str:
-        return self.path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.log.close()
+def keepalived(ns: str, conf: Path, work: Path) -> KeepalivedProc:
+    """keepalived with its checkers (-C) and without VRRP, on ``conf``."""
+    return KeepalivedProc(ns, ["-n", "-l", "-C", "-G", "-f", str(conf),
+                               "-p", str(work / "keepalived.pid"),
+                               "-c", str(work / "checkers.pid")], work / "keepalived.log")
 
 
 class _Extras:
@@ -277,12 +259,12 @@ def _close(lab, extras: "_Extras") -> None:
 
 def keepalived_table(name: str, work: Path) -> List[str]:
     lab, health = _lab_with_http(work.parent)
-    ka: Optional[Keepalived] = None
+    ka: Optional[KeepalivedProc] = None
     try:
         fill(lab, work)
         for fname, text in EXTRA_FILES.get(name, {}).items():
             (work / fname).write_text(text)
-        ka = Keepalived(lab.director, work / name, work)
+        ka = keepalived(lab.director, work / name, work)
         try:
             got = settle(lab.director, alive=lambda: ka.proc.poll() is None)
         except AssertionError as e:
