@@ -21,8 +21,7 @@ import pytest
 
 import ipvs
 from ipvs.lab import Lab, MissingTool, wait_for
-from tests.lab.test_director import DirectorProc
-from tests.lab.test_lab_router import _missing   # skip, or fail under CI=true
+from tests.lab.harness import DirectorProc, ipvsadm, missing_tool
 
 N = 3
 HELD = 60
@@ -133,9 +132,7 @@ def echoes(lab: Lab, held) -> Tuple[int, List[int]]:
 
 
 def tables(lab: Lab) -> List[str]:
-    import subprocess
-    return [subprocess.run(["ip", "netns", "exec", ns, "ipvsadm", "-Sn"], capture_output=True,
-                           text=True, check=True).stdout for ns in lab.directors]
+    return [ipvsadm(ns, "-Sn") for ns in lab.directors]
 
 
 @pytest.fixture
@@ -143,7 +140,7 @@ def lab():
     try:
         lb = Lab(3, directors=N, router=True, bgp_hold=HOLD, lifetime=600).start()
     except MissingTool as e:
-        _missing(e)
+        missing_tool(e)     # skip, or fail under CI=true
     with lb:
         yield lb
 
@@ -154,7 +151,7 @@ def _up(lab: Lab, d: Directors, capsys) -> float:
         for i in range(N):
             d.start(i)
     except MissingTool as e:
-        _missing(e)
+        missing_tool(e)
     paths(lab, lab.director_addresses, 40)
     total = time.monotonic() - t0
     _say(capsys, "%s: three next hops %.1f s after the first director started"

@@ -18,6 +18,7 @@ import pytest
 
 import ipvs
 from ipvs.lab import Lab, wait_for
+from tests.lab.harness import weights
 
 pytestmark = pytest.mark.kernel
 
@@ -34,14 +35,6 @@ def write(path: Path, lab: Lab, weights: dict) -> None:
     tmp = path.with_suffix(".new")
     tmp.write_text(json.dumps(data))
     os.replace(tmp, path)
-
-
-def weights(lab: Lab) -> dict:
-    with lab.ipvs() as lb:
-        for svc in lb.services():
-            if str(svc.address) == lab.vip:
-                return {lab.by_address[str(d.address)]: d.weight for d in lb.destinations(svc)}
-    return {}
 
 
 def test_the_controller_in_the_lab(tmp_path):

@@ -9,7 +9,6 @@ Run inside the sandbox:
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import signal
@@ -17,249 +16,14 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
-from typing import Dict, List, Optional
-
-import pytest
+from typing import Dict, List
 
 import ipvs
-from ipvs import netns
-from ipvs.director.control import request
+from tests.lab.harness import (INTERVAL, QUIESCE_BOUND, RECOVER_BOUND, RISE, TIMEOUT, all_up,
+                               config, metrics_text, timed, wait_until, weights)
 
-try:  # the public lab, once it exists, has HTTP health endpoints of its own
-    from ipvs.lab import Lab  # type: ignore[import-not-found]
-    PUBLIC_LAB = True
-except ImportError:
-    from ipvs._lab import Lab
-    PUBLIC_LAB = False
-
-HTTP_PORT = 8080
-INTERVAL = 0.3
-TIMEOUT = 0.5
-RISE = 2
-FALL = 2
-SLACK = 0.2          # the round's dump + batch and this test's polling
 TIMES: Dict[str, List[float]] = {}
-
-
-# ------------------------------------------------------------ lab helpers
-
-class _Health:
-    """HTTP servers on HTTP_PORT in the real servers' namespaces (what the
-    public lab gives by itself): GET /health answers a settable status."""
-
-    def __init__(self, lab) -> None:
-        self.lab = lab
-        self.status: Dict[str, int] = {n: 200 for n in lab.names}
-        self.servers: Dict[str, http.server.HTTPServer] = {}
-        for name in lab.names:
-            self.start_server(name)
-
-    def _handler(self, name: str):
-        health = self
-
-        class H(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                code = health.status[name] if self.path == "/health" else 200
-                body = (name + "\n").encode()
-                self.send_response(code)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *a) -> None:
-                pass
-        return H
-
-    def start_server(self, name: str) -> None:
-        ns = self.lab.servers[self.lab.names.index(name)]
-        with netns.enter(ns):
-            srv = http.server.ThreadingHTTPServer(("0.0.0.0", HTTP_PORT), self._handler(name))
-        srv.daemon_threads = True
-        srv.timeout = 1
-        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1},
-                         daemon=True).start()
-        self.servers[name] = srv
-
-    def stop_server(self, name: str) -> None:
-        srv = self.servers.pop(name)
-        srv.shutdown()
-        srv.server_close()
-
-    def close(self) -> None:
-        for name in list(self.servers):
-            self.stop_server(name)
-
-
-@pytest.fixture
-def lab():
-    with Lab(3) as lb:
-        if PUBLIC_LAB:
-            yield lb
-            return
-        health = _Health(lb)
-        lb.http_port = HTTP_PORT
-        lb.set_http_status = lambda name, status: health.status.__setitem__(name, status)
-        lb.stop_server = health.stop_server
-        lb.start_server = health.start_server
-        try:
-            yield lb
-        finally:
-            health.close()
-
-
-class DirectorProc:
-    """A director process on a config file of the test."""
-
-    def __init__(self, path: str, sock: str, log: str) -> None:
-        self.path, self.sock, self.log = path, sock, log
-        self.proc: Optional[subprocess.Popen] = None
-
-    def start(self) -> "DirectorProc":
-        self.errfile = open(self.log, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ipvs.director", "-c", self.path, "--log-format", "json"],
-            stdout=subprocess.DEVNULL, stderr=self.errfile)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, "director died: " + self.stderr()
-            try:
-                st, _ = request(self.sock, "GET", "/status", timeout=2)
-                if st == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError("director did not start: " + self.stderr())
-
-    def stderr(self) -> str:
-        with open(self.log) as f:
-            return f.read()
-
-    def events(self) -> List[dict]:
-        out = []
-        for line in self.stderr().splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-        return out
-
-    def call(self, method: str, target: str, body=None):
-        st, data = request(self.sock, method, target, body, timeout=30)
-        return st, json.loads(data) if data else None
-
-    def status(self) -> dict:
-        st, body = self.call("GET", "/status")
-        assert st == 200
-        return body
-
-    def stop(self, sig=signal.SIGTERM) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.send_signal(signal.SIGUSR1)   # faulthandler: every thread's stack
-            time.sleep(0.5)
-            self.proc.kill()
-            self.proc.wait(10)
-            raise AssertionError("director did not stop: " + self.stderr()[-6000:])
-        finally:
-            self.errfile.close()
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
-@pytest.fixture
-def director_factory(tmp_path):
-    made: List[DirectorProc] = []
-
-    def make(text: str, name: str = "director.toml") -> DirectorProc:
-        path = tmp_path / name
-        path.write_text(text)
-        d = DirectorProc(str(path), str(tmp_path / "ctl.sock"), str(tmp_path / "stderr.log"))
-        made.append(d)
-        return d
-    yield make
-    for d in made:
-        d.kill()
-        if os.path.exists(d.log):  # shown by pytest when the test failed
-            print("---- director stderr ----\n" + d.stderr()[-4000:])
-
-
-def config(lab, tmp_path, *, servers=None, check: str = "", service_extra: str = "",
-           director_extra: str = "", port: int = 80, scheduler: str = "wrr") -> str:
-    """A config text: one TCP service on the VIP, real servers by
-    {name: extra lines}, an HTTP health check by default."""
-    servers = servers if servers is not None else {n: "" for n in lab.names}
-    check = check or ('type = "http"\nport = %d\npath = "/health"' % lab.http_port)
-    text = """
-[director]
-netns = "%s"
-control = "%s"
-drain_timeout = 20
-resync_interval = 1
-%s
-
-[[service]]
-address = "%s"
-port = %d
-scheduler = "%s"
-%s
-
-[service.check]
-%s
-interval = %s
-retry_interval = %s
-timeout = %s
-rise = %d
-fall = %d
-""" % (lab.director, tmp_path / "ctl.sock", director_extra, lab.vip, port, scheduler,
-       service_extra, check, INTERVAL, INTERVAL, TIMEOUT, RISE, FALL)
-    for name, extra in servers.items():
-        addr = lab.server_addresses[lab.names.index(name)]
-        text += '\n[[service.real_server]]\naddress = "%s"\nport = %d\nforward = "masq"\n%s\n' % (
-            addr, lab.port, extra)
-    return text
-
-
-def weights(lab, port: int = 80) -> Dict[str, int]:
-    """{server name: weight} of the VIP service now (absent: not listed)."""
-    with lab.ipvs() as lb:
-        for svc in lb.services():
-            if str(svc.address) == lab.vip and svc.port == port:
-                return {lab.by_address[str(d.address)]: d.weight for d in lb.destinations(svc)}
-    return {}
-
-
-def wait_until(pred, timeout: float, step: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(step)
-
-
-def timed(pred, timeout: float) -> float:
-    t = time.monotonic()
-    assert wait_until(pred, timeout), "condition not reached in %.1fs" % timeout
-    return time.monotonic() - t
-
-
-def all_up(lab, want: Dict[str, int]):
-    return lambda: weights(lab) == want
-
-
-QUIESCE_BOUND = FALL * INTERVAL + TIMEOUT + SLACK
-RECOVER_BOUND = RISE * INTERVAL + TIMEOUT + SLACK
 
 
 # ------------------------------------------------------------ tests
@@ -316,8 +80,7 @@ def test_client_traffic_follows_weights(lab, tmp_path, director_factory):
     lab.set_http_status("rs3", 503)
     timed(lambda: weights(lab).get("rs3") == 0, 10)
     # /metrics, served in the director's namespace
-    with netns.enter(lab.director):
-        text = urllib.request.urlopen("http://127.0.0.1:19587/metrics", timeout=5).read().decode()
+    text = metrics_text(lab.director, 19587)
     labels = ('address="%s",destination_address="%s",destination_port="%d",family="ipv4",'
               'fwmark="0",port="80",protocol="tcp"')
     assert "ipvs_director_real_server_up{%s} 0.0" % (

@@ -13,14 +13,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import urllib.request
-
-import pytest
 
 import ipvs
-from ipvs import netns
-from tests.lab.test_director import (  # noqa: F401  (fixtures)
-    DirectorProc, config, director_factory, lab, timed, wait_until, weights)
+from tests.lab.harness import (config, ipvsadm, metrics_text, refused_scheduler, timed,
+                               vs_sysctl, wait_until, weights, weights_by_address)
 
 DRAIN_POLL = 1.0
 # a drain ends at most DRAIN_POLL + 1 s after its end condition (the
@@ -28,26 +24,9 @@ DRAIN_POLL = 1.0
 DRAIN_BOUND = DRAIN_POLL + 1.0 + 1.5
 
 
-def _refused_scheduler() -> str:
-    """A scheduler name --check accepts and this kernel refuses (a module
-    it does not have: Debian's 6.1 has no ip_vs_twos)."""
-    from ipvs.director.config import SCHEDULER_NAMES
-    import glob
-    import os
-    release = os.uname().release
-    have = {os.path.basename(p)[6:-3] for d in ("/lib/modules", "/usr/lib/uml/modules")
-            for p in glob.glob("%s/%s/kernel/net/netfilter/ipvs/ip_vs_*.ko*" % (d, release))}
-    have = {h.split(".ko")[0] for h in have}
-    for name in reversed(SCHEDULER_NAMES):
-        if have and name not in have:
-            return name
-    pytest.skip("this kernel has every scheduler module: no refused scheduler to test with")
-
-
 def _table(lab) -> str:
     """ipvsadm -Sn of the director's namespace (the independent witness)."""
-    return subprocess.run(["ip", "netns", "exec", lab.director, "ipvsadm", "-Sn"],
-                          capture_output=True, text=True, check=True).stdout
+    return ipvsadm(lab.director, "-Sn")
 
 
 def _second_service(lab, scheduler: str, port: int = 81) -> str:
@@ -65,16 +44,14 @@ forward = "masq"
 
 
 def _metric(lab, port: int, name: str) -> str:
-    with netns.enter(lab.director):
-        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port,
-                                      timeout=5).read().decode()
+    text = metrics_text(lab.director, port)
     return "\n".join(l for l in text.splitlines() if l.startswith(name))
 
 
 # ------------------------------------------------------------ atomic start
 
 def test_start_the_kernel_refuses_leaves_nothing(lab, tmp_path, director_factory):
-    bad = _refused_scheduler()
+    bad = refused_scheduler()
     before = _table(lab)
     text = config(lab, tmp_path, check='type = "none"') + _second_service(lab, bad)
     d = director_factory(text)
@@ -93,7 +70,7 @@ def test_start_the_kernel_refuses_leaves_nothing(lab, tmp_path, director_factory
 
 def test_start_keeps_a_service_that_was_there(lab, tmp_path, director_factory):
     """What was in the kernel before a refused start is put back as it was."""
-    bad = _refused_scheduler()
+    bad = refused_scheduler()
     with lab.ipvs() as lb:
         svc = ipvs.Service(lab.vip, 80, "tcp", "rr")
         lb.add_service(svc)
@@ -111,7 +88,7 @@ def test_start_keeps_a_service_that_was_there(lab, tmp_path, director_factory):
 # ------------------------------------------------------------ atomic reload
 
 def test_reload_the_kernel_refuses_changes_nothing(lab, tmp_path, director_factory):
-    bad = _refused_scheduler()
+    bad = refused_scheduler()
     good = config(lab, tmp_path, check='type = "none"',
                   director_extra='metrics = "127.0.0.1:19591"')
     d = director_factory(good).start()
@@ -198,29 +175,18 @@ def test_api_drain_ends_on_time_with_nothing_else_happening(lab, tmp_path, direc
 
 # ------------------------------------------------------------ drift
 
-def _by_address(lab, port: int = 80):
-    """{real server address: weight} of the VIP service (any address)."""
-    with lab.ipvs() as lb:
-        for svc in lb.services():
-            if str(svc.address) == lab.vip and svc.port == port:
-                return {str(d.address): d.weight for d in lb.destinations(svc)}
-    return {}
-
-
 def test_drift_is_reported_and_counted(lab, tmp_path, director_factory):
     text = config(lab, tmp_path, check='type = "none"',
                   director_extra='metrics = "127.0.0.1:19592"')
     d = director_factory(text).start()
     timed(lambda: weights(lab) == {"rs1": 1, "rs2": 1, "rs3": 1}, 10)
-    ns = ["ip", "netns", "exec", lab.director, "ipvsadm"]
     vip = "%s:80" % lab.vip
     rs1 = "%s:%d" % (lab.server_addresses[0], lab.port)
-    subprocess.run(ns + ["-e", "-t", vip, "-r", rs1, "-m", "-w", "9"], check=True)
-    subprocess.run(ns + ["-a", "-t", vip, "-r", "192.0.2.77:%d" % lab.port, "-m", "-w", "4"],
-                   check=True)
-    subprocess.run(ns + ["-E", "-t", vip, "-s", "rr"], check=True)
+    ipvsadm(lab.director, "-e", "-t", vip, "-r", rs1, "-m", "-w", "9")
+    ipvsadm(lab.director, "-a", "-t", vip, "-r", "192.0.2.77:%d" % lab.port, "-m", "-w", "4")
+    ipvsadm(lab.director, "-E", "-t", vip, "-s", "rr")
     # put back at the next resync (every second here)
-    timed(lambda: _by_address(lab) == {a: 1 for a in lab.server_addresses}, 10)
+    timed(lambda: weights_by_address(lab) == {a: 1 for a in lab.server_addresses}, 10)
     wait_until(lambda: len([e for e in d.events() if e["event"] == "drift"]) >= 3, 10)
     drift = sorted((e.get("address") or "", e["field"], str(e["kernel"]), str(e["wanted"]))
                    for e in d.events() if e["event"] == "drift")
@@ -240,15 +206,11 @@ def test_drift_is_reported_and_counted(lab, tmp_path, director_factory):
 # ------------------------------------------------------------ sysctl
 
 def _sysctl(lab, name: str) -> str:
-    with netns.enter(lab.director):
-        with open("/proc/sys/net/ipv4/vs/" + name) as f:
-            return f.read().strip()
+    return vs_sysctl(lab.director, name)
 
 
 def _set_sysctl(lab, name: str, value: str) -> None:
-    with netns.enter(lab.director):
-        with open("/proc/sys/net/ipv4/vs/" + name, "w") as f:
-            f.write(value)
+    vs_sysctl(lab.director, name, value)
 
 
 def test_sysctl_set_at_start_and_repaired(lab, tmp_path, director_factory):

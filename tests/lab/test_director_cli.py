@@ -22,8 +22,7 @@ import sys
 import time
 from typing import List
 
-from .test_director import (all_up, config, director_factory, lab, timed,  # noqa: F401
-                            wait_until, weights)
+from tests.lab.harness import all_up, config, timed, wait_until, weights
 
 CLI = [sys.executable, "-m", "ipvs.director"]
 

@@ -15,7 +15,6 @@ import contextlib
 import http.server
 import re
 import shutil
-import signal
 import socket
 import ssl
 import struct
@@ -29,10 +28,10 @@ import pytest
 
 from ipvs import netns
 from ipvs.director.convert import convert_file
-from tests.lab.test_director import PUBLIC_LAB, DirectorProc, Lab, _Health
+from ipvs.lab import Lab
+from tests.lab.harness import DirectorProc, KeepalivedProc, ipvsadm
 
 CORPUS = Path(__file__).parent / "keepalived"
-HTTP_PORT = 8080
 HTTPS_PORT = 8443
 DNS_PORT = 5353
 SMTP_PORT = 2525
@@ -56,7 +55,7 @@ DIRECTOR_ONLY = {"quorum-remove.conf": ["-a -t {vip}:80 -r {rs1}:{port} -m -w 0"
 
 def fill(lab, dest: Path) -> Dict[str, str]:
     """Copies of the corpus (include.d too) with the lab's addresses."""
-    values = {"vip": lab.vip, "port": str(lab.port), "http_port": str(HTTP_PORT),
+    values = {"vip": lab.vip, "port": str(lab.port), "http_port": str(lab.http_port),
               "https_port": str(HTTPS_PORT), "dns_port": str(DNS_PORT),
               "smtp_port": str(SMTP_PORT), "dir": str(dest)}
     for i, a in enumerate(lab.server_addresses, 1):
@@ -72,8 +71,7 @@ def fill(lab, dest: Path) -> Dict[str, str]:
 def table(ns: str) -> List[str]:
     """``ipvsadm -Sn`` in namespace ``ns``, its lines sorted (the kernel lists
     destinations in the order they were added, which may differ)."""
-    out = subprocess.run(["ip", "netns", "exec", ns, "ipvsadm", "-Sn"], capture_output=True,
-                         text=True, timeout=20, check=True).stdout
+    out = ipvsadm(ns, "-Sn")
     return sorted(line.strip() for line in out.splitlines() if line.strip())
 
 
@@ -94,28 +92,11 @@ def settle(ns: str, quiet: float = SETTLE_QUIET, limit: float = SETTLE_MAX,
     raise AssertionError("the table did not settle in %gs: %s" % (limit, last))
 
 
-class Keepalived:
-    def __init__(self, ns: str, conf: Path, work: Path) -> None:
-        self.log = open(work / "keepalived.log", "wb")
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, "keepalived", "-n", "-l", "-C", "-G",
-             "-f", str(conf), "-p", str(work / "keepalived.pid"),
-             "-c", str(work / "checkers.pid")],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        self.path = work / "keepalived.log"
-
-    def output(self) -> str:
-        return self.path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.log.close()
+def keepalived(ns: str, conf: Path, work: Path) -> KeepalivedProc:
+    """keepalived with its checkers (-C) and without VRRP, on ``conf``."""
+    return KeepalivedProc(ns, ["-n", "-l", "-C", "-G", "-f", str(conf),
+                               "-p", str(work / "keepalived.pid"),
+                               "-c", str(work / "checkers.pid")], work / "keepalived.log")
 
 
 class _Extras:
@@ -258,34 +239,32 @@ def _dns_answer(query: bytes) -> Optional[bytes]:
 
 
 def _lab_with_http(certdir: Path):
+    """A three-server lab (HTTP from the lab itself) with HTTPS, DNS and
+    SMTP servers too: (lab, extras) for _close()."""
     lab = Lab(3).start()
-    health: List[Any] = []
     try:
-        if not PUBLIC_LAB:
-            health.append(_Health(lab))
-        health.append(_Extras(lab, certdir))
+        extras = _Extras(lab, certdir)
     except BaseException:
-        _close(lab, health)
+        lab.close()
         raise
-    return lab, health
+    return lab, extras
 
 
-def _close(lab, health: List[Any]) -> None:
+def _close(lab, extras: "_Extras") -> None:
     try:
-        for h in health:
-            h.close()
+        extras.close()
     finally:
         lab.close()
 
 
 def keepalived_table(name: str, work: Path) -> List[str]:
     lab, health = _lab_with_http(work.parent)
-    ka: Optional[Keepalived] = None
+    ka: Optional[KeepalivedProc] = None
     try:
         fill(lab, work)
         for fname, text in EXTRA_FILES.get(name, {}).items():
             (work / fname).write_text(text)
-        ka = Keepalived(lab.director, work / name, work)
+        ka = keepalived(lab.director, work / name, work)
         try:
             got = settle(lab.director, alive=lambda: ka.proc.poll() is None)
         except AssertionError as e:

@@ -13,18 +13,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
 from ipvs.director.control import request
-from tests.lab.test_director import (  # noqa: F401  (fixtures)
-    config, director_factory, lab, timed, wait_until, weights)
-from tests.lab.test_director_badday import _refused_scheduler
-from tests.lab.test_director_zz_module import MODPROBE, _modules, _rmmod
+from tests.lab.harness import config, ipvsadm, refused_scheduler, timed, wait_until, weights
+from tests.lab.kmod import modprobe_path, modules, reload, sandbox_only, unload
 
 FLAP_SECONDS = 60.0
 
@@ -44,12 +39,11 @@ def _quiet_counts(d) -> tuple:
     return min(fds), min(tasks)
 
 
-@pytest.mark.skipif(os.environ.get("IPVS_SANDBOX") != "1",
-                    reason="unloads ip_vs: only inside python -m ipvs.sandbox")
-def test_director_survives_a_minute_of_faults(lab, tmp_path, director_factory):
+@sandbox_only
+def test_director_survives_a_minute_of_faults(ip_vs_as_found, lab, tmp_path, director_factory):
     good = config(lab, tmp_path)
     bad_syntax = good.replace("[[service]]", "[[service]\n", 1)
-    bad_kernel = good.replace('scheduler = "wrr"', 'scheduler = "%s"' % _refused_scheduler())
+    bad_kernel = good.replace('scheduler = "wrr"', 'scheduler = "%s"' % refused_scheduler())
     d = director_factory(good).start()
     up = {"rs1": 1, "rs2": 1, "rs3": 1}
     timed(lambda: weights(lab) == up, 15)
@@ -97,30 +91,21 @@ def test_director_survives_a_minute_of_faults(lab, tmp_path, director_factory):
         # against the table it last saw are refused, the next full round
         # puts everything back
         for _ in range(3):
-            subprocess.run(["ip", "netns", "exec", lab.director, "ipvsadm", "-C"], check=True)
+            ipvsadm(lab.director, "-C")
             time.sleep(1.5)
 
         # an IPVS module reload (the director stopped meanwhile, as an
         # operator's modprobe -r would need)
-        before = _modules()
-        with open(MODPROBE) as f:
-            saved = f.read()
+        before, saved = modules(), modprobe_path()
         d.proc.send_signal(signal.SIGSTOP)
         try:
-            with open(MODPROBE, "w") as f:
-                f.write("/bin/false\n")
             with lab.ipvs() as lb:
                 lb.flush()
-            for m in sorted(before - {"ip_vs"}):
-                _rmmod(m)
-            _rmmod("ip_vs")
+            unload(before)
         finally:
             d.proc.send_signal(signal.SIGCONT)
         time.sleep(1.0)                 # the director runs a moment without ip_vs
-        with open(MODPROBE, "w") as f:
-            f.write(saved)
-        for m in sorted(before - _modules(), key=lambda m: m != "ip_vs"):
-            subprocess.run(["modprobe", m], check=False)
+        reload(before, saved)
 
         # the rest of the minute: only the flapping
         while time.monotonic() < t_end:

@@ -12,9 +12,7 @@ Run inside the sandbox:
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -25,67 +23,10 @@ from typing import Dict, List, Optional
 import pytest
 
 import ipvs
-from ipvs.director.control import request
 from ipvs.lab import Lab, wait_for
+from tests.lab.harness import KEEPALIVED, DirectorProc, KeepalivedProc
 
 FAILOVER: Dict[str, float] = {}
-
-
-class DirectorProc:
-    """``python -m ipvs.director -c FILE`` in the background, stopped by
-    close() (SIGTERM, then SIGKILL)."""
-
-    def __init__(self, tmp_path, name: str, text: str) -> None:
-        self.name = name
-        self.path = tmp_path / (name + ".toml")
-        self.path.write_text(text)
-        self.sock = str(tmp_path / (name + ".sock"))
-        self.log = tmp_path / (name + ".log")
-        self.errfile = open(self.log, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ipvs.director", "-c", str(self.path), "--log-format", "json"],
-            stdout=subprocess.DEVNULL, stderr=self.errfile)
-        deadline = time.monotonic() + 20
-        while True:
-            assert self.proc.poll() is None, "director %s died: %s" % (name, self.stderr())
-            try:
-                if request(self.sock, "GET", "/status", timeout=2)[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "director %s did not start" % name
-            time.sleep(0.05)
-
-    def stderr(self) -> str:
-        return self.log.read_text()
-
-    def events(self) -> List[dict]:
-        out = []
-        for line in self.stderr().splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-        return out
-
-    def call(self, method: str, target: str, body=None):
-        st, data = request(self.sock, method, target, body, timeout=60)
-        return st, json.loads(data) if data else None
-
-    def role(self, state: str) -> dict:
-        st, body = self.call("POST", "/role", {"state": state})
-        assert st == 200, body
-        return body
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.errfile.close()
 
 
 def director_text(lab: Lab, i: int, tmp_path, state: Optional[str],
@@ -128,16 +69,20 @@ def pair(tmp_path):
     made: List[DirectorProc] = []
     with Lab(servers=2, directors=2, timeout=5.0) as lab:
         def start(i: int, state: Optional[str], fifo: Optional[str] = None) -> DirectorProc:
-            d = DirectorProc(tmp_path, "d%d" % i, director_text(lab, i, tmp_path, state, fifo))
+            name = "d%d" % i
+            path = tmp_path / (name + ".toml")
+            path.write_text(director_text(lab, i, tmp_path, state, fifo))
+            d = DirectorProc(path, tmp_path / (name + ".sock"), tmp_path / (name + ".log"),
+                             name="director " + name)
             made.append(d)
-            return d
+            return d.start()
         try:
             yield lab, start
         finally:
             for d in made:
                 d.close()
             for d in made:
-                if d.proc.returncode not in (0, None):
+                if d.proc is not None and d.proc.returncode not in (0, None):
                     print("---- %s stderr ----\n%s" % (d.name, d.stderr()[-3000:]))
 
 
@@ -231,8 +176,6 @@ def test_move_vip_without_sync_breaks_the_connection(pair):
 
 # ------------------------------------------------------------ keepalived
 
-KEEPALIVED = shutil.which("keepalived") or "/usr/sbin/keepalived"
-
 KEEPALIVED_CONF = """\
 global_defs {{
     router_id {name}
@@ -258,51 +201,31 @@ NOTIFY_SCRIPTS = """
     notify_stop "{cmd} backup\""""
 
 
-class Keepalived:
-    """Debian's keepalived, VRRP only, in one director's namespace."""
-
-    def __init__(self, tmp_path, lab: Lab, i: int, director: DirectorProc,
-                 fifo: Optional[str] = None) -> None:
-        """With ``fifo``, keepalived writes its notify_fifo there and runs
-        no notify command (the director reads it: keepalived_fifo); without,
-        the notify commands as docs/director.md shows them (no shell)."""
-        name = "ka%d" % i
-        d = tmp_path / name
-        d.mkdir()
-        os.chmod(d, 0o755)
-        if fifo is not None:
-            extra = "\n    notify_fifo %s" % fifo
-            notify = ""
-        else:
-            extra = ""
-            notify = NOTIFY_SCRIPTS.format(cmd="%s -m ipvs.director -s %s role"
-                                           % (sys.executable, director.sock))
-        conf = d / "keepalived.conf"
-        conf.write_text(KEEPALIVED_CONF.format(name=name, priority=150 - 50 * i, vip=lab.vip,
-                                               notify=notify, fifo=extra))
-        os.chmod(conf, 0o644)
-        self.log = d / "keepalived.log"
-        self.errfile = open(self.log, "ab")
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", lab.directors[i], KEEPALIVED, "--vrrp", "-n", "-l", "-D",
-             "-f", str(conf), "-p", str(d / "k.pid"), "-r", str(d / "v.pid"),
-             "-c", str(d / "c.pid")],
-            stdout=self.errfile, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            # keepalived itself only: its notify commands (same process
-            # group) must be left to finish
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        self.errfile.close()
+def keepalived(tmp_path, lab: Lab, i: int, director: DirectorProc,
+               fifo: Optional[str] = None) -> KeepalivedProc:
+    """Debian's keepalived, VRRP only, in director i's namespace.  With
+    ``fifo``, keepalived writes its notify_fifo there and runs no notify
+    command (the director reads it: keepalived_fifo); without, the notify
+    commands as docs/director.md shows them (no shell)."""
+    name = "ka%d" % i
+    d = tmp_path / name
+    d.mkdir()
+    os.chmod(d, 0o755)
+    if fifo is not None:
+        extra = "\n    notify_fifo %s" % fifo
+        notify = ""
+    else:
+        extra = ""
+        notify = NOTIFY_SCRIPTS.format(cmd="%s -m ipvs.director -s %s role"
+                                       % (sys.executable, director.sock))
+    conf = d / "keepalived.conf"
+    conf.write_text(KEEPALIVED_CONF.format(name=name, priority=150 - 50 * i, vip=lab.vip,
+                                           notify=notify, fifo=extra))
+    os.chmod(conf, 0o644)
+    return KeepalivedProc(lab.directors[i], ["--vrrp", "-n", "-l", "-D", "-f", str(conf),
+                                             "-p", str(d / "k.pid"), "-r", str(d / "v.pid"),
+                                             "-c", str(d / "c.pid")],
+                          d / "keepalived.log", session=True)
 
 
 def has_vip(lab: Lab, i: int) -> bool:
@@ -333,16 +256,16 @@ def test_keepalived_vrrp_moves_the_vip(pair, tmp_path, how, sync, fifo):
     state = "backup" if sync else None
     fifos = [str(tmp_path / ("notify%d.fifo" % i)) if fifo else None for i in (0, 1)]
     a, b = start(0, state, fifos[0]), start(1, state, fifos[1])
-    kas: List[Keepalived] = []
+    kas: List[KeepalivedProc] = []
     try:
-        kas = [Keepalived(tmp_path, lab, 0, a, fifos[0]), Keepalived(tmp_path, lab, 1, b, fifos[1])]
+        kas = [keepalived(tmp_path, lab, 0, a, fifos[0]), keepalived(tmp_path, lab, 1, b, fifos[1])]
         # A (priority 150) wins the election: the VIP and the master role
-        assert wait_for(lambda: has_vip(lab, 0), 15, 0.1), kas[0].text()[-3000:]
+        assert wait_for(lambda: has_vip(lab, 0), 15, 0.1), kas[0].output()[-3000:]
         if sync:
             # (the backup daemon A started with stops in the background: in
             # UML that may take longer than this wait)
             assert wait_for(lambda: "master" in daemons(lab, 0), 15, 0.2), \
-                (daemons(lab, 0), kas[0].text()[-3000:])
+                (daemons(lab, 0), kas[0].output()[-3000:])
             assert wait_for(lambda: a.call("GET", "/status")[1]["sync"]["state"] == "master",
                             15, 0.2)
             # the election settles (B may have been master for a moment
@@ -386,12 +309,12 @@ def test_keepalived_vrrp_moves_the_vip(pair, tmp_path, how, sync, fifo):
             assert not has_vip(lab, 0)
             err = echo_or_error(s, b"after failover\n", 20)
             t_back = time.monotonic()
-            assert wait_for(lambda: has_vip(lab, 1), 10, 0.1), kas[1].text()[-3000:]
+            assert wait_for(lambda: has_vip(lab, 1), 10, 0.1), kas[1].output()[-3000:]
             if not sync:
                 assert err is not None, "the connection survived without the sync daemon"
                 print("without the sync daemon: %r" % err)
                 return
-            assert err is None, "the connection broke: %r\n%s" % (err, kas[1].text()[-3000:])
+            assert err is None, "the connection broke: %r\n%s" % (err, kas[1].output()[-3000:])
             FAILOVER["keepalived-" + how] = t_back - t_gone
             FAILOVER["keepalived-" + how + "-from-signal"] = t_back - t_signal
             for k in range(3):

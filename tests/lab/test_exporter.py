@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, List, Tuple
 
 import pytest
 
@@ -29,12 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 import ipvs  # noqa: E402
 import ipvs.exporter as ex  # noqa: E402
 
-try:
-    from ipvs import lab as _labmod  # the public lab, where it exists
-except ImportError:
-    from ipvs import _lab as _labmod  # type: ignore[no-redef]
-
-Lab = _labmod.Lab
+from tests.lab.harness import ipvsadm, prometheus_binary  # noqa: E402
 
 Series = Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]
 
@@ -47,11 +41,6 @@ def series(text: str) -> Series:
             assert key not in out, "duplicate series %r" % (key,)
             out[key] = s.value
     return out
-
-
-def ipvsadm(ns: str, *args: str) -> str:
-    return subprocess.run(["ip", "netns", "exec", ns, "ipvsadm", *args], check=True,
-                          capture_output=True, text=True, timeout=30).stdout
 
 
 _SVC_RE = re.compile(r"^(TCP|UDP|SCTP|FWM)\s+(\S+)\s+(.*)$")
@@ -124,12 +113,6 @@ def _stable_stats(ns: str, connections: int, tries: int = 60) -> str:
         time.sleep(1.0)
     raise AssertionError("the IPVS counters never reached %d connections:\n%s"
                          % (connections, prev))
-
-
-@pytest.fixture
-def lab() -> Iterator[object]:
-    with Lab(servers=3) as lb:
-        yield lb
 
 
 def build_traffic_table(lab: object) -> List[ipvs.Service]:
@@ -286,23 +269,13 @@ def test_broken_namespace_gives_up_0_and_the_exporter_lives(lab: object) -> None
 # a real Prometheus
 # ---------------------------------------------------------------------------
 
-def _prometheus_binary() -> str:
-    path = shutil.which("prometheus") or ("/usr/bin/prometheus"
-                                          if os.path.exists("/usr/bin/prometheus") else None)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("the Debian package `prometheus` is missing in CI (.ci/run installs it)")
-        pytest.skip("Debian package `prometheus` not installed: apt-get install prometheus")
-    return path
-
-
 def _get_json(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=10) as r:
         return json.loads(r.read().decode())
 
 
 def test_prometheus_scrapes_the_exporter(lab: object) -> None:
-    binary = _prometheus_binary()
+    binary = prometheus_binary()
     build_traffic_table(lab)
     assert sum(lab.run_tcp(lab.vip, 80, 15).values()) == 15
     stats_text = _stable_stats(lab.director, 15)

@@ -4,7 +4,6 @@ health status, and that closing removes every namespace (also after a
 failed start)."""
 from __future__ import annotations
 
-import socket
 
 import pytest
 

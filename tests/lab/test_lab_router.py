@@ -11,7 +11,6 @@ The measured figures are printed. BIRD and ExaBGP missing: the tests skip
 with the install command (fail under CI=true)."""
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -21,17 +20,12 @@ import pytest
 
 import ipvs
 from ipvs.lab import Lab, LabError, MissingTool, wait_for
+from tests.lab.harness import missing_tool   # skip, or fail under CI=true
 
 DIRECTORS = 3
 HELD = 60
 HOLD = 3  # BGP hold time, seconds
 state: dict = {}
-
-
-def _missing(e: MissingTool) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail("CI=true: %s" % e)
-    pytest.skip(str(e))
 
 
 def _report(capsys, text: str) -> None:
@@ -76,7 +70,7 @@ def lab():
     try:
         lab = Lab(3, directors=DIRECTORS, router=True, bgp_hold=HOLD, lifetime=300).start()
     except MissingTool as e:
-        _missing(e)
+        missing_tool(e)
     try:
         for i in range(DIRECTORS):
             _director(lab, i)
@@ -129,7 +123,7 @@ def test_bird_on_directors_three_paths(lab, capsys):
         for i in range(DIRECTORS):
             lab.start_director_bird(i, interface="ipvs-vips")
     except MissingTool as e:
-        _missing(e)
+        missing_tool(e)
     elapsed = _wait_paths(lab, lab.director_addresses, 30)
     since = time.monotonic() - t0
     _report(capsys, "BIRD on the directors: three next hops %.2f s after the first "
@@ -198,7 +192,7 @@ def test_exabgp_on_directors_three_paths(lab, capsys, tmp_path):
         for i in range(DIRECTORS):
             lab.start_exabgp(i, [sys.executable, str(script)])
     except MissingTool as e:
-        _missing(e)
+        missing_tool(e)
     try:
         elapsed = _wait_paths(lab, lab.director_addresses, 30)
     except AssertionError:

@@ -37,9 +37,7 @@ import pytest
 
 import ipvs
 from ipvs import netns
-from tests.lab.test_director import (all_up, config, director_factory,  # noqa: F401
-                                     lab, timed, wait_until, weights)
-from tests.lab.test_exporter import _prometheus_binary
+from tests.lab.harness import all_up, config, prometheus_binary, timed, wait_until, weights
 from tests.unit.test_alert_rules import (ALERTS, RULES, dashboard_exprs, read_dashboard,
                                          substitute)
 
@@ -68,7 +66,7 @@ class Prometheus:
                     % (json.dumps(RULES), ", ".join("'%s'" % t for t in targets)))
         self.log = open(os.path.join(tmp, "prometheus.log"), "wb")
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, _prometheus_binary(), "--config.file=" + cfg,
+            ["ip", "netns", "exec", ns, prometheus_binary(), "--config.file=" + cfg,
              "--storage.tsdb.path=" + os.path.join(tmp, "db"),
              "--web.listen-address=127.0.0.1:%d" % PROM_PORT, "--log.level=warn"],
             stdout=subprocess.DEVNULL, stderr=self.log)
@@ -139,8 +137,7 @@ def _why_empty(expr: str) -> str:
     return ""
 
 
-def test_rules_and_dashboard_in_a_real_prometheus(lab, tmp_path,  # noqa: F811
-                                                  director_factory):  # noqa: F811
+def test_rules_and_dashboard_in_a_real_prometheus(lab, tmp_path, director_factory):
     t0 = time.monotonic()
     sorry = "%s:%d" % (lab.server_addresses[2], lab.port)
     text = config(lab, tmp_path, servers={"rs1": "", "rs2": ""},

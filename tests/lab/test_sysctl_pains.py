@@ -37,8 +37,8 @@ import pytest
 import ipvs
 from ipvs import netns
 from ipvs.lab import Lab, wait_for
+from tests.lab.harness import vs_sysctl
 
-VS = "/proc/sys/net/ipv4/vs/"
 DEFAULTS = {"expire_nodest_conn": "0", "expire_quiescent_template": "0",
             "conn_reuse_mode": "1", "conntrack": "0", "sloppy_tcp": "0"}
 UDP_PORT = 53
@@ -47,18 +47,6 @@ PERSISTENT_PORT = 81
 # the SYN retransmission of a dropped first SYN comes after 1 s (Linux's
 # initial RTO); a connect that is not dropped takes milliseconds
 SLOW, FAST = 0.9, 0.5
-
-
-def vs_sysctl(ns: str, name: str, value: Optional[object] = None) -> str:
-    """Read (and first write, if ``value`` is given) /proc/sys/net/ipv4/vs/NAME
-    inside namespace ``ns``: /proc/sys/net shows the namespace of the thread
-    that opens the file."""
-    with netns.enter(ns):
-        if value is not None:
-            with open(VS + name, "w") as f:
-                f.write(str(value))
-        with open(VS + name) as f:
-            return f.read().strip()
 
 
 def conntrack_count(ns: str) -> int:

@@ -1,9 +1,11 @@
-"""Availability: ip_vs unloaded and loaded again (sandbox only; runs last).
+"""Availability: ip_vs unloaded and loaded again (sandbox only).
 
-Other tests share this kernel, so this one runs at the end (file name) in a
-child process, and puts everything back in a ``finally``: the modprobe path
-and every ip_vs module that was loaded (ip_vs, the schedulers, ip_vs_pe_sip).
-The generic netlink family lookup auto-loads ip_vs by module alias, so while
+Other tests share this kernel, in any order, so this one unloads ip_vs in
+a child process and leaves the kernel as it found it, checked at its end
+(tests/lab/kmod.py ``kernel_as_found``): ip_vs loaded before, then the
+modprobe path and every ip_vs module that was loaded (ip_vs, the
+schedulers, ip_vs_pe_sip) put back whatever happened in the child.  The
+generic netlink family lookup auto-loads ip_vs by module alias, so while
 it is unloaded /proc/sys/kernel/modprobe is /bin/false.
 
 Checks: with ip_vs absent a new handle raises IPVSUnavailableError telling
@@ -18,42 +20,27 @@ import sys
 
 import pytest
 
+from tests.lab.kmod import kernel_as_found, sandbox_only
+
 pytestmark = pytest.mark.kernel
 
-MODPROBE = "/proc/sys/kernel/modprobe"
-
 SCRIPT = r'''
-import errno, os, subprocess, sys, time
+import errno, os
 import ipvs
 from ipvs import Service, netns
 from ipvs.testing import _genl_family_exists
+from tests.lab.kmod import modprobe_path, modules, reload, unload
 
-MODPROBE = "/proc/sys/kernel/modprobe"
-mods = [l.split()[0] for l in open("/proc/modules") if l.startswith("ip_vs")]
-users = [m for m in mods if m != "ip_vs"]
-saved = open(MODPROBE).read().strip()
 svc = Service(address="10.60.0.1", port=80, scheduler="rr")
 report = []
-
-def rmmod(m):
-    for _ in range(100):          # namespaces of earlier tests die asynchronously
-        p = subprocess.run(["rmmod", m], capture_output=True, text=True)
-        if p.returncode == 0:
-            return
-        time.sleep(0.1)
-    raise SystemExit("rmmod %s: %s" % (m, p.stderr))
 
 with netns.temporary() as ns:
     netns.link_up(ns, "lo")
     old_nl = ipvs.IPVS(netns=ns, backend="netlink")
     old_so = ipvs.IPVS(netns=ns, backend="sockopt")
-    fam_before = None
+    mods, saved = modules(), modprobe_path()
     try:
-        with open(MODPROBE, "w") as f:
-            f.write("/bin/false\n")
-        for m in users:
-            rmmod(m)
-        rmmod("ip_vs")
+        unload(mods)
         assert not os.path.exists("/sys/module/ip_vs")
         assert _genl_family_exists("IPVS") is False      # and not auto-loaded
         for backend in ("auto", "netlink", "sockopt"):
@@ -75,12 +62,8 @@ with netns.temporary() as ns:
                     raise AssertionError("old %s handle worked without ip_vs" % name)
             report.append("old %s handle: %s" % (name, msg))
     finally:
-        with open(MODPROBE, "w") as f:
-            f.write(saved + "\n")
-        for m in ["ip_vs"] + users:
-            subprocess.run(["modprobe", m], check=False)
-    now = [l.split()[0] for l in open("/proc/modules") if l.startswith("ip_vs")]
-    assert set(now) == set(mods), (now, mods)
+        reload(mods, saved)
+    assert modules() == mods, (modules(), mods)
     with ipvs.IPVS(netns=ns) as lb:
         assert lb.backend == "netlink"
         lb.add_service(svc)
@@ -97,28 +80,10 @@ print("\n".join(report))
 '''
 
 
-def _modules():
-    with open("/proc/modules") as f:
-        return {line.split()[0] for line in f if line.startswith("ip_vs")}
-
-
-@pytest.mark.skipif(os.environ.get("IPVS_SANDBOX") != "1",
-                    reason="unloads ip_vs: only inside python -m ipvs.sandbox")
+@sandbox_only
 def test_ip_vs_unloaded_and_reloaded():
-    before = _modules()
-    with open(MODPROBE) as f:
-        modprobe = f.read()
-    try:
+    with kernel_as_found():
         p = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
                            timeout=300, env=dict(os.environ, PYTHONPATH=os.getcwd()))
         print(p.stdout)
         assert p.returncode == 0, p.stdout + p.stderr
-    finally:
-        # whatever happened in the child: the kernel as the other tests need it
-        with open(MODPROBE) as f:
-            if f.read() != modprobe:
-                with open(MODPROBE, "w") as g:
-                    g.write(modprobe)
-        for m in sorted(before - _modules(), key=lambda m: m != "ip_vs"):
-            subprocess.run(["modprobe", m], check=False)
-    assert _modules() == before
