@@ -31,6 +31,7 @@ from typing import (Any, Callable, Dict, Iterable, Iterator, List, Literal, Mapp
                     NamedTuple, Optional, Sequence, Tuple, Union)
 
 from ipvs import _libipvs
+from ipvs._batch import need as _need
 from ipvs._model import Destination, Service
 from ipvs.errors import IPVSError
 
@@ -46,11 +47,6 @@ ScopeLike = Union[Iterable[Any], Callable[[Service], bool]]
 Record = Union[Service, Destination]
 #: in scope? (the record, its apply() key)
 _Keep = Callable[[Service, Any], bool]
-
-
-def _need(kind: type, name: str, value: Any) -> None:
-    if not isinstance(value, kind):
-        raise TypeError("%s must be a %s, not %s" % (name, kind.__name__, type(value).__name__))
 
 
 # ------------------------------------------------------------------ Change
