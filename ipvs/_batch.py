@@ -18,7 +18,7 @@ from ipvs._backend import Backend, Op
 from ipvs._model import Call, Destination, Service
 from ipvs.errors import BatchError
 
-__all__ = ["Batch", "CallQueue", "send_calls", "need"]
+__all__ = ["Batch", "CallQueue", "send_calls", "need", "service_op", "dest_op", "as_calls"]
 
 
 def need(kind: type, name: str, value: Any) -> None:

@@ -532,7 +532,9 @@ class IPVS:
         resync; give it the same ``scope``).
 
         ``dry_run=True`` computes the plan and writes nothing. Returns the
-        `Plan` (its ``changes`` in the order they are sent; each `Change`
+        `Plan` (its ``changes`` in the order they are sent: deleted services
+        first, then per service its adds and updates and last its deleted
+        destinations, so that it keeps its new ones throughout; each `Change`
         has the records it replaces and writes, ``before`` and ``after``).
         A destination port of None means its service's port. Raises
         TypeError / ValueError for bad input (a service or destination
