@@ -95,10 +95,9 @@ import warnings
 import weakref
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
-from ipvs import _libipvs
-from ipvs._handle import IPVS, Call, NetnsLike
-from ipvs._plan import _need
-from ipvs._model import Destination, Service
+from ipvs._batch import CallQueue, dest_op, send_calls, service_op
+from ipvs._handle import IPVS, NetnsLike, backend_of, timeout_ms
+from ipvs._model import Call, Destination, Service
 from ipvs.errors import BatchError, IPVSError, UnsupportedError
 
 __all__ = ["AsyncIPVS", "AsyncBatch", "METHODS", "COALESCED"]
@@ -139,7 +138,6 @@ if hasattr(os, "register_at_fork"):
 _WRITE, _CALL, _BATCH, _CONTROL, _STOP = range(5)
 SIOCGSKNS = 0x894C  # the network namespace of a socket, as a new fd (Linux 4.9)
 _get_ident = threading.get_ident
-_timeout_ms = IPVS._timeout_ms
 
 
 class _Request:
@@ -269,20 +267,15 @@ class _Worker:
     def _one(self, req: _Request) -> _Outcome:
         try:
             if req.kind == _BATCH:
-                return (req, True, self._send_batch(req))
+                # an AsyncBatch's calls, checked when queued: to the backend as they are
+                return (req, True, send_calls(backend_of(self.sync), req.args[0]))
             fn = getattr(self.sync, req.name)
+            if req.kind == _WRITE:   # a single write alone: the ordinary single call
+                _, service, dest = req.args
+                return (req, True, fn(service) if dest is None else fn(service, dest))
             return (req, True, fn(*req.args, **(req.kwargs or {})))
         except BaseException as e:
             return (req, False, e)
-
-    def _send_batch(self, req: _Request) -> int:
-        b = self.sync.batch()
-        for method, service, dest in req.args[0]:
-            if dest is None:
-                getattr(b, method)(service)
-            else:
-                getattr(b, method)(service, dest)
-        return b.send()
 
     def _writes(self, group: List[_Request]) -> List[_Outcome]:
         live = []
@@ -296,46 +289,10 @@ class _Worker:
                     live.append(r)
         if len(live) <= 1:
             return [self._one(r) for r in live]
-        h = getattr(self.sync, "_h", None)
-        if type(h) is _libipvs.Handle:
-            return self._writes_compiled(live)
+        # each request's args is its call, (method, service, destination),
+        # checked when it was made: the group goes to the backend's batch as is
         try:
-            b = self.sync.batch()
-            for r in live:
-                getattr(b, r.name)(*r.args)
-            calls = list(b.calls)
-            b.send()
-            return [(r, True, None) for r in live]
-        except BatchError as e:
-            position = {id(c): i for i, c in enumerate(calls)}
-            failed: Dict[int, BaseException] = {}
-            for call, exc in e.failures:
-                i = getattr(call, "index", None)
-                if not isinstance(i, int):
-                    i = position.get(id(call))
-                if i is not None:
-                    failed[i] = exc
-            out: List[_Outcome] = []
-            for i, r in enumerate(live):
-                err = failed.get(i)
-                if err is None:
-                    out.append((r, True, None))
-                elif isinstance(err, UnsupportedError):
-                    # never sent; the single call names the missing feature
-                    out.append(self._one(r))
-                else:
-                    out.append((r, False, err))
-            return out
-        except BaseException as e:  # the transport failed: every caller hears it
-            return [(r, False, _each(e)) for r in live]
-
-    def _writes_compiled(self, live: List[_Request]) -> List[_Outcome]:
-        """_writes over the compiled handle's batch directly: what
-        ``IPVS.batch`` does (the per-call results, in call order), without
-        a `Call` and a `BatchError` made for every group."""
-        ops = [(r.name, r.args[0], r.args[1] if len(r.args) > 1 else None) for r in live]
-        try:
-            results = self.sync._live().batch(ops)
+            results = backend_of(self.sync).batch([r.args for r in live])
         except BaseException as e:  # the transport failed: every caller hears it
             return [(r, False, _each(e)) for r in live]
         out: List[_Outcome] = []
@@ -374,9 +331,11 @@ def _settle(outcomes: List[_Outcome]) -> None:
             fut.set_exception(value)
 
 
-class AsyncBatch:
+class AsyncBatch(CallQueue):
     """Collects add/update/delete calls; sent together when its ``async with``
     block ends (or by ``await send()``), in as few syscalls as `IPVS.batch`.
+    Its methods are `Batch`'s (ipvs/_batch.py: the same checks, the same
+    queue): only sending differs.
 
     After sending: ``sent`` is True once the calls were handed to the kernel
     (also when the sending task was cancelled after that point: they may
@@ -385,41 +344,11 @@ class AsyncBatch:
     None / [] before)."""
 
     def __init__(self, owner: "AsyncIPVS") -> None:
+        super().__init__()
         self._owner = owner
-        self.calls: List[Call] = []
-        self.done = False
         self.sent = False
         self.succeeded: Optional[int] = None
         self.failures: List[Tuple[Call, IPVSError]] = []
-
-    def _add(self, method: str, service: Service, dest: Optional[Destination]) -> None:
-        _need(Service, "service", service)
-        if dest is not None:
-            _need(Destination, "destination", dest)
-        if self.done:
-            raise ValueError("this batch was already sent")
-        self.calls.append(Call(method, service, dest))
-
-    def add_service(self, service: Service) -> None:
-        self._add("add_service", service, None)
-
-    def update_service(self, service: Service) -> None:
-        self._add("update_service", service, None)
-
-    def delete_service(self, service: Service) -> None:
-        self._add("delete_service", service, None)
-
-    def add_destination(self, service: Service, dest: Destination) -> None:
-        self._add("add_destination", service, dest)
-
-    def update_destination(self, service: Service, dest: Destination) -> None:
-        self._add("update_destination", service, dest)
-
-    def delete_destination(self, service: Service, dest: Destination) -> None:
-        self._add("delete_destination", service, dest)
-
-    def __len__(self) -> int:
-        return len(self.calls)
 
     async def __aenter__(self) -> "AsyncBatch":
         return self
@@ -440,14 +369,11 @@ class AsyncBatch:
     async def send(self) -> int:
         """Send the recorded calls now; returns how many were applied.
         Raises `BatchError` if any failed (the others stay applied)."""
-        if self.done:
-            raise ValueError("this batch was already sent")
-        self.done = True
-        calls = [(c.method, c.service, c.destination) for c in self.calls]
-        if not calls:
+        ops = self._take()
+        if not ops:
             self.succeeded = 0
             return 0
-        req = _Request(_BATCH, "batch", (calls,))
+        req = _Request(_BATCH, "batch", (ops,))
         req.batch = self
         result: int = await self._owner._submit(req)
         return result
@@ -460,9 +386,9 @@ class AsyncBatch:
             self.failures = list(value.failures)
 
     def __repr__(self) -> str:
-        return "<ipvs.AsyncBatch %d call%s%s>" % (
-            len(self.calls), "" if len(self.calls) == 1 else "s",
-            " sent" if self.sent else "")
+        n = len(self)
+        return "<ipvs.AsyncBatch %d call%s%s>" % (n, "" if n == 1 else "s",
+                                                   " sent" if self.sent else "")
 
 
 def _netns_of_socket(fd: int) -> Optional[int]:
@@ -520,7 +446,7 @@ class AsyncIPVS:
 
     @timeout.setter
     def timeout(self, value: Optional[float]) -> None:
-        _timeout_ms(value)  # the same checks and errors as IPVS
+        timeout_ms(value)  # the same checks and errors as IPVS
         self._check_open()
         w = self._fresh_worker()
         if w.thread is None:
@@ -701,9 +627,7 @@ def _kernel_call(name: str) -> Callable[..., Any]:
 
 def _service_write(name: str) -> Callable[..., Any]:
     async def call(self: AsyncIPVS, service: Service) -> None:
-        if service.__class__ is not Service:
-            _need(Service, "service", service)
-        req = _Request(_WRITE, name, (service,))
+        req = _Request(_WRITE, name, service_op(name, service))
         fut = self._enqueue(req)
         try:
             await fut
@@ -715,11 +639,7 @@ def _service_write(name: str) -> Callable[..., Any]:
 
 def _dest_write(name: str) -> Callable[..., Any]:
     async def call(self: AsyncIPVS, service: Service, dest: Destination) -> None:
-        if service.__class__ is not Service:
-            _need(Service, "service", service)
-        if dest.__class__ is not Destination:
-            _need(Destination, "dest", dest)
-        req = _Request(_WRITE, name, (service, dest))
+        req = _Request(_WRITE, name, dest_op(name, service, dest, "dest"))
         fut = self._enqueue(req)
         try:
             await fut

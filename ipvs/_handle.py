@@ -15,15 +15,17 @@ import warnings
 from typing import (Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union)
 
 from ipvs import _libipvs, _memory, _plan
+from ipvs._backend import Backend
+from ipvs._batch import Batch, need as _need, send_calls
 from ipvs._model import (Call, Connection, Daemon, DaemonState, Destination, Info, Protocol,
                          Service, Stats, Timeouts)
 # the planner's names that tests and older callers import from here
 from ipvs._plan import (Change, Plan, PruneLike, ScopeLike, _dest_key, _dest_map,  # noqa: F401
-                        _dest_map_py, _listed_map, _need, _svc_key, _want_map, plan_changes)
-from ipvs.errors import (BatchError, IPVSError, IPVSUnavailableError, destination_missing,
+                        _dest_map_py, _listed_map, _svc_key, _want_map, plan_changes)
+from ipvs.errors import (IPVSError, IPVSUnavailableError, destination_missing,
                          inconsistent_dump)
 
-__all__ = ["IPVS", "Batch", "Change", "Plan", "Call"]
+__all__ = ["IPVS", "Batch", "Change", "Plan", "Call", "backend_of", "timeout_ms"]
 
 NetnsLike = Union[None, str, "os.PathLike[str]", int]
 
@@ -59,6 +61,18 @@ def _open_netns(netns: NetnsLike) -> Tuple[int, bool]:
                     % type(netns).__name__)
 
 
+def timeout_ms(timeout: Optional[float]) -> int:
+    """`IPVS`'s ``timeout`` (seconds or None) checked, as the backend's
+    milliseconds (0: forever). TypeError / ValueError for a bad value."""
+    if timeout is None:
+        return 0
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError("timeout must be a number of seconds or None")
+    if not timeout > 0:
+        raise ValueError("timeout must be > 0 seconds (or None to wait forever)")
+    return max(1, min(int(timeout * 1000 + 0.5), 2**31 - 1))
+
+
 def _unique(keys: List[Any]) -> bool:
     return len(set(keys)) == len(keys)
 
@@ -90,84 +104,6 @@ def _netns_problem(fd: int) -> Optional[str]:
     if kind != 0x40000000:  # CLONE_NEWNET
         return "a namespace, but not a network namespace"
     return None
-
-
-class Batch:
-    """Collects add/update/delete calls; `IPVS.batch` sends them on exit.
-
-    The methods take what the handle's methods of the same name take, check
-    their arguments at once (TypeError) and record an `ipvs.Call` in
-    ``calls``; nothing reaches the kernel before `send` (or the end of the
-    ``with`` block). A destination's omitted port (None) becomes the
-    service's port when the call is recorded.
-    """
-
-    def __init__(self, owner: "IPVS") -> None:
-        self._owner = owner
-        self.calls: List[Call] = []
-        self.done = False
-
-    def _svc(self, method: str, service: Service) -> None:
-        _need(Service, "service", service)
-        if self.done:
-            raise ValueError("this batch was already sent")
-        self.calls.append(Call(method, service, None, len(self.calls)))
-
-    def _dest(self, method: str, service: Service, dest: Destination) -> None:
-        _need(Service, "service", service)
-        _need(Destination, "destination", dest)
-        if self.done:
-            raise ValueError("this batch was already sent")
-        self.calls.append(Call(method, service, dest.for_service(service), len(self.calls)))
-
-    def add_service(self, service: Service) -> None:
-        """Record an `IPVS.add_service` call."""
-        self._svc("add_service", service)
-
-    def update_service(self, service: Service) -> None:
-        """Record an `IPVS.update_service` call (it replaces the whole record)."""
-        self._svc("update_service", service)
-
-    def delete_service(self, service: Service) -> None:
-        """Record an `IPVS.delete_service` call."""
-        self._svc("delete_service", service)
-
-    def add_destination(self, service: Service, dest: Destination) -> None:
-        """Record an `IPVS.add_destination` call."""
-        self._dest("add_destination", service, dest)
-
-    def update_destination(self, service: Service, dest: Destination) -> None:
-        """Record an `IPVS.update_destination` call (it replaces the whole record)."""
-        self._dest("update_destination", service, dest)
-
-    def delete_destination(self, service: Service, dest: Destination) -> None:
-        """Record an `IPVS.delete_destination` call."""
-        self._dest("delete_destination", service, dest)
-
-    def __len__(self) -> int:
-        return len(self.calls)
-
-    def __enter__(self) -> "Batch":
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is not None:
-            # the block failed: nothing was sent, nothing is sent
-            self.done = True
-            return None
-        self.send()
-        return None
-
-    def send(self) -> int:
-        """Send the recorded calls now; returns how many were applied.
-
-        Raises `BatchError` if any failed: its ``failures`` lists (call,
-        exception) in call order, each call with its ``index``; the calls
-        that succeeded stay applied. ValueError when sent already."""
-        if self.done:
-            raise ValueError("this batch was already sent")
-        self.done = True
-        return self._owner._run_batch(self.calls)
 
 
 class IPVS:
@@ -202,12 +138,12 @@ class IPVS:
             raise TypeError("backend must be a str, not %s" % type(backend).__name__)
         if backend == "memory" or kernel is not None or (backend == "auto" and _memory.auto_enabled()):
             # the memory backend (ipvs/_memory.py): kernel= picks whose behaviour it follows
-            self._h = _memory.open_handle(netns, kernel, self._timeout_ms(timeout), backend)
+            self._h = _memory.open_handle(netns, kernel, timeout_ms(timeout), backend)
         else:
             if backend not in _libipvs.BACKENDS:
                 raise ValueError("backend must be 'auto', 'netlink', 'sockopt' or 'memory', "
                                  "got %r" % backend)
-            ms = self._timeout_ms(timeout)
+            ms = timeout_ms(timeout)
             fd, owned = _open_netns(netns)
             try:
                 self._h = _libipvs.Handle(_libipvs.BACKENDS[backend], fd, ms)
@@ -223,16 +159,6 @@ class IPVS:
         self._netns = netns if not isinstance(netns, int) else None
         # held across the read and the write of modify_service/modify_destination
         self._modify_lock = threading.RLock()
-
-    @staticmethod
-    def _timeout_ms(timeout: Optional[float]) -> int:
-        if timeout is None:
-            return 0
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-            raise TypeError("timeout must be a number of seconds or None")
-        if not timeout > 0:
-            raise ValueError("timeout must be > 0 seconds (or None to wait forever)")
-        return max(1, min(int(timeout * 1000 + 0.5), 2**31 - 1))
 
     # -------------------------------------------------------------- handle
     @property
@@ -252,7 +178,7 @@ class IPVS:
 
     @timeout.setter
     def timeout(self, value: Optional[float]) -> None:
-        ms = self._timeout_ms(value)
+        ms = timeout_ms(value)
         self._live().set_timeout(ms)
         self._timeout = value
 
@@ -546,15 +472,7 @@ class IPVS:
         call (with its ``index``) and its exception; the others stay
         applied."""
         self._live()
-        return Batch(self)
-
-    def _run_batch(self, calls: List[Call]) -> int:
-        results = self._live().batch([(c.method, c.service, c.destination) for c in calls])
-        failures = [(c, e) for c, e in zip(calls, results) if e is not None]
-        succeeded = len(calls) - len(failures)
-        if failures:
-            raise BatchError(failures, succeeded)
-        return succeeded
+        return Batch(self._live)
 
     def apply(self, desired: Mapping[Service, Iterable[Destination]], *,
               prune: PruneLike = True, dry_run: bool = False,
@@ -614,7 +532,9 @@ class IPVS:
         resync; give it the same ``scope``).
 
         ``dry_run=True`` computes the plan and writes nothing. Returns the
-        `Plan` (its ``changes`` in the order they are sent; each `Change`
+        `Plan` (its ``changes`` in the order they are sent: deleted services
+        first, then per service its adds and updates and last its deleted
+        destinations, so that it keeps its new ones throughout; each `Change`
         has the records it replaces and writes, ``before`` and ``after``).
         A destination port of None means its service's port. Raises
         TypeError / ValueError for bad input (a service or destination
@@ -636,14 +556,15 @@ class IPVS:
 
     def _run_plan(self, changes: List[Change]) -> None:
         """Send apply()'s changes as one batch. A `Change` is the (method,
-        service, destination) tuple the C batch takes: no `Call` record is
-        made for the calls that succeed, only for the failures."""
-        results = self._live().batch(changes)
-        if results.count(None) == len(results):
-            return
-        failures = [(Call(c.action, c.service, c.destination, i), e)
-                    for i, (c, e) in enumerate(zip(changes, results)) if e is not None]
-        raise BatchError(failures, len(changes) - len(failures))
+        service, destination) tuple the backend's batch takes: no `Call`
+        record is made for the calls that succeed, only for the failures."""
+        send_calls(self._live(), changes)  # type: ignore[arg-type]
+
+
+def backend_of(lb: IPVS) -> Backend:
+    """The backend handle (ipvs/_backend.py) ``lb`` drives, for the front
+    doors built on `IPVS` (`AsyncIPVS`); ValueError when ``lb`` is closed."""
+    return lb._live()  # type: ignore[no-any-return]
 
 
 _gc_lock = threading.Lock()

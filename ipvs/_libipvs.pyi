@@ -6,7 +6,7 @@ here.  The friendly, validated API is ``ipvs.IPVS`` (ipvs/_handle.py); this
 module trusts its arguments to be model objects.
 """
 
-from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Union
+from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 
 from ipvs._model import Daemon as Daemon
 from ipvs._model import DaemonState as DaemonState
@@ -64,11 +64,12 @@ class Handle:
     def destinations(self, svc: Service) -> List[Destination]: ...
     def listing(self) -> List[Tuple[Service, List[Destination]]]: ...
     def compare(self, want: Dict[Any, Tuple[Service, Dict[Any, Destination]]],
-                keyfn: Callable[[Service], Any], prune_dests: bool
-                ) -> Tuple[List[Service],
+                prune_dests: bool
+                ) -> Tuple[List[Tuple[Any, Service]],
                            Dict[Any, Tuple[List[Destination], List[Tuple[str, Destination]]]]]:
-        """The table's services, and per wanted service whose destinations
-        differ: (deleted, [(method, Destination)]) (see apply())."""
+        """The table's services as (key, Service), each key as
+        ipvs._plan._svc_key gives it, and per wanted service whose
+        destinations differ: (deleted, [(method, Destination)]) (see apply())."""
     def _dest_op(self, op: _DestOpName, svc: Service, dest: Destination) -> None: ...
     def flush(self) -> None: ...
     def zero(self, svc: Optional[Service] = None) -> None: ...

@@ -247,6 +247,18 @@ cdef object _svc_from_c(const ipvs_service *s, _AddrCache cache):
     return obj
 
 
+cdef object _svc_key(const ipvs_service *s, _AddrCache cache):
+    """apply()'s key of a dumped service, equal to what ipvs._plan._svc_key
+    gives for its record: (family, -1, fwmark), or (family, protocol,
+    address, port) with an IPv4 address as its int (an IPv6Address as is)."""
+    cdef int af = C_AF_INET6 if s.af == C_AF_INET6 else C_AF_INET
+    if s.fwmark:
+        return (af, -1, s.fwmark)
+    if af == C_AF_INET6:
+        return (af, s.protocol, cache.get(af, &s.addr), s.port)
+    return (af, s.protocol, ntohl(s.addr.ip), s.port)
+
+
 cdef dict _SCHED_NAMES = {}
 
 
@@ -615,17 +627,20 @@ cdef class Handle:
             ipvs_free(svcs)
             self._leave()
 
-    def compare(self, dict want, keyfn, bint prune_dests):
+    def compare(self, dict want, bint prune_dests):
         """apply()'s read of the table, compared with ``want`` on the raw
-        records: no model object is built for what is equal.
+        records: no model object is built for what is equal, and no Python
+        code runs per service.
 
-        ``want``: {keyfn(service): (Service, {key: Destination})}, ports set.
-        One service dump, then one destination dump per service of ``want``
-        found in the table; its destinations are compared with the wanted
-        ones as C structs (key: family, address, port; then weight,
-        forwarding method, thresholds, tunnel settings), as the records'
-        equality compares them. Returns (services, diffs): every service of
-        the table as a `Service` in dump order, and {key: (deleted, writes)}
+        ``want``: {key: (Service, {key: Destination})}, ports set, each
+        service under the key ipvs._plan._svc_key gives (computed here from
+        the dumped record, _svc_key above). One service dump, then one
+        destination dump per service of ``want`` found in the table; its
+        destinations are compared with the wanted ones as C structs (key:
+        family, address, port; then weight, forwarding method, thresholds,
+        tunnel settings), as the records' equality compares them. Returns
+        (services, diffs): every service of the table as (key, `Service`) in
+        dump order, and {key: (deleted, writes)}
         for each wanted service whose destinations differ: ``deleted`` the
         table's destinations that ``want`` lacks, in dump order (only with
         ``prune_dests``), ``writes`` [(method, Destination)] in ``want``'s
@@ -649,9 +664,10 @@ cdef class Handle:
                 rc = ipvs_get_services(self.h, &svcs, &n)
             self._check(rc, "services")
             for i in range(n):
+                key = _svc_key(&svcs[i], cache)
                 svc = _svc_from_c(&svcs[i], cache)
-                services.append(svc)
-                w = want.get(keyfn(svc))
+                services.append((key, svc))
+                w = want.get(key)
                 if w is None:
                     continue
                 self._listed_dests(&svcs[i], &arr, &m, svc)
@@ -700,7 +716,7 @@ cdef class Handle:
                                 deleted = []
                             deleted.append(_dest_from_c(&arr[j], svcs[i].af, cache))
                 if writes is not None or deleted is not None:
-                    diffs[keyfn(svc)] = (deleted or [], writes or [])
+                    diffs[key] = (deleted or [], writes or [])
                 ipvs_free(arr)
                 arr = NULL
             return services, diffs

@@ -394,7 +394,8 @@ def open_handle(netns: Any, kernel: Optional[str], timeout_ms: int,
 
 
 class MemoryHandle:
-    """The memory backend's stand-in for ``ipvs._libipvs.Handle``."""
+    """The memory backend's stand-in for ``ipvs._libipvs.Handle``: the same
+    backend interface (``ipvs._backend.Backend``)."""
 
     backend = "memory"
 

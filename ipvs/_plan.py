@@ -14,6 +14,12 @@ What the planner takes beyond ``desired`` (see `IPVS.apply`):
   ``current`` and ``desired``; nothing else is looked at.
 * ``scope``: the services the caller owns (keys, records or a predicate);
   nothing outside it is compared, written or deleted.
+
+The order of a plan, on every path: the deleted services first (table
+order), then each wanted service in ``desired``'s order: its add or update,
+its destinations' adds and updates (``desired``'s order), and last the
+deletes of its destinations that ``desired`` no longer lists (table order),
+so that a service is never left without its new destinations in between.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import (Any, Callable, Dict, Iterable, Iterator, List, Literal, Mapp
                     NamedTuple, Optional, Sequence, Tuple, Union)
 
 from ipvs import _libipvs
+from ipvs._batch import need as _need
 from ipvs._model import Destination, Service
 from ipvs.errors import IPVSError
 
@@ -40,11 +47,6 @@ ScopeLike = Union[Iterable[Any], Callable[[Service], bool]]
 Record = Union[Service, Destination]
 #: in scope? (the record, its apply() key)
 _Keep = Callable[[Service, Any], bool]
-
-
-def _need(kind: type, name: str, value: Any) -> None:
-    if not isinstance(value, kind):
-        raise TypeError("%s must be a %s, not %s" % (name, kind.__name__, type(value).__name__))
 
 
 # ------------------------------------------------------------------ Change
@@ -477,13 +479,12 @@ def _plan_compared(h: Any, want: WantMap, prune: PruneLike,
     in C by ``h.compare`` (the same plan, in the same order). The records an
     update replaces (its ``before``) come from one more dump of that service's
     destinations (the C comparison keeps only the new ones)."""
-    services, diffs = h.compare(want, _svc_key, bool(prune))
+    services, diffs = h.compare(want, bool(prune))   # [(key, Service)]: keyed in C
     changes: List[Change] = []
     add = changes.append
     new, C = _new_change, Change
     have: Dict[Any, Service] = {}
-    for svc in services:
-        key = _svc_key(svc)
+    for key, svc in services:
         have[key] = svc
         if prune is True and key not in want and (keep is None or keep(svc, key)):
             add(new(C, ("delete_service", svc, None)))
@@ -495,7 +496,6 @@ def _plan_compared(h: Any, want: WantMap, prune: PruneLike,
         diff = diffs.get(key)
         if diff is not None:
             deleted, writes = diff
-            changes.extend([new(C, ("delete_destination", svc, d)) for d in deleted])
             olds: Optional[Dict[Any, Destination]] = None
             for action, d in writes:
                 if action != "update_destination":
@@ -504,6 +504,8 @@ def _plan_compared(h: Any, want: WantMap, prune: PruneLike,
                 if olds is None:
                     olds = _table_dests(h, cur_svc)
                 add(_update(action, svc, d, olds.get(_dest_key(d))))
+            # removals last: the service keeps serving from the new destinations
+            changes.extend([new(C, ("delete_destination", svc, d)) for d in deleted])
     return changes
 
 
@@ -536,10 +538,6 @@ def plan_changes(current: Mapping[Any, Tuple[Service, Mapping[Any, Destination]]
             continue
         assert have is not None
         cur_dests = have[1]
-        if prune and cur_dests.keys() - dests.keys():
-            for dkey, d in cur_dests.items():
-                if dkey not in dests:
-                    add(new(C, ("delete_destination", svc, d)))
         get = cur_dests.get
         for dkey, d in dests.items():
             cd = get(dkey)
@@ -547,4 +545,9 @@ def plan_changes(current: Mapping[Any, Tuple[Service, Mapping[Any, Destination]]
                 add(new(C, ("add_destination", svc, d)))
             elif cd is not d and drest(cd) != drest(d):
                 add(_update("update_destination", svc, d, cd))
+        # removals last: the service keeps serving from the new destinations
+        if prune and cur_dests.keys() - dests.keys():
+            for dkey, d in cur_dests.items():
+                if dkey not in dests:
+                    add(new(C, ("delete_destination", svc, d)))
     return changes

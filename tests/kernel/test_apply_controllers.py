@@ -48,7 +48,7 @@ def test_changed_names_services_by_key(ipvs_handle, name):
     lb = ipvs_handle
     lb.apply({WEBP: [D1]})
     plan = lb.apply({WEBP: [D2]}, current={WEBP: [D1]}, changed=[name])
-    assert steps(plan) == [("delete_destination", WEBP, D1), ("add_destination", WEBP, D2)]
+    assert steps(plan) == [("add_destination", WEBP, D2), ("delete_destination", WEBP, D1)]
     assert table(lb) == {WEBP: [D2]}
     # a settings change named by the other record: one update_service
     plan = lb.apply({WEB: [D2]}, current={WEBP: [D2]}, changed=[name])
@@ -101,9 +101,9 @@ def test_scope_never_dumps_a_foreign_service(ipvs_handle, ipvs_netns, monkeypatc
         def __getattr__(self, name):
             return getattr(h, name)
 
-        def compare(self, want, keyfn, prune_dests):
+        def compare(self, want, prune_dests):
             asked.append(set(want))
-            return h.compare(want, keyfn, prune_dests)
+            return h.compare(want, prune_dests)
     monkeypatch.setattr(lb, "_h", Spy())
     plan = lb.apply({WEB: [D1.replace(weight=3)], FOREIGN: []}, scope={WEB})
     assert asked == [{_svc_key(WEB)}]
@@ -144,7 +144,7 @@ def test_async_on_the_kernel(ipvs_netns, ipvs_backend):
                                   scope=[WEB])
             return steps(plan), await lb.table()
     got, tab = asyncio.run(main())
-    assert got == [("delete_destination", WEBP, D1), ("add_destination", WEBP, D2)]
+    assert got == [("add_destination", WEBP, D2), ("delete_destination", WEBP, D1)]
     assert {s.key: ds for s, ds in tab.items()} == {FOREIGN.key: [D9], WEB.key: [D2]}
 
 

@@ -103,7 +103,7 @@ def test_apply_create_change_remove_noop_dryrun(ipvs_handle, ipvsadm):
         dns: [Destination("192.168.1.3", 53)],
     }
     dry = lb.apply(desired2, dry_run=True)
-    assert [c.action for c in dry] == ["delete_destination", "update_destination"]
+    assert [c.action for c in dry] == ["update_destination", "delete_destination"]
     assert not dry.applied and sn(ipvsadm) == before
     plan = lb.apply(desired2)
     assert plan == dry.changes
@@ -125,5 +125,5 @@ def test_apply_create_change_remove_noop_dryrun(ipvs_handle, ipvsadm):
     # a changed key field means delete + add
     moved = Destination("192.168.1.1", 8080, weight=5, forward="masq")
     plan = lb.apply({web.replace(scheduler="rr"): [moved]})
-    assert [c.action for c in plan] == ["delete_destination", "add_destination"]
+    assert [c.action for c in plan] == ["add_destination", "delete_destination"]
     assert lb.destinations(web) == [moved]

@@ -58,7 +58,7 @@ def test_changed_names_a_service_by_key(lb, name):
     """The issue's case: the record named is neither of the mappings' own."""
     lb.apply({WEBP: [D1]})
     plan = lb.apply({WEBP: [D2]}, current={WEBP: [D1]}, changed=[name], dry_run=True)
-    assert steps(plan) == [("delete_destination", WEBP, D1), ("add_destination", WEBP, D2)]
+    assert steps(plan) == [("add_destination", WEBP, D2), ("delete_destination", WEBP, D1)]
 
 
 def test_changed_key_of_a_settings_change_updates_the_service(lb):
@@ -108,8 +108,8 @@ def test_async_changed_by_key_and_scope_agree_with_sync(lb):
             full = await alb.apply({}, scope=lambda s: s.port == 80, dry_run=True)
             return a, neither, full
     a, neither, full = asyncio.run(main())
-    assert steps(a) == steps(sync) == [("delete_destination", WEBP, D1),
-                                       ("add_destination", WEBP, D2)]
+    assert steps(a) == steps(sync) == [("add_destination", WEBP, D2),
+                                       ("delete_destination", WEBP, D1)]
     assert not neither
     assert steps(full) == [("delete_service", FOREIGN, None), ("delete_service", WEBP, None)]
 
@@ -147,13 +147,13 @@ def test_scope_incremental_apply_keeps_the_foreign_service(lb, kind):
     # current may hold more than the caller owns: what is out of scope is not compared
     current = {**old, FOREIGN: [D9]}
     plan = lb.apply({WEB: [D2]}, current=current, scope=scope)
-    assert steps(plan) == [("delete_service", API, None), ("delete_destination", WEB, D1),
-                           ("add_destination", WEB, D2)]
+    assert steps(plan) == [("delete_service", API, None), ("add_destination", WEB, D2),
+                           ("delete_destination", WEB, D1)]
     assert lb.table() == {FOREIGN: [D9], WEB: [D2]}
     # changed=: a foreign name is ignored, an owned one is planned
     plan = lb.apply({WEB: [D1]}, current={WEB: [D2], FOREIGN: [D9]},
                     changed=[FOREIGN, WEB], scope=scope)
-    assert steps(plan) == [("delete_destination", WEB, D2), ("add_destination", WEB, D1)]
+    assert steps(plan) == [("add_destination", WEB, D1), ("delete_destination", WEB, D2)]
     assert lb.table() == {FOREIGN: [D9], WEB: [D1]}
 
 
@@ -233,10 +233,11 @@ class FakeCompiled:
         self.dumped: List[Service] = []
         self.closed = False
 
-    def compare(self, want, keyfn, prune_dests):
+    def compare(self, want, prune_dests):
+        from ipvs._plan import _svc_key
         diffs = {}
         for svc, dests in self.table.items():
-            w = want.get(keyfn(svc))
+            w = want.get(_svc_key(svc))
             if w is None:
                 continue
             self.dumped.append(svc)
@@ -246,8 +247,8 @@ class FakeCompiled:
             writes = [("add_destination" if k not in have else "update_destination", d)
                       for k, d in wanted.items() if have.get(k) != d]
             if deleted or writes:
-                diffs[keyfn(svc)] = (deleted, writes)
-        return list(self.table), diffs
+                diffs[_svc_key(svc)] = (deleted, writes)
+        return [(_svc_key(s), s) for s in self.table], diffs
 
     def destinations(self, svc):
         self.dumped.append(svc)
@@ -261,11 +262,35 @@ def test_compared_path_never_dumps_a_foreign_service():
     changes = _plan.make_plan(lambda: fake, {WEB: [D1.replace(weight=4)]}, True, None,
                               names, keep)
     assert [(c.action, c.destination) for c in changes] == [
-        ("delete_destination", D2), ("update_destination", D1.replace(weight=4))]
+        ("update_destination", D1.replace(weight=4)), ("delete_destination", D2)]
     assert FOREIGN not in fake.dumped
-    upd = changes[1]
+    upd = changes[0]
     assert upd.before == D1 and upd.after == D1.replace(weight=4)
     assert str(upd).endswith(": weight 1 -> 4")
+
+
+def test_compared_and_listed_paths_make_one_plan_in_one_order():
+    """The C comparison's path (_plan_compared, over FakeCompiled) and the
+    Python one (plan_changes) give the same plan in the same order: deleted
+    services first, then per service its adds and updates, its deletes last."""
+    from ipvs import _plan
+    D3 = Destination("192.168.1.3", 8080, forward="masq")
+    D4 = Destination("192.168.1.4", 8080, forward="masq")
+    have = {FOREIGN: [D9], WEB: [D1, D2, D3], API: [D1]}
+    desired = {WEB: [D2.replace(weight=5), D4], API: [D2]}
+    want = [("delete_service", FOREIGN, None),
+            ("update_destination", WEB, D2.replace(weight=5)), ("add_destination", WEB, D4),
+            ("delete_destination", WEB, D1), ("delete_destination", WEB, D3),
+            ("add_destination", API, D2), ("delete_destination", API, D1)]
+    for prune in (True, "destinations"):
+        expect = want if prune is True else want[1:]
+        names, keep = _plan.checked(desired, prune, None, None, None)
+        compared = _plan.make_plan(lambda: FakeCompiled(dict(have)), desired, prune, None,
+                                   names, keep)
+        listed = _plan.plan_changes(_plan._want_map(have.items()), _plan._want_map(
+            desired.items()), prune=prune)
+        assert [tuple(c) for c in compared] == [tuple(c) for c in listed] == expect
+        assert compared[0 if prune is not True else 1].before == D2
 
 
 # ------------------------------------------------------------------ Change

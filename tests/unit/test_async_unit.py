@@ -21,7 +21,6 @@ import pytest
 
 import ipvs
 from ipvs import _async
-from ipvs._handle import Call
 from ipvs.errors import (BatchError, IPVSTimeoutError, ServiceExistsError, UnsupportedError)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -34,38 +33,24 @@ def svc(port: int) -> ipvs.Service:
     return S.replace(port=port)
 
 
-class FakeBatch:
+class FakeBackend:
+    """The backend handle (ipvs/_backend.py) behind a FakeIPVS: its batch()."""
+
     def __init__(self, owner: "FakeIPVS") -> None:
         self.owner = owner
-        self.calls = []
 
-    def _rec(self, method, service, dest=None):
-        self.calls.append(Call(method, service, dest, len(self.calls)))
-
-    def add_service(self, service):
-        self._rec("add_service", service)
-
-    def delete_service(self, service):
-        self._rec("delete_service", service)
-
-    def add_destination(self, service, dest):
-        self._rec("add_destination", service, dest)
-
-    def send(self):
+    def batch(self, calls):
         o = self.owner
-        o.batches.append(len(self.calls))
+        o.batches.append(len(calls))
         if o.transport_error is not None:
             raise o.transport_error
-        failures = []
-        for c in self.calls:
-            e = o._outcome(c.method, c.service, brief=True)
-            if e is not None:
-                failures.append((c, e))
-            else:
-                o.log.append((c.method, c.service.port))
-        if failures:
-            raise BatchError(failures, len(self.calls) - len(failures))
-        return len(self.calls)
+        results = []
+        for method, service, dest in calls:
+            e = o._outcome(method, service, brief=True)
+            if e is None:
+                o.log.append((method, service.port))
+            results.append(e)
+        return results
 
 
 class FakeIPVS:
@@ -129,14 +114,15 @@ class FakeIPVS:
         self.log.append(("services", consistent))
         return [S]
 
-    def batch(self):
-        return FakeBatch(self)
+    def handle(self):
+        return FakeBackend(self)
 
 
 @pytest.fixture
 def fake(monkeypatch):
     FakeIPVS.made = []
     monkeypatch.setattr(_async, "IPVS", FakeIPVS)
+    monkeypatch.setattr(_async, "backend_of", FakeIPVS.handle)
     return FakeIPVS
 
 

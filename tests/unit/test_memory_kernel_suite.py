@@ -21,11 +21,12 @@ import ipvs
 from ipvs import cli
 from ipvs.testing import IpvsadmError, memory_auto, reset_memory
 
-from tests.kernel import (test_bulk, test_core, test_coverage_dests, test_coverage_misc,
-                          test_coverage_services, test_errors_kernel, test_property)
+from tests.kernel import (test_apply_order, test_bulk, test_core, test_coverage_dests,
+                          test_coverage_misc, test_coverage_services, test_errors_kernel,
+                          test_property)
 
 MODULES = (test_coverage_services, test_coverage_dests, test_coverage_misc, test_errors_kernel,
-           test_core, test_bulk, test_property)
+           test_core, test_bulk, test_property, test_apply_order)
 
 #: kernel tests not run here, and why (anything else of MODULES runs)
 EXCLUDED: Dict[str, str] = {

@@ -251,11 +251,11 @@ def test_apply_prune_values(lb: Any):
     assert [c.action for c in plan] == ["add_destination"]
     plan = lb.apply(want, prune="destinations", dry_run=True)
     assert [(c.action, str(c.destination)) for c in plan] == [
-        ("delete_destination", "destination 192.168.1.1:80"),
-        ("add_destination", "destination 192.168.1.2:80")]
+        ("add_destination", "destination 192.168.1.2:80"),
+        ("delete_destination", "destination 192.168.1.1:80")]
     plan = lb.apply(want, prune=True, dry_run=True)
-    assert [c.action for c in plan] == ["delete_service", "delete_destination",
-                                        "add_destination"]
+    assert [c.action for c in plan] == ["delete_service", "add_destination",
+                                        "delete_destination"]
     lb.apply(want, prune="destinations")
     assert lb.destinations(other) == [Destination("192.168.2.1", 80)]
     assert lb.destinations(SVC) == [Destination("192.168.1.2", 80)]
