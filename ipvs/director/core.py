@@ -74,6 +74,22 @@ def _check_slots() -> int:
     return max(16, min(soft, 1 << 20) - 256)
 
 
+_timeout = getattr(asyncio, "timeout", None)
+
+
+async def _woken(event: asyncio.Event, timeout: float) -> None:
+    """Wait for ``event`` at most ``timeout`` seconds (on Python 3.11+ on
+    the task itself: asyncio.wait_for would make a task for every wait)."""
+    try:
+        if _timeout is not None:
+            async with _timeout(timeout):
+                await event.wait()
+        else:  # pragma: no cover - Python < 3.11
+            await asyncio.wait_for(event.wait(), timeout)
+    except asyncio.TimeoutError:
+        pass
+
+
 def _now() -> float:
     return time.time()
 
@@ -374,10 +390,7 @@ class Director(Wanted, Reloading, Operations):
                 timeout = min(timeout, DRAIN_POLL)
             if failures:
                 timeout = min(timeout, min(2.0, 0.5 * failures))
-            try:
-                await asyncio.wait_for(self._dirty.wait(), max(0.0, timeout))
-            except asyncio.TimeoutError:
-                pass
+            await _woken(self._dirty, max(0.0, timeout))
             self._dirty.clear()
             full = self._full or failures > 0
             if loop.time() >= self._next_resync:

@@ -38,11 +38,12 @@ def report(mirror: Table, now: Table, calls: List[Call], name: Callable[[ipvs.Se
 
     def drifted(svc: ipvs.Service, dest: Optional[ipvs.Destination], field: str,
                 kernel: Any, wanted: Any) -> None:
+        # counted before it is told: whoever sees the event sees the count
+        if metrics is not None:
+            metrics.drift(svc, field)
         emit("drift", name(svc), None if dest is None else dest.address,
              None if dest is None else dest.port, field=field, kernel=plain(kernel),
              wanted=plain(wanted))
-        if metrics is not None:
-            metrics.drift(svc, field)
 
     for method, svc, dest in calls:
         key = svc.key
@@ -96,8 +97,8 @@ def keep_sysctls(wanted: Tuple[Tuple[str, str], ...], values: Dict[str, Optional
             if first or name not in values:
                 emit("sysctl", name=name, value=value, previous=cur)
             else:
-                emit("drift", field="sysctl", name=name, kernel=cur, wanted=value)
                 if metrics is not None:
                     metrics.drift(None, "sysctl")
+                emit("drift", field="sysctl", name=name, kernel=cur, wanted=value)
         values[name] = value
     return found

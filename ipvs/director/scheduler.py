@@ -193,6 +193,12 @@ class Scheduler:
                 self._tasks.add(t)
                 t.add_done_callback(self._tasks.discard)
 
+    @property
+    def check_tasks(self) -> int:
+        """Check runs in flight as asyncio tasks (every type but tcp, whose
+        connects wait on the scheduler's own epoll set)."""
+        return len(self._tasks)
+
     def _done(self, probe: Any, token: int, result: CheckResult) -> None:
         """A run ended: free its slot, hand its result on, schedule the next."""
         self.free += 1

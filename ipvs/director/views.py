@@ -71,4 +71,5 @@ def status(d: "Director") -> Dict[str, Any]:
             "sync": d.sync_room.status(), "sysctl": dict(d.sysctl_values),
             "announce": d.announcer.status() if d.announcer is not None else None,
             "kernel_error": d.last_round_error, "event_streams": len(d.subscribers),
-            "tasks": len(asyncio.all_tasks())}
+            "tasks": len(asyncio.all_tasks()),
+            "check_tasks": d.scheduler.check_tasks if d.scheduler is not None else 0}
