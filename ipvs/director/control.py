@@ -162,7 +162,7 @@ class ControlServer:
                 return
             path = target.split("?", 1)[0]
             if path == "/events" and method == "GET":
-                await self._events(writer)
+                await self._events(reader, writer)
                 return
             status, answer = await self._dispatch(method, path, body)
             writer.write(_response(status, answer))
@@ -172,19 +172,31 @@ class ControlServer:
         finally:
             writer.close()
 
-    async def _events(self, writer: asyncio.StreamWriter) -> None:
+    async def _events(self, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+        """Stream the events until the director stops or the client goes
+        away (noticed at once, not at the next event's write)."""
         q = self.director.subscribe()
         self._streams[writer] = q
+        gone = asyncio.ensure_future(_until_eof(reader))
+        get: "Optional[asyncio.Future[Any]]" = None
         try:
             writer.write(_response(200, None, stream=True))
             await writer.drain()
             while True:
-                ev = await q.get()
+                get = asyncio.ensure_future(q.get())
+                await asyncio.wait((get, gone), return_when=asyncio.FIRST_COMPLETED)
+                if not get.done():
+                    return         # the client closed its end
+                ev = get.result()
                 if ev is None:
                     return
                 writer.write((json.dumps(ev) + "\n").encode())
                 await writer.drain()
         finally:
+            for t in (get, gone):
+                if t is not None:
+                    t.cancel()
             self._streams.pop(writer, None)
             self.director.unsubscribe(q)
 
@@ -295,3 +307,12 @@ def request(path: str, method: str, target: str, body: Optional[Any] = None, *,
         return status, rest
     finally:
         s.close()
+
+
+async def _until_eof(reader: asyncio.StreamReader) -> None:
+    """Returns when the client closes its end (what it sends is ignored)."""
+    try:
+        while await reader.read(4096):
+            pass
+    except (ConnectionError, OSError):
+        pass

@@ -203,6 +203,31 @@ def test_events_stream(api):
     assert isinstance(ev["time"], float)
 
 
+def test_events_stream_ends_when_its_client_goes_away(api):
+    """A client that closes its end is dropped at once, not at the next
+    event (with no event to come, its stream and task would stay)."""
+    sock, _, d, loop = api
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.connect(sock)
+    c.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+    deadline = 200
+    while not d.subscribers and deadline:
+        threading.Event().wait(0.05)
+        deadline -= 1
+    assert d.subscribers, "the events stream did not subscribe"
+    c.close()
+    deadline = 200
+    while d.subscribers and deadline:
+        threading.Event().wait(0.05)
+        deadline -= 1
+    assert not d.subscribers, "the stream of a closed client stayed"
+
+    async def streams():
+        return [t for t in asyncio.all_tasks() if t.get_coro().__qualname__
+                in ("ControlServer._client", "_until_eof")]
+    assert asyncio.run_coroutine_threadsafe(streams(), loop).result(10) == []
+
+
 def _swallow(fn):
     try:
         fn()
