@@ -73,6 +73,7 @@ def main() -> int:
     ap.add_argument("--services", type=int, default=2300)
     ap.add_argument("--servers", type=int, default=16)
     ap.add_argument("--skip-director", action="store_true")
+    ap.add_argument("--skip-library", action="store_true")
     args = ap.parse_args()
     trees = {"before": os.path.abspath(args.before), "after": os.path.abspath(args.after)}
     # {(scale, row): {tree: [median of each pass]}}
@@ -85,8 +86,8 @@ def main() -> int:
         for name in order:
             tree = trees[name]
             print("pass %d: %s (%s)" % (n + 1, name, tree), file=sys.stderr, flush=True)
-            for res in run_lib(tree, args.scales, args.repeat,
-                               os.path.join(tmp, "%s-%d.json" % (name, n))):
+            for res in [] if args.skip_library else run_lib(
+                    tree, args.scales, args.repeat, os.path.join(tmp, "%s-%d.json" % (name, n))):
                 scale = "%dx%d" % (res["services"], res["dests"])
                 med = {k: statistics.median(v) for k, v in res["times"].items() if v}
                 for row, base in LIB_ROWS:

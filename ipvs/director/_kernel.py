@@ -89,6 +89,10 @@ class Kernel:
         """{Service: [Destination]} of the whole namespace, with counters."""
         return await self._handle.get().table()  # type: ignore[no-any-return]
 
+    async def services(self) -> List[ipvs.Service]:
+        """The services of the namespace (no destinations: a cheap dump)."""
+        return await self._handle.get().services()  # type: ignore[no-any-return]
+
     async def apply(self, desired: Records, current: Records,
                     changed: Optional[List[ipvs.Service]] = None,
                     dry_run: bool = False) -> List[ipvs.Change]:
@@ -151,6 +155,11 @@ class MemoryKernel(Kernel):
         if self.fail is not None:
             raise self.fail
         return await super().table()
+
+    async def services(self) -> List[ipvs.Service]:
+        if self.fail is not None:
+            raise self.fail
+        return await super().services()
 
     async def apply(self, desired: Records, current: Records,
                     changed: Optional[List[ipvs.Service]] = None,

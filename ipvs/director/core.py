@@ -97,7 +97,7 @@ def _now() -> float:
 class Director(Wanted, Reloading, Operations):
     """Keeps the services of a configuration in one namespace's IPVS table.
 
-    ``kernel`` is an object with the coroutines ``table()``,
+    ``kernel`` is an object with the coroutines ``table()``, ``services()``,
     ``apply(desired, current, changed, dry_run)``, ``reopen()`` and
     ``close()``, and ``sysctl_read``/``sysctl_write`` (see ``_kernel``); by
     default the real one of the configuration's namespace.
@@ -421,14 +421,14 @@ class Director(Wanted, Reloading, Operations):
         while not self._closing:
             await asyncio.sleep(min(WATCH_INTERVAL, self.config.director.resync_interval))
             try:
-                table = await self.kernel.table()
+                services = await self.kernel.services()
             except (ipvs.IPVSError, OSError):
                 await self.kernel.reopen()
                 self._full = True
                 self.wake()
                 continue
-            keys = {s.key for s in table}
-            if any(k not in keys for k in self.table) or not table and self.table:
+            keys = {s.key for s in services}
+            if any(k not in keys for k in self.table) or not services and self.table:
                 self._full = True
                 self.wake()
 
