@@ -131,7 +131,9 @@ capture: $(OUT)/capture
 # inherit the preloaded ASan runtime and die.
 ASAN_DESELECT := \
     --deselect tests/unit/test_sandbox_unit.py::test_boot_runs_command_with_cwd_env_and_status \
-    --deselect tests/unit/test_sandbox_unit.py::test_timeout_kills_the_kernel
+    --deselect tests/unit/test_sandbox_unit.py::test_timeout_kills_the_kernel \
+    --deselect tests/unit/test_sandbox_io.py::test_stdin_passes_through_and_order_is_kept_in_one_file \
+    --deselect tests/unit/test_sandbox_io.py::test_restore_from_a_pipe
 asan:
 	$(call private_copy,$(HB)/asan)
 	cd $(HB)/asan && IPVS_CFLAGS="$(ASAN_CFLAGS)" IPVS_LDFLAGS="-fsanitize=address,undefined" \
