@@ -38,7 +38,7 @@ import pytest
 import ipvs
 from ipvs import netns
 from tests.lab.harness import all_up, config, prometheus_binary, timed, wait_until, weights
-from tests.unit.test_alert_rules import (ALERTS, RULES, dashboard_exprs, read_dashboard,
+from tests.contrib_rules import (ALERTS, RULES, dashboard_exprs, read_dashboard,
                                          substitute)
 
 METRICS_PORT = 19587      # the director's /metrics, in the director's namespace
