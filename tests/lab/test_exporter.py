@@ -23,24 +23,13 @@ import pytest
 
 pytest.importorskip("prometheus_client",
                     reason="prometheus_client missing: pip install 'ipvs[exporter]'")
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 import ipvs  # noqa: E402
 import ipvs.exporter as ex  # noqa: E402
 
 from tests.lab.harness import ipvsadm, prometheus_binary  # noqa: E402
+from tests.prometheus_text import Series, series  # noqa: E402
 
-Series = Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]
-
-
-def series(text: str) -> Series:
-    out: Series = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            key = (s.name, tuple(sorted(s.labels.items())))
-            assert key not in out, "duplicate series %r" % (key,)
-            out[key] = s.value
-    return out
 
 
 _SVC_RE = re.compile(r"^(TCP|UDP|SCTP|FWM)\s+(\S+)\s+(.*)$")

@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 import urllib.request
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import pytest
 
@@ -19,11 +19,11 @@ prometheus_client = pytest.importorskip(
     "prometheus_client", reason="prometheus_client missing: pip install 'ipvs[exporter]'")
 from prometheus_client.core import CollectorRegistry, Counter  # noqa: E402
 from prometheus_client.exposition import generate_latest  # noqa: E402
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 import ipvs  # noqa: E402
 from ipvs import Destination, Info, Service, Stats  # noqa: E402
 import ipvs.exporter as ex  # noqa: E402
+from tests.prometheus_text import series  # noqa: E402
 
 SHARED = "192.168.9.9"   # one real server behind several services
 
@@ -101,15 +101,6 @@ def generic_text(c: ex.IPVSCollector, snaps: List[ex.Snapshot]) -> str:
     return generate_latest(reg).decode()
 
 
-def series(text: str) -> Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]:
-    """{(sample name, sorted labels): value}; fails on a duplicate series."""
-    out: Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float] = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            key = (s.name, tuple(sorted(s.labels.items())))
-            assert key not in out, "duplicate series %r" % (key,)
-            out[key] = s.value
-    return out
 
 
 def families(text: str) -> Dict[str, str]:
