@@ -18,6 +18,9 @@ import stat
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from ipvs.director.config import ConfigError
+from ipvs.director.events import end_stream
+from ipvs.director.operations import NoAnnounce, NotFound
+from ipvs.director.sync import NoSync
 
 if TYPE_CHECKING:
     from ipvs.director.core import Director
@@ -129,9 +132,8 @@ class ControlServer:
     async def close(self) -> None:
         if self.server is not None:
             self.server.close()
-            from ipvs.director.events import end_stream as _end_stream
             for w, q in list(self._streams.items()):
-                _end_stream(q)       # ends the stream's handler
+                end_stream(q)       # ends the stream's handler
                 w.close()
             for _ in range(100):
                 if not self._streams:
@@ -211,7 +213,6 @@ class ControlServer:
             return 405, {"error": "%s wants %s" % (path, routes[path])}
         if path == "/status":
             return 200, d.status()
-        from ipvs.director.core import NoAnnounce, NotFound
         if path == "/announce":
             try:
                 return 200, d.announce_status()
@@ -225,7 +226,6 @@ class ControlServer:
                 return 400, {"error": "bad JSON: %s" % e}
             if not isinstance(args, dict):
                 return 400, {"error": "the body must be a JSON object"}
-        from ipvs.director.sync import NoSync
         try:
             if path == "/reload":
                 return 200, await d.reload()
