@@ -29,6 +29,7 @@ from tests.contrib_rules import (ALERTS, ROOT, RULES, RULES_TEST, UNIT, VARIABLE
                                   _literals, _panels, dashboard_exprs, defined, metric_names,
                                   promtool, read_dashboard, read_rule_tests, read_rules,
                                   substitute)
+from tests.contrib_rules import pytestmark  # noqa: F401  (skip without contrib/)
 
 
 def _run(args: List[str], cwd: str = ROOT) -> "subprocess.CompletedProcess[str]":
