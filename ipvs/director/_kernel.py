@@ -56,8 +56,6 @@ class Kernel:
         self._handle = LazyHandle(self._open)
 
     def _open(self) -> ipvs.AsyncIPVS:
-        if self.backend == "auto":
-            return ipvs.AsyncIPVS(netns=self.netns)
         return ipvs.AsyncIPVS(netns=self.netns, backend=self.backend)
 
     async def reopen(self) -> None:

@@ -17,6 +17,7 @@ import socket
 import stat
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
+from ipvs.director._aio import within
 from ipvs.director.config import ConfigError
 from ipvs.director.events import end_stream
 from ipvs.director.operations import NoAnnounce, NotFound
@@ -152,8 +153,8 @@ class ControlServer:
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             try:
-                method, target, headers, body = await asyncio.wait_for(
-                    _read_request(reader), READ_TIMEOUT)
+                method, target, headers, body = await within(_read_request(reader),
+                                                             READ_TIMEOUT)
             except _HTTPError as e:
                 writer.write(_response(e.status, {"error": str(e)}))
                 return

@@ -34,6 +34,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 import ipvs
 from ipvs.director import checks as _checks
 from ipvs.director import drift, heap, planner
+from ipvs.director._aio import within
 from ipvs.director.config import CheckConfig, Config, service_name
 from ipvs.director.events import Events
 from ipvs.director.operations import NoAnnounce, NotFound, Operations
@@ -72,22 +73,6 @@ def _check_slots() -> int:
     except ImportError:  # pragma: no cover - not Linux
         return 1000
     return max(16, min(soft, 1 << 20) - 256)
-
-
-_timeout = getattr(asyncio, "timeout", None)
-
-
-async def _woken(event: asyncio.Event, timeout: float) -> None:
-    """Wait for ``event`` at most ``timeout`` seconds (on Python 3.11+ on
-    the task itself: asyncio.wait_for would make a task for every wait)."""
-    try:
-        if _timeout is not None:
-            async with _timeout(timeout):
-                await event.wait()
-        else:  # pragma: no cover - Python < 3.11
-            await asyncio.wait_for(event.wait(), timeout)
-    except asyncio.TimeoutError:
-        pass
 
 
 def _now() -> float:
@@ -240,11 +225,9 @@ class Director(Wanted, Reloading, Operations):
     async def _apply(self, want: Table, current: Table, keys: Optional[List[Key]] = None,
                      dry_run: bool = False) -> List[Change]:
         """The library's ``apply()`` turning ``current`` into ``want`` (both
-        of own services only; ``keys``: only these services changed)."""
-        changed = None
-        if keys is not None:
-            changed = [self.services[k].service if k in self.services else current[k][0]
-                       for k in keys if k in self.services or k in current]
+        of own services only; ``keys``: only these services, all of them
+        the director's, changed)."""
+        changed = None if keys is None else [self.services[k].service for k in keys]
         return await self.kernel.apply(planner.records(want), planner.records(current),
                                        changed, dry_run)
 
@@ -390,7 +373,8 @@ class Director(Wanted, Reloading, Operations):
                 timeout = min(timeout, DRAIN_POLL)
             if failures:
                 timeout = min(timeout, min(2.0, 0.5 * failures))
-            await _woken(self._dirty, max(0.0, timeout))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await within(self._dirty.wait(), max(0.0, timeout))
             self._dirty.clear()
             full = self._full or failures > 0
             if loop.time() >= self._next_resync:

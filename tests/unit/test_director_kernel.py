@@ -52,7 +52,7 @@ def test_async_handle_and_the_library_apply(monkeypatch):
         await k.close()
     asyncio.run(go())
     (h,) = FakeAsyncIPVS.made
-    assert h.kw == {"netns": "lab-director"}
+    assert h.kw == {"netns": "lab-director", "backend": "auto"}
     assert h.applied == [({SVC: [DEST]}, {"current": {}, "changed": [SVC], "prune": True,
                                           "dry_run": False})]
     assert h.closed

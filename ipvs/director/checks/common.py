@@ -13,6 +13,7 @@ import ssl
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple
 
+from ipvs.director._aio import within
 from ipvs.director.config_errors import Path, _Ctx
 from ipvs.director.config_records import CheckConfig
 
@@ -49,9 +50,6 @@ class CheckResult:
 
 class Fail(Exception):
     """A run's failure, its text the result's message."""
-
-
-_timeout = getattr(asyncio, "timeout", None)
 
 
 class CheckType:
@@ -95,12 +93,7 @@ class CheckType:
         """One run within ``limit`` seconds in all, as a result."""
         start = time.monotonic()
         try:
-            if _timeout is not None:
-                # Python 3.11+: a deadline on the running task, no extra task
-                async with _timeout(limit):
-                    message, weight = await self.run(c)
-            else:  # pragma: no cover - Python < 3.11
-                message, weight = await asyncio.wait_for(self.run(c), limit)
+            message, weight = await within(self.run(c), limit)
             return CheckResult("success", message, time.monotonic() - start, weight)
         except asyncio.TimeoutError:
             return timed_out(limit, start)
